@@ -1,0 +1,7 @@
+"""`python -m cimsim`."""
+
+import sys
+
+from cimsim.cli import main
+
+sys.exit(main())

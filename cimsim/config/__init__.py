@@ -1,0 +1,6 @@
+"""Scenario configuration: the schema and its TOML loader."""
+
+from cimsim.config.load import apply_overrides, load_scenario, scenario_to_dict
+from cimsim.config.schema import Scenario
+
+__all__ = ["Scenario", "load_scenario", "scenario_to_dict", "apply_overrides"]

@@ -1,0 +1,324 @@
+"""Load, override and validate scenario TOML files.
+
+The loader is generic: it walks the dataclasses of `cimsim.config.schema` with
+`dataclasses.fields` and `typing.get_type_hints`, so a field added to the schema
+is loadable without touching this module. Every problem is an `InputError` with
+a one-line message naming the file, the dotted key path, the bad value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import re
+import textwrap
+import tomllib
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from cimsim.config.schema import Scenario
+from cimsim.errors import InputError
+
+ENUMS: dict[str, tuple[str, ...]] = {
+    "chip.clocking": ("timestep", "elastic"),
+    "noc.topology": ("ideal",),
+    "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
+    "mapping.fc_on": ("digital", "crossbar"),
+    "mapping.replica_fit": ("split", "error", "assume"),
+    "dataflow.mode": ("regular", "speedup"),
+}
+"""Allowed values of the enumerated string fields, by dotted key path."""
+
+NON_NEGATIVE: frozenset[str] = frozenset(
+    {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed"}
+)
+"""Integer fields that may be 0; every other integer field must be > 0."""
+
+LOADER_FIELDS: frozenset[str] = frozenset({"source"})
+"""Scenario fields set by the loader, never by the file or an override."""
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key(parent: str, name: str) -> str:
+    """Dotted key path of `name` inside `parent`, quoting non-bare keys as TOML does."""
+    part = name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+    return f"{parent}.{part}" if parent else part
+
+
+def _show(value: Any) -> str:
+    """Render a value TOML-like on one line, for messages."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_key('', str(k))} = {_show(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return " ".join(str(value).split())
+
+
+def _one_line(text: object) -> str:
+    """Collapse all whitespace runs (newlines included) to single spaces."""
+    return " ".join(str(text).split())
+
+
+def _settable(cls: type, prefix: str) -> dict[str, dataclasses.Field[Any]]:
+    """Fields of dataclass `cls` (at key path `prefix`) that a file may set."""
+    return {
+        f.name: f
+        for f in dataclasses.fields(cls)
+        if _key(prefix, f.name) not in LOADER_FIELDS
+    }
+
+
+def _known(cls: type, prefix: str) -> str:
+    """The "(known keys in ...)" hint for an unknown key."""
+    where = f"[{prefix}]" if prefix else "the top level"
+    return f"(known keys in {where}: {', '.join(_settable(cls, prefix))})"
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    """A fresh copy of a field's default value."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return copy.deepcopy(f.default)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each documented field of dataclass `cls` to its docstring.
+
+    The docstring is the string literal right after the field's annotated
+    assignment in the class source (read with `ast`), cleaned with
+    `inspect.cleandoc`. Fields without such a literal are left out.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body if isinstance(tree.body[0], ast.ClassDef) else []
+    docs: dict[str, str] = {}
+    for stmt, nxt in zip(body, body[1:]):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+            and isinstance(nxt.value.value, str)
+        ):
+            docs[stmt.target.id] = inspect.cleandoc(nxt.value.value)
+    return docs
+
+
+def _split_override(item: str) -> tuple[list[str], str]:
+    """Split `KEY=VALUE` into the key's dotted parts and the value text."""
+    key, sep, text = item.partition("=")
+    try:  # let TOML parse the dotted key, so quoted parts ("a.b") work
+        node = tomllib.loads(f"{key.strip()} = 0") if sep and key.strip() else None
+    except tomllib.TOMLDecodeError:
+        node = None
+    if node is None:
+        raise InputError(f"--set {item}: expected KEY=VALUE")
+    parts: list[str] = []
+    while isinstance(node, dict):
+        (name, node), = node.items()
+        parts.append(name)
+    return parts, text.strip()
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as a TOML value, else take it as a plain string."""
+    try:
+        doc = tomllib.loads("v = " + text)
+    except tomllib.TOMLDecodeError:
+        return text
+    return doc["v"] if set(doc) == {"v"} else text
+
+
+def _apply_one(raw: dict[str, Any], item: str) -> str:
+    """Apply one `KEY=VALUE` override to `raw` in place; return the canonical key path."""
+    parts, text = _split_override(item)
+    value = _parse_value(text)
+    cls: type = Scenario
+    node, path = raw, ""
+    for i, name in enumerate(parts):
+        fields = _settable(cls, path)
+        full = _key(path, name)
+        if name not in fields:
+            raise InputError(f"--set {item}: unknown key '{full}' {_known(cls, path)}")
+        tp = typing.get_type_hints(cls)[name]
+        rest = parts[i + 1 :]
+        if not rest:
+            # A str field takes the text verbatim (so name=2024 is the name "2024").
+            node[name] = text if tp is str and not isinstance(value, str) else value
+            return full
+        if dataclasses.is_dataclass(tp):
+            child = node.setdefault(name, {})
+        elif typing.get_origin(tp) is dict:
+            child = node.setdefault(name, _default(fields[name]))
+        else:
+            raise InputError(f"--set {item}: '{full}' is not a table")
+        if not isinstance(child, dict):
+            raise InputError(f"--set {item}: '{full}' is not a table in the scenario file")
+        if not dataclasses.is_dataclass(tp):
+            sub = ".".join(rest)
+            child[sub] = value
+            return _key(full, sub)
+        node, cls, path = child, tp, full
+    raise AssertionError("unreachable")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of the raw scenario dict with `KEY=VALUE` overrides applied.
+
+    Keys are dotted paths checked against the schema (`chip.crossbar_rows=512`,
+    `dataflow.layer_rates={conv1=2}`, or one entry of a dict field such as
+    `dataflow.layer_rates.conv1=2`). A value is parsed as a TOML value, else
+    taken as a plain string (a string field always takes the text verbatim).
+    Values are not validated here; `load_scenario` validates them like file values.
+    `raw` itself is left unchanged.
+    """
+    out = copy.deepcopy(raw)
+    for item in overrides:
+        _apply_one(out, item)
+    return out
+
+
+class _Checker:
+    """Builds the dataclass tree from a raw dict, failing with one-line messages."""
+
+    def __init__(self, label: str, from_set: Mapping[str, str]) -> None:
+        self.label = label
+        self.from_set = from_set
+
+    def origin(self, path: str) -> str:
+        """Say which `--set` supplied the value at `path`, if one did."""
+        for key, item in reversed(list(self.from_set.items())):
+            if path == key or path.startswith(key + ".") or key.startswith(path + "."):
+                return f" (from --set {item})"
+        return ""
+
+    def fail(self, path: str, value: Any, why: str) -> NoReturn:
+        """Raise the InputError for a bad value at `path`."""
+        raise InputError(f"{self.label}: {path} = {_show(value)}{self.origin(path)}: {why}")
+
+    def build(self, cls: type, raw: dict[str, Any], prefix: str) -> Any:
+        """Instantiate dataclass `cls` from the table `raw` found at key path `prefix`."""
+        fields = _settable(cls, prefix)
+        for name in raw:
+            path = _key(prefix, name)
+            if path in LOADER_FIELDS:
+                raise InputError(f"{self.label}: key '{path}' is set by the loader, not the file")
+            if name not in fields:
+                raise InputError(f"{self.label}: unknown key '{path}' {_known(cls, prefix)}")
+        hints = typing.get_type_hints(cls)
+        kwargs: dict[str, Any] = {}
+        for name, f in fields.items():
+            path = _key(prefix, name)
+            if name in raw:
+                kwargs[name] = self.value(hints[name], raw[name], path)
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                doc = field_docs(cls).get(name, "")
+                hint = f" ({_one_line(doc)})" if doc else ""
+                raise InputError(f"{self.label}: missing required key '{path}'{hint}")
+        return cls(**kwargs)
+
+    def value(self, tp: Any, value: Any, path: str) -> Any:
+        """Check and convert one value of schema type `tp`."""
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                self.fail(path, value, "must be a table")
+            return self.build(tp, value, path)
+        if typing.get_origin(tp) is dict:
+            _, item_tp = typing.get_args(tp)
+            if not isinstance(value, dict):
+                self.fail(path, value, f"must be a table of name = {self.rule(item_tp, path)}")
+            return {k: self.scalar(item_tp, v, _key(path, k), path) for k, v in value.items()}
+        return self.scalar(tp, value, path, path)
+
+    def rule(self, tp: Any, rule_path: str) -> str:
+        """What a scalar of type `tp` at `rule_path` must be, in words."""
+        if tp is bool:
+            return "true or false"
+        if tp is int:
+            return "non-negative integer" if rule_path in NON_NEGATIVE else "positive integer"
+        if tp is float:
+            return "positive number"
+        if tp is str:
+            allowed = ENUMS.get(rule_path)
+            return "one of " + ", ".join(json.dumps(a) for a in allowed) if allowed else "string"
+        raise TypeError(f"unsupported schema type {tp!r} at {rule_path}")
+
+    def scalar(self, tp: Any, value: Any, path: str, rule_path: str) -> Any:
+        """Check one scalar; `rule_path` is the schema field whose rules apply."""
+        rule = self.rule(tp, rule_path)
+        article = "" if rule.startswith("one of") else "an " if rule[0] in "aeiou" else "a "
+        why = f"must be {article}{rule}"
+        is_num = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if tp is bool:
+            ok = isinstance(value, bool)
+        elif tp is int:
+            floor = 0 if rule_path in NON_NEGATIVE else 1
+            ok = is_num and isinstance(value, int) and value >= floor
+        elif tp is float:
+            try:
+                ok = is_num and math.isfinite(float(value)) and value > 0
+            except OverflowError:
+                ok = False
+            value = float(value) if ok else value
+        else:
+            allowed = ENUMS.get(rule_path)
+            ok = isinstance(value, str) and (not allowed or value in allowed)
+        if not ok:
+            self.fail(path, value, why)
+        return value
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """Read and parse a TOML file, mapping every failure to an InputError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"scenario file not found: {path}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({_one_line(exc)})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: malformed TOML: {_one_line(exc)}") from None
+
+
+def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
+    """Load, override and validate a scenario TOML file.
+
+    `overrides` are `KEY=VALUE` strings (see `apply_overrides`) applied before
+    validation. `model` is resolved relative to the scenario file's directory
+    and stored as an absolute path; `name` defaults to the file's stem; `source`
+    is set to `path` as given. Raises `InputError` on any problem.
+    """
+    file = Path(path)
+    raw = _read(file)
+    from_set = {_apply_one(raw, item): item for item in overrides}
+    checker = _Checker(str(file), from_set)
+    scenario: Scenario = checker.build(Scenario, raw, "")
+    resolved = (file.parent / scenario.model).resolve()
+    if not resolved.is_file():
+        origin = checker.origin("model")
+        raise InputError(
+            f"{file}: model = {_show(scenario.model)}{origin}: file not found ({resolved})"
+        )
+    return dataclasses.replace(
+        scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file)
+    )
+
+
+def scenario_to_dict(s: Scenario) -> dict[str, Any]:
+    """The scenario as a plain, JSON-able dict (tables become nested dicts)."""
+    return dataclasses.asdict(s)

@@ -1,0 +1,125 @@
+"""The scenario as a tree of frozen dataclasses.
+
+Every field has a default, a unit in its name where it has one, and a docstring
+(the string literal right after it), which `scenarios/template.toml` mirrors.
+Loading and validation live in `cimsim.config.load`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ChipConfig:
+    """The core array and what is inside each core."""
+
+    array_rows: int = 8
+    """Rows of the core array (cores are placed along a snake over rows x cols)."""
+    array_cols: int = 6
+    """Columns of the core array."""
+    crossbar_rows: int = 256
+    """Rows (inputs) of each core's crossbar: one weight per device."""
+    crossbar_cols: int = 256
+    """Columns (outputs) of each core's crossbar."""
+    clock_mhz: float = 500.0
+    """Clock frequency in MHz; one simulated time unit is one cycle of this clock."""
+    cycles_per_timestep: int = 50
+    """Cycles in one dataflow timestep (Dazzi: 100 ns at 500 MHz = 50 cycles)."""
+    clocking: str = "timestep"
+    """"timestep": lock-step, each core computes at most one parallel group per
+    timestep and its step must fit in cycles_per_timestep (else it stalls);
+    "elastic": free-running, each step takes its own cycles and the timestep emerges."""
+    sram_word_bits: int = 128
+    """Input SRAM word length in bits."""
+    sram_depth_words: int = 512
+    """Input SRAM depth in words (128 x 512 = 8 KiB in Dazzi)."""
+    mvm_cycles: int = 10
+    """Cycles of one crossbar matrix-vector multiplication (all replicas at once)."""
+    digital_cycles: int = 4
+    """Cycles of the digital processor per output pixel (scale, ReLU, residual/partial add)."""
+    partial_sum_timesteps: int = 1
+    """Timesteps for a row-split layer's partial sums to reach the merging core's
+    digital processor (Dazzi 2.4.4: a split layer behaves as two layers in sequence)."""
+
+
+@dataclass(frozen=True)
+class NocConfig:
+    """The network-on-chip between cores."""
+
+    topology: str = "ideal"
+    """"ideal": a dedicated point-to-point link per dataflow edge (Dazzi 3.1.3)."""
+    ideal_hop_timesteps: int = 0
+    """Ideal fabric: timesteps between a pixel's production and its use by the
+    consumer. 0: used in the same timestep (Dazzi 3.1.3, "all data delivery occurs
+    within one timestep"); 1: registered at the timestep boundary."""
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    """How images enter the chip."""
+
+    pixels_per_timestep: int = 1
+    """Pixels of the input image streamed into the first layer's core per timestep."""
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    """How layers become cores."""
+
+    sram_method: str = "plip"
+    """Input SRAM pixel placement: "iwap", "klip", "plip", or "auto" (IWAP when a
+    pixel is smaller than a word, else PLIP, as Dazzi 3.1.2)."""
+    fc_on: str = "digital"
+    """Where the final fully connected layer runs: "digital" (the digital processor
+    of the core producing its input, after global average pooling; Dazzi's 43-core
+    count) or "crossbar" (a core of its own)."""
+    replica_fit: str = "split"
+    """When a layer's kernel replicas do not fit one crossbar: "split" it by rows
+    over more cores (Eq. 5), "error", or "assume" they fit (Dazzi 3.1.4's assumption;
+    reported as a warning)."""
+
+
+@dataclass(frozen=True)
+class DataflowConfig:
+    """Pixels per timestep computed by each layer."""
+
+    mode: str = "regular"
+    """"regular": every core computes one pixel per timestep; "speedup": rates from
+    speedup_rates by output channels (Dazzi 3.1.4), layer_rates override both."""
+    speedup_rates: dict[str, int] = field(default_factory=lambda: {"16": 4, "28": 2, "56": 1})
+    """Speed-up mode: output channels -> pixels per timestep (kernel replicas)."""
+    layer_rates: dict[str, int] = field(default_factory=dict)
+    """Per-layer override: layer name -> pixels per timestep."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to simulate and report."""
+
+    batch: int = 1
+    """Images streamed back to back."""
+    seed: int = 0
+    """Seed of the run's single numpy Generator."""
+    max_timesteps: int = 10_000_000
+    """Hard limit on simulated timesteps; a run reaching it stops with exit code 3."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One experiment: a model on a chip with a dataflow."""
+
+    model: str
+    """Path of the model TOML, relative to the scenario file."""
+    name: str = ""
+    """Name shown in reports (defaults to the scenario file's stem)."""
+    description: str = ""
+    """Free text."""
+    chip: ChipConfig = field(default_factory=ChipConfig)
+    noc: NocConfig = field(default_factory=NocConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    source: str = ""
+    """Path of the file this scenario was loaded from (set by the loader)."""

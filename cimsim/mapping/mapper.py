@@ -1,0 +1,164 @@
+"""Map a network onto the core array (Dazzi 2021 sections 2.2, 2.4.4, 3.1.1).
+
+Each conv layer (and the FC layer when it runs on a crossbar) becomes one or more
+cores; add, average-pooling and digital-FC layers are fused into the digital
+processor of the core that produces their main input. Pure: no SimPy.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cimsim.config.schema import Scenario
+from cimsim.errors import MappingError
+from cimsim.mapping.placement import snake
+from cimsim.mapping.plan import CoreSpec, LayerMapping, MappingPlan
+from cimsim.mapping.replication import collective_shape
+from cimsim.mapping.sram import auto_method, layout
+from cimsim.network import Layer, Network
+
+
+def layer_rate(layer: Layer, scenario: Scenario) -> int:
+    """Pixels per timestep the layer computes under the scenario's dataflow."""
+    flow = scenario.dataflow
+    if layer.name in flow.layer_rates:
+        return flow.layer_rates[layer.name]
+    if flow.mode == "speedup":
+        return flow.speedup_rates.get(str(layer.out_channels), 1)
+    return 1
+
+
+def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """Map every layer to the compute layer (or input) that emits its pixels, and
+    each compute layer to the layers fused into its digital processor."""
+    emit: dict[str, str] = {}
+    fused: dict[str, list[str]] = {}
+    for layer in net.layers:
+        if layer.kind == "input":
+            emit[layer.name] = layer.name
+        elif layer.kind == "conv" or (layer.kind == "fc" and scenario.mapping.fc_on == "crossbar"):
+            emit[layer.name] = layer.name
+            fused[layer.name] = []
+        else:
+            src = emit[layer.inputs[0]]
+            if src == net.input_layer.name:
+                raise MappingError(
+                    f"{net.source}: layer '{layer.name}' ({layer.kind}) reads the network input directly; "
+                    "it must follow a conv layer whose digital processor can run it"
+                )
+            if len(net.consumers(layer.inputs[0])) > 1 and layer.kind == "add":
+                raise MappingError(
+                    f"{net.source}: add layer '{layer.name}': its main input '{layer.inputs[0]}' has other "
+                    "consumers, so the add cannot be fused into that layer's digital processor"
+                )
+            emit[layer.name] = src
+            fused[src].append(layer.name)
+    return emit, fused
+
+
+def map_network(net: Network, scenario: Scenario) -> MappingPlan:
+    """Place every compute layer on cores of the scenario's chip."""
+    chip = scenario.chip
+    emit, fused = _emitters(net, scenario)
+    warnings: list[str] = []
+    layers: dict[str, LayerMapping] = {}
+    edges: list[tuple[str, str, str]] = []
+    cores: list[CoreSpec] = []
+    positions = snake(chip.array_rows, chip.array_cols)
+    for layer in net.layers:
+        if layer.name not in fused:
+            continue
+        rate = layer_rate(layer, scenario)
+        kernel = layer.kernel if layer.kind == "conv" else 1
+        stride = layer.stride if layer.kind == "conv" else 1
+        single = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, 1)
+        shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
+        fits = shape.rows <= chip.crossbar_rows and shape.cols <= chip.crossbar_cols
+        note = ""
+        if fits or scenario.mapping.replica_fit == "split" or rate == 1:
+            rows, cols = shape.rows, shape.cols
+        elif scenario.mapping.replica_fit == "error":
+            raise MappingError(
+                f"{scenario.source}: layer '{layer.name}': {rate} kernel replicas need {shape.rows} x {shape.cols} "
+                f"crossbar cells, crossbar is {chip.crossbar_rows} x {chip.crossbar_cols} (mapping.replica_fit = 'error')"
+            )
+        else:
+            rows, cols = single.rows, single.cols
+            note = (f"{rate} replicas need {shape.rows} rows x {shape.cols} cols > crossbar "
+                    f"{chip.crossbar_rows} x {chip.crossbar_cols}; assumed to fit (mapping.replica_fit = 'assume')")
+            warnings.append(f"{layer.name}: {note}")
+        row_parts = math.ceil(rows / chip.crossbar_rows)
+        col_parts = math.ceil(cols / chip.crossbar_cols)
+        if fits or note:
+            pass
+        elif rate > 1:
+            note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
+        main = emit[layer.inputs[0]]
+        residual = None
+        for f in fused[layer.name]:
+            fl = net.layer(f)
+            if fl.kind == "add":
+                if residual is not None:
+                    raise MappingError(f"{net.source}: layer '{layer.name}' would need two residual adds")
+                residual = emit[fl.inputs[1]]
+        in_bits = layer.in_channels * net.bits
+        method = scenario.mapping.sram_method
+        if method == "auto":
+            method = auto_method(in_bits, chip.sram_word_bits)
+        lay = layout(method, in_bits, layer.in_h, kernel, chip.sram_word_bits)
+        residual_words = 0
+        if residual is not None:
+            res_pixel_words = math.ceil(layer.out_channels * net.bits / chip.sram_word_bits)
+            residual_words = res_pixel_words * (layer.out_h + 2)
+        need = lay.words + residual_words
+        if need > chip.sram_depth_words:
+            raise MappingError(
+                f"{scenario.source}: layer '{layer.name}' needs {need} words of {chip.sram_word_bits}-bit input SRAM "
+                f"({method.upper()}, {layer.in_h} x {kernel} pixels of {in_bits} bits"
+                f"{' + residual buffer' if residual_words else ''}), the core has chip.sram_depth_words = "
+                f"{chip.sram_depth_words}"
+            )
+        ids = []
+        for r in range(row_parts):
+            for c in range(col_parts):
+                cid = len(cores)
+                if cid >= len(positions):
+                    total = _count_cores(net, scenario, fused)
+                    raise MappingError(
+                        f"{scenario.source}: the mapping needs {total} cores, the array has "
+                        f"chip.array_rows x chip.array_cols = {chip.array_rows} x {chip.array_cols} = {len(positions)}"
+                    )
+                r_used = min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
+                c_used = min(chip.crossbar_cols, cols - c * chip.crossbar_cols)
+                cores.append(CoreSpec(cid, layer.name, r, c, r_used, c_used, positions[cid]))
+                ids.append(cid)
+        layers[layer.name] = LayerMapping(
+            layer=layer.name, rate=rate, replicas=rate, method=shape.method, rows=shape.rows, cols=shape.cols,
+            fits=fits, row_parts=row_parts, col_parts=col_parts, cores=tuple(ids), sram_method=method,
+            pixel_bits=in_bits, sram_words=need, write_cycles=lay.write_cycles[1], read_cycles=lay.read_cycles[1],
+            fused=tuple(fused[layer.name]), main_input=main, residual_input=residual, note=note,
+        )
+        edges.append((main, layer.name, "main"))
+        if residual is not None:
+            edges.append((residual, layer.name, "residual"))
+    return MappingPlan(
+        layers=layers, cores=tuple(cores), edges=tuple(edges), input_name=net.input_layer.name,
+        output_layer=emit[net.output_layer.name], array=(chip.array_rows, chip.array_cols),
+        warnings=tuple(warnings),
+    )
+
+
+def _count_cores(net: Network, scenario: Scenario, fused: dict[str, list[str]]) -> int:
+    """Cores the mapping would need on an unbounded array (for the error message)."""
+    chip = scenario.chip
+    total = 0
+    for name in fused:
+        layer = net.layer(name)
+        kernel = layer.kernel if layer.kind == "conv" else 1
+        stride = layer.stride if layer.kind == "conv" else 1
+        rate = layer_rate(layer, scenario)
+        shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
+        if scenario.mapping.replica_fit == "assume" and rate > 1:
+            shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, 1)
+        total += math.ceil(shape.rows / chip.crossbar_rows) * math.ceil(shape.cols / chip.crossbar_cols)
+    return total

@@ -1,0 +1,89 @@
+"""The mapping plan: which cores compute which layer, and the dataflow edges between them.
+
+Pure data, no SimPy: built by `cimsim.mapping.mapper.map_network`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    """One IMC core: a part of one layer's (collective) kernel matrix."""
+
+    id: int
+    layer: str
+    row_part: int
+    col_part: int
+    rows_used: int
+    cols_used: int
+    position: tuple[int, int]
+    """(row, column) on the core array."""
+
+    @property
+    def name(self) -> str:
+        """Human-readable core name, e.g. ``conv23.r1`` or ``conv1``."""
+        return f"{self.layer}" if (self.row_part, self.col_part) == (0, 0) else f"{self.layer}.r{self.row_part}c{self.col_part}"
+
+
+@dataclass(frozen=True)
+class LayerMapping:
+    """How one compute layer (a conv or a crossbar FC) sits on the chip."""
+
+    layer: str
+    rate: int
+    """Output pixels computed per timestep (= kernel replicas, nr_parallel of Algorithm 1)."""
+    replicas: int
+    method: int
+    rows: int
+    """Crossbar rows of the collective kernel matrix (all replicas)."""
+    cols: int
+    fits: bool
+    """True when the collective matrix fits the cores it was given."""
+    row_parts: int
+    col_parts: int
+    cores: tuple[int, ...]
+    sram_method: str
+    pixel_bits: int
+    """Bits of one input pixel (input channels x activation bits)."""
+    sram_words: int
+    """Words the input SRAM needs for H x F input pixels."""
+    write_cycles: int
+    """SRAM cycles to store one input pixel (words it touches)."""
+    read_cycles: int
+    """SRAM cycles to read one kernel row of F input pixels."""
+    fused: tuple[str, ...]
+    """Non-crossbar layers run by this layer's digital processor (add, avgpool, fc)."""
+    main_input: str
+    """Compute layer (or the network input) whose pixels feed the crossbar."""
+    residual_input: str | None
+    """Compute layer whose pixels are added by the digital processor, if any."""
+    note: str = ""
+
+    @property
+    def merge_cores(self) -> tuple[int, ...]:
+        """Cores that emit the layer's output: the last row part of each column part."""
+        return tuple(self.cores[(self.row_parts - 1) * self.col_parts + c] for c in range(self.col_parts))
+
+
+@dataclass(frozen=True)
+class MappingPlan:
+    """The network on the chip."""
+
+    layers: dict[str, LayerMapping]
+    """Compute layers in topological order."""
+    cores: tuple[CoreSpec, ...]
+    edges: tuple[tuple[str, str, str], ...]
+    """(producer, consumer, role) between compute layers; role main|residual; the
+    network input is the producer name of the first layer's main edge."""
+    input_name: str
+    output_layer: str
+    """Compute layer whose digital processor emits the network output."""
+    array: tuple[int, int]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def core_count(self) -> int:
+        """Number of IMC cores used."""
+        return len(self.cores)

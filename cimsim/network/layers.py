@@ -1,0 +1,147 @@
+"""The network as data: frozen layers and the dataflow graph between them.
+
+A `Network` is a DAG of `Layer`s. Every layer produces a feature map of
+``out_h x out_w x out_channels`` activations; a *pixel* is one position on the
+H, W plane across all channels (Dazzi et al. 2021, section 2). Layers are
+built by `cimsim.network.model.load_model` from a model TOML, or directly with
+`Network.from_layers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+LAYER_KINDS: tuple[str, ...] = ("input", "conv", "add", "avgpool", "fc")
+"""Every value `Layer.kind` can take."""
+
+ROLE_MAIN = "main"
+"""Edge role of a layer's (first) input."""
+ROLE_RESIDUAL = "residual"
+"""Edge role of the second input of an add (the shortcut)."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer of a CNN with its input and output feature-map shapes.
+
+    ``inputs`` names the producer layers; for an ``"add"`` it is
+    ``(main, residual)``. The ``"input"`` layer has no inputs and equal input and
+    output shapes (the image).
+    """
+
+    name: str
+    kind: str
+    inputs: tuple[str, ...]
+    in_h: int
+    in_w: int
+    in_channels: int
+    out_h: int
+    out_w: int
+    out_channels: int
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    relu: bool = False
+
+    @property
+    def kernel_rows(self) -> int:
+        """Rows of the kernel matrix (crossbar inputs): F*F*C_in for a conv, C_in for an fc, else 0."""
+        if self.kind == "conv":
+            return self.kernel * self.kernel * self.in_channels
+        if self.kind == "fc":
+            return self.in_channels
+        return 0
+
+    @property
+    def kernel_cols(self) -> int:
+        """Columns of the kernel matrix (crossbar outputs): C_out for a conv or fc, else 0."""
+        if self.kind in ("conv", "fc"):
+            return self.out_channels
+        return 0
+
+    @property
+    def pixels_out(self) -> int:
+        """Output pixels per image: out_h * out_w."""
+        return self.out_h * self.out_w
+
+    def pixel_bits(self, bits: int) -> int:
+        """Size in bits of one output pixel with ``bits``-bit activations."""
+        return self.out_channels * bits
+
+
+@dataclass(frozen=True)
+class Network:
+    """A CNN as layers in topological order plus its dataflow graph.
+
+    ``graph`` has one node per layer name (attribute ``layer``: the `Layer`) and
+    an edge producer -> consumer with attribute ``role``: ``"main"``, or
+    ``"residual"`` for the second input of an add.
+    """
+
+    name: str
+    description: str
+    bits: int
+    source: str
+    layers: tuple[Layer, ...]
+    graph: nx.DiGraph = field(compare=False, hash=False, repr=False)
+
+    @classmethod
+    def from_layers(
+        cls,
+        name: str,
+        layers: tuple[Layer, ...] | list[Layer],
+        *,
+        description: str = "",
+        bits: int = 8,
+        source: str = "",
+    ) -> Network:
+        """Build a network and its graph from layers already in topological order.
+
+        Shapes are taken as given (no validation beyond the graph being
+        consistent); `load_model` is the validating entry point.
+        """
+        layers = tuple(layers)
+        graph = nx.DiGraph()
+        for layer in layers:
+            graph.add_node(layer.name, layer=layer)
+        for layer in layers:
+            for position, producer in enumerate(layer.inputs):
+                if producer not in graph:
+                    raise ValueError(f"layer {layer.name!r}: input {producer!r} is not a layer")
+                role = ROLE_RESIDUAL if layer.kind == "add" and position == 1 else ROLE_MAIN
+                graph.add_edge(producer, layer.name, role=role)
+        return cls(
+            name=name, description=description, bits=bits, source=source, layers=layers, graph=graph
+        )
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name`` (KeyError if there is none)."""
+        try:
+            return self.graph.nodes[name]["layer"]
+        except KeyError:
+            raise KeyError(f"network {self.name!r} has no layer {name!r}") from None
+
+    def consumers(self, name: str) -> list[str]:
+        """Names of the layers that take ``name``'s output, in definition order."""
+        order = self._order()
+        return sorted(self.graph.successors(name), key=order.__getitem__)
+
+    @property
+    def input_layer(self) -> Layer:
+        """The ``"input"`` layer (the image)."""
+        return self.layers[0]
+
+    @property
+    def output_layer(self) -> Layer:
+        """The single layer whose output no layer consumes."""
+        outputs = [layer for layer in self.layers if self.graph.out_degree(layer.name) == 0]
+        if len(outputs) != 1:
+            names = ", ".join(repr(layer.name) for layer in outputs)
+            raise ValueError(f"network {self.name!r} has {len(outputs)} output layers: {names}")
+        return outputs[0]
+
+    def _order(self) -> dict[str, int]:
+        """Layer name -> position in definition order."""
+        return {layer.name: index for index, layer in enumerate(self.layers)}

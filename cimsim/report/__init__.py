@@ -1,0 +1,5 @@
+"""Per-layer metrics and tables."""
+
+from cimsim.report.summary import Report, make_report
+
+__all__ = ["Report", "make_report"]

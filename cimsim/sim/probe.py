@@ -1,0 +1,47 @@
+"""Instrumentation: components report to a probe; subscribers (stats, trace writers) listen.
+
+Model code never prints or writes files; it calls the probe, and whatever is
+subscribed turns the calls into statistics or trace records.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Subscriber(Protocol):
+    """Receives the events of a run."""
+
+    def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
+                cycles: int) -> None:
+        """A core computed outputs first..first+count-1 of `image` in `timestep`."""
+
+    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
+        """A core that had work left could not compute for `timesteps` timesteps."""
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """The network output of `image` was produced."""
+
+
+class Probe:
+    """Fans events out to subscribers (none: the calls cost one loop over an empty list)."""
+
+    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
+        self.subscribers: list[Subscriber] = list(subscribers or [])
+
+    def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
+                cycles: int) -> None:
+        """Forward a compute event."""
+        for s in self.subscribers:
+            s.compute(cycle, timestep, core, layer, image, first, count, cycles)
+
+    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
+        """Forward a stall interval."""
+        if timesteps > 0:
+            for s in self.subscribers:
+                s.stall(core, layer, cause, start_timestep, timesteps)
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """Forward an image completion."""
+        for s in self.subscribers:
+            s.image_done(image, start_timestep, done_timestep, cycle)
