@@ -3,4 +3,4 @@
 from cimsim.config.load import apply_overrides, load_scenario, scenario_to_dict
 from cimsim.config.schema import Scenario
 
-__all__ = ["Scenario", "load_scenario", "scenario_to_dict", "apply_overrides"]
+__all__ = ["Scenario", "apply_overrides", "load_scenario", "scenario_to_dict"]

@@ -10,7 +10,7 @@ from cimsim.config.schema import Scenario
 from cimsim.errors import SimulationError
 from cimsim.hw.core import Core, CoreTiming
 from cimsim.hw.geometry import LayerGeometry, build_geometry
-from cimsim.hw.ports import InputPort, OutputPort
+from cimsim.hw.ports import OutputPort
 from cimsim.hw.source import ImageSource
 from cimsim.mapping.plan import MappingPlan
 from cimsim.network import Network

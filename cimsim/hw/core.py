@@ -134,7 +134,7 @@ class Core:
         if cause is not None:
             self.cause = cause
 
-    def run(self):  # noqa: ANN201 - SimPy generator
+    def run(self):
         """The controller loop: one iteration per parallel group computed."""
         env, t, geom = self.env, self.t, self.geom
         cpt = t.cycles_per_timestep

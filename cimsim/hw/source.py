@@ -36,12 +36,12 @@ class ImageSource:
         """One-line state."""
         return f"source: sent {self.sent}/{self.batch * self.pixels_per_image} pixels"
 
-    def run(self):  # noqa: ANN201 - SimPy generator
+    def run(self):
         """Emit up to `rate` pixels at each timestep boundary, never splitting an image's pixel group."""
         total = self.batch * self.pixels_per_image
         next_ts = 0
         while self.sent < total:
-            image, k = divmod(self.sent, self.pixels_per_image)
+            k = self.sent % self.pixels_per_image
             count = min(self.rate, self.pixels_per_image - k)
             if any(not p.has_space(count) for p in self.outputs):
                 for p in self.outputs:

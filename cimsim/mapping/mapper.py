@@ -89,9 +89,7 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
             warnings.append(f"{layer.name}: {note}")
         row_parts = math.ceil(rows / chip.crossbar_rows)
         col_parts = math.ceil(cols / chip.crossbar_cols)
-        if fits or note:
-            pass
-        elif rate > 1:
+        if not (fits or note) and rate > 1:
             note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
         main = emit[layer.inputs[0]]
         residual = None
