@@ -34,6 +34,9 @@ class ChipConfig:
     """Input SRAM word length in bits."""
     sram_depth_words: int = 512
     """Input SRAM depth in words (128 x 512 = 8 KiB in Dazzi)."""
+    sram_ports: int = 1
+    """Input SRAM ports: 1 (stores and kernel-row reads share the port, their cycles add)
+    or 2 (one write and one read port, they overlap)."""
     mvm_cycles: int = 10
     """Cycles of one crossbar matrix-vector multiplication (all replicas at once)."""
     digital_cycles: int = 4

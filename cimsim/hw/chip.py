@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import simpy
 
 from cimsim.config.schema import Scenario
 from cimsim.errors import SimulationError
-from cimsim.hw.core import Core, CoreTiming
+from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import OutputPort
 from cimsim.hw.source import ImageSource
 from cimsim.mapping.plan import MappingPlan
+from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.network import Network
 from cimsim.sim.probe import Probe, Subscriber
 from cimsim.sim.record import CoreRecord, RunRecord
@@ -22,10 +24,30 @@ from cimsim.sim.stats import StatsCollector
 def layer_geometry(net: Network, plan: MappingPlan, name: str) -> LayerGeometry:
     """Dataflow tables of a compute layer (an FC on a crossbar sees one 1 x 1 pixel)."""
     layer = net.layer(name)
-    rate = plan.layers[name].rate
+    lm = plan.layers[name]
     if layer.kind == "conv":
-        return build_geometry(layer.in_h, layer.in_w, layer.kernel, layer.stride, layer.padding, rate)
+        return build_geometry(layer.in_h, layer.in_w, layer.kernel, layer.stride, layer.padding, lm.rate, lm.dw)
     return build_geometry(1, 1, 1, 1, 0, 1)
+
+
+def sram_timing(lay: SramLayout, geom: LayerGeometry) -> SramTiming:
+    """Word counts of every store slot and of every group's kernel-row reads, for each
+    rotation (phase) of the circular buffer."""
+    cols = geom.slot_columns
+    read = np.zeros((cols, geom.n_groups), dtype=np.int64)
+    cache: dict[tuple[int, tuple[int | None, ...]], int] = {}
+    for phase in range(cols):
+        for gi in range(geom.n_groups):
+            lo, hi = (int(v) for v in geom.group_cols[gi])
+            slots = tuple(None if c < 0 or c >= geom.in_w else (phase + c) % cols for c in range(lo, hi + 1))
+            total = 0
+            for x in geom.group_rows[gi]:
+                key = (x, slots) if 0 <= x < geom.in_h else (-1, (None,) * len(slots))
+                if key not in cache:
+                    cache[key] = lay.read_words(*key)
+                total += cache[key]
+            read[phase, gi] = total
+    return SramTiming(lay.write_table(), read)
 
 
 class Chip:
@@ -44,7 +66,7 @@ class Chip:
         self.stats = StatsCollector(rep)
         self.probe = Probe([self.stats, *(subscribers or [])])
         timing = CoreTiming(self.cpt, chip.clocking == "elastic", chip.mvm_cycles, chip.digital_cycles,
-                            scenario.noc.ideal_hop_timesteps, chip.partial_sum_timesteps)
+                            scenario.noc.ideal_hop_timesteps, chip.partial_sum_timesteps, chip.sram_ports)
         names = {c.id: c.name for c in plan.cores}
         self.cores: dict[int, Core] = {}
         self.ports: list[OutputPort] = []
@@ -53,8 +75,11 @@ class Chip:
         consumers: dict[str, list[tuple[str, str]]] = {}
         for src, dst, role in plan.edges:
             consumers.setdefault(src, []).append((dst, role))
-        rate_of = {n: lm.rate for n, lm in plan.layers.items()}
-        rate_of[plan.input_name] = scenario.input.pixels_per_timestep
+        geoms = {name: layer_geometry(net, plan, name) for name in plan.layers}
+        # A consumer's inbox holds two of its producer's largest deliveries (a Method 2
+        # stripe releases its later columns at once).
+        burst = {n: int(np.diff(g.group_released, prepend=0).max()) for n, g in geoms.items()}
+        burst[plan.input_name] = scenario.input.pixels_per_timestep
 
         def sources(layer: str) -> list[str]:
             return [plan.input_name] if layer == plan.input_name else [names[c] for c in plan.layers[layer].merge_cores]
@@ -62,7 +87,9 @@ class Chip:
         output_layer = plan.output_layer
         for name in reversed(list(plan.layers)):
             lm = plan.layers[name]
-            geom = layer_geometry(net, plan, name)
+            geom = geoms[name]
+            lay = make_layout(lm.sram_method, lm.pixel_bits, geom.in_h, geom.slot_columns, chip.sram_word_bits)
+            sram = sram_timing(lay, geom)
             pooled = any(net.layer(f).kind == "avgpool" for f in lm.fused)
             merge = set(lm.merge_cores)
             for cid in reversed(lm.cores):
@@ -82,12 +109,12 @@ class Chip:
                 partial_sources = ([names[lm.cores[r * lm.col_parts + spec.col_part]] for r in range(lm.row_parts - 1)]
                                    if cid in merge else [])
                 self.cores[cid] = Core(
-                    env, spec, lm, geom, timing, self.probe, self.batch, outputs,
+                    env, spec, lm, geom, sram, timing, self.probe, self.batch, outputs,
                     main_sources=sources(lm.main_input),
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
-                    pooled=pooled and cid in merge, main_capacity=2 * rate_of[lm.main_input],
+                    pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
                 )
         first = [lm for lm in plan.layers.values() if lm.main_input == plan.input_name]
         src_ports = [OutputPort(env, plan.input_name, self.cores[c].main) for lm in first for c in lm.cores]
@@ -113,7 +140,7 @@ class Chip:
         st = self.stats
         cores = [
             CoreRecord(c.spec.id, c.spec.name, c.spec.layer, st.active.get(c.spec.id, 0),
-                       dict(st.stalls.get(c.spec.id, {})), c.peak_occupancy, c.residual.peak)
+                       dict(st.stalls.get(c.spec.id, {})), c.main.peak, c.residual.peak)
             for c in sorted(self.cores.values(), key=lambda c: c.spec.id)
         ]
         done = [st.images[i][0] for i in range(self.batch)]

@@ -1,27 +1,25 @@
 """The IMC core (Dazzi 2021 Fig. 1C) as a SimPy process.
 
 One process per core runs the dataflow controller's loop (Algorithm 1): store the
-pixels that arrived (Algorithm 2's circular H x F buffer: a pixel may only
-overwrite a slot whose previous pixel no output still needs), fire when the next
-parallel group's windows are complete (`conditions_to_compute`), read the new kernel
-rows, run the crossbar MVM and the digital processor, and deliver the outputs.
-A core with nothing to do sleeps on an event; producers and consumers wake it.
+pixels that arrived (Algorithm 2's circular buffer: a pixel may only overwrite a slot
+whose previous pixel no pending group still needs), fire when the next parallel
+group's windows are complete (`conditions_to_compute`), read the new kernel rows,
+run the crossbar MVM and the digital processor, and deliver the outputs in stream
+order. A core with nothing to do sleeps on an event; producers and consumers wake it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import numpy as np
 import simpy
 
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.hw.ports import InputPort, OutputPort
 from cimsim.mapping.plan import CoreSpec, LayerMapping
 from cimsim.sim.probe import Probe
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)
@@ -34,19 +32,32 @@ class CoreTiming:
     digital_cycles: int
     hop_timesteps: int
     partial_sum_timesteps: int
+    sram_ports: int
+
+
+@dataclass(frozen=True)
+class SramTiming:
+    """SRAM cycles of one layer's layout: per stored slot, and per group's kernel-row reads."""
+
+    write: np.ndarray
+    """write[x, slot]: words touched storing input row x into column slot `slot`."""
+    read: np.ndarray
+    """read[phase, group]: words read for the group's new kernel rows; phase = first global
+    column of the image modulo the slot columns (the circular buffer's rotation)."""
 
 
 class Core:
     """Input SRAM + dataflow controller + crossbar + digital processor of one core."""
 
     def __init__(self, env: simpy.Environment, spec: CoreSpec, mapping: LayerMapping, geom: LayerGeometry,
-                 timing: CoreTiming, probe: Probe, batch: int, outputs: Sequence[OutputPort],
+                 sram: SramTiming, timing: CoreTiming, probe: Probe, batch: int, outputs: Sequence[OutputPort],
                  main_sources: Sequence[str], residual_sources: Sequence[str], partial_sources: Sequence[str],
                  emits_image_done: bool, pooled: bool, main_capacity: int) -> None:
         self.env = env
         self.spec = spec
         self.map = mapping
         self.geom = geom
+        self.sram = sram
         self.t = timing
         self.probe = probe
         self.batch = batch
@@ -54,22 +65,20 @@ class Core:
         self.emits_image_done = emits_image_done
         self.pooled = pooled
         self.main = InputPort(self, "main", main_sources, capacity=main_capacity)
-        self.residual = InputPort(self, "residual", residual_sources, capacity=3 * geom.out_h)
+        self.residual = InputPort(self, "residual", residual_sources, capacity=mapping.residual_capacity)
         self.partial = InputPort(self, "partial", partial_sources, capacity=None)
-        self.slots = geom.kernel * geom.in_h
+        self.slots = geom.slot_columns * geom.in_h
         self.stored = 0
         self.done = 0
+        """Outputs computed so far (all images)."""
         self.group = 0
         self.total_groups = batch * geom.n_groups
         self.busy_until_ts = -1
         self.store_cycles = 0
         self.store_ts = -1
-        self.peak_occupancy = 0
         self.started = False
         self.mark_ts = 0
         self.cause = "input"
-        self.blocked_on: OutputPort | None = None
-        self.waiters: set[Core] = set()
         self._wake: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -85,25 +94,29 @@ class Core:
                 f"arrived {self.main.arrived}, residual {self.residual.arrived}, partial {self.partial.arrived}, "
                 f"outputs {self.done}, waits for {self.cause}")
 
-    # --- Algorithm 2: circular H x F store ----------------------------------------------------------
+    # --- Algorithm 2: circular store ------------------------------------------------------------
     def _slot_free(self, g: int) -> bool:
         prev = g - self.slots
         if prev < 0:
             return True
-        n_in = self.geom.n_in
-        last = int(self.geom.last_use[prev % n_in])
-        return last < 0 or self.done > (prev // n_in) * self.geom.n_out + last
+        geom = self.geom
+        last = int(geom.last_group[prev % geom.n_in])
+        return last < 0 or self.group > (prev // geom.n_in) * geom.n_groups + last
 
     def _store(self) -> None:
-        stored_before = self.stored
+        geom = self.geom
+        before = self.stored
+        cycles = 0
         while self.stored < self.main.arrived and self._slot_free(self.stored):
+            image, k = divmod(self.stored, geom.n_in)
+            col, x = divmod(k, geom.in_h)
+            cycles += int(self.sram.write[x, (image * geom.in_w + col) % geom.slot_columns])
             self.stored += 1
-        n = self.stored - stored_before
-        if n:
+        if self.stored != before:
             now_ts = self.env.now // self.t.cycles_per_timestep
             if now_ts != self.store_ts:
                 self.store_ts, self.store_cycles = now_ts, 0
-            self.store_cycles += n * self.map.write_cycles
+            self.store_cycles += cycles
             self.main.consume_to(self.stored)
 
     # --- Algorithm 1: conditions_to_compute -----------------------------------------------------
@@ -113,28 +126,46 @@ class Core:
         need = image * geom.n_in + int(geom.group_need[gi]) + 1
         if self.stored < need:
             return "sram" if self.main.arrived >= need else "input"
-        end = image * geom.n_out + int(geom.group_end[gi])
-        if self.residual.sources and self.residual.arrived < end:
+        if self.residual.sources and self.residual.arrived < image * geom.n_out + int(geom.group_out_need[gi]):
             return "residual"
-        if self.partial.sources and self.partial.arrived < end:
+        if self.partial.sources and self.partial.arrived < image * geom.n_out + int(geom.group_done[gi]):
             return "partial"
-        count = int(geom.group_end[gi] - geom.group_start[gi])
+        count = self._release_count(gi)
         for port in self.outputs:
-            if not port.has_space(1 if self.pooled else count):
-                self.blocked_on = port
+            if not port.has_space(count):
                 port.register_waiter(self)
                 return "output"
         return None
 
-    def _account(self, now_ts: int, cause: str | None) -> None:
+    def _release_count(self, gi: int) -> int:
+        """Pixels sent to each output port when group `gi` completes."""
+        geom = self.geom
+        if self.pooled:
+            return 1 if gi == geom.n_groups - 1 else 0
+        if not self.outputs or self.outputs[0].target.role == "partial":
+            return int(geom.group_count[gi])
+        return int(geom.group_released[gi] - (geom.group_released[gi - 1] if gi else 0))
+
+    def _account(self, now_ts: int) -> None:
         """Charge the timesteps since the last mark to the cause in force."""
         if self.started and now_ts > self.mark_ts:
             self.probe.stall(self.spec.id, self.spec.layer, self.cause, self.mark_ts, now_ts - self.mark_ts)
             self.mark_ts = now_ts
-        if cause is not None:
-            self.cause = cause
 
-    def run(self):
+    def _step_cycles(self, image: int, gi: int, now_ts: int) -> tuple[int, int]:
+        """(SRAM cycles, total cycles) of computing group `gi` now."""
+        geom, t = self.geom, self.t
+        if self.store_ts != now_ts:
+            self.store_cycles = 0
+        phase = (image * geom.in_w) % geom.slot_columns
+        reads = int(self.sram.read[phase, gi])
+        sram = self.store_cycles + reads if t.sram_ports == 1 else max(self.store_cycles, reads)
+        digital = t.digital_cycles * int(geom.group_count[gi])
+        if self.pooled and gi == geom.n_groups - 1:
+            digital += t.digital_cycles
+        return sram, sram + t.mvm_cycles + digital
+
+    def run(self):  # SimPy generator
         """The controller loop: one iteration per parallel group computed."""
         env, t, geom = self.env, self.t, self.geom
         cpt = t.cycles_per_timestep
@@ -142,11 +173,12 @@ class Core:
             self._store()
             cause = self._blocked()
             now_ts = env.now // cpt
-            if not self.started and (self.main.arrived > 0):
+            if not self.started and self.main.arrived > 0:
                 self.started, self.mark_ts = True, now_ts
             if cause is not None:
                 if cause != self.cause:
-                    self._account(now_ts, cause)
+                    self._account(now_ts)
+                    self.cause = cause
                 self._wake = env.event()
                 yield self._wake
                 self._wake = None
@@ -154,41 +186,34 @@ class Core:
             if not t.elastic and now_ts <= self.busy_until_ts:
                 yield env.timeout((self.busy_until_ts + 1) * cpt - env.now)
                 continue
-            self._account(now_ts, None)
+            self._account(now_ts)
             image, gi = divmod(self.group, geom.n_groups)
-            first = int(geom.group_start[gi])
-            count = int(geom.group_end[gi]) - first
-            last_of_image = gi == geom.n_groups - 1
-            if self.store_ts != now_ts:
-                self.store_cycles = 0
-            cycles = (self.store_cycles + int(geom.group_rows[gi]) * self.map.read_cycles + t.mvm_cycles
-                      + t.digital_cycles * count + (t.digital_cycles if last_of_image and self.pooled else 0))
+            sram, cycles = self._step_cycles(image, gi, now_ts)
             self.store_cycles = 0
+            steps = 1
             if t.elastic:
                 yield env.timeout(cycles)
                 deliver_cycle = env.now
-                steps = 1
             else:
                 steps = max(1, -(-cycles // cpt))
                 deliver_cycle = (now_ts + steps - 1) * cpt
                 if steps > 1:
-                    self.probe.stall(self.spec.id, self.spec.layer, "sram" if cycles - t.mvm_cycles > cpt
-                                     else "compute", now_ts + 1, steps - 1)
-            self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, first, count, cycles)
+                    cause = "compute" if cycles - sram > cpt else "sram"
+                    self.probe.stall(self.spec.id, self.spec.layer, cause, now_ts + 1, steps - 1)
+            count = int(geom.group_count[gi])
+            before = int(geom.group_done[gi]) - count
+            self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, before, count, cycles)
+            send = self._release_count(gi)
             self.group += 1
-            self.done = image * geom.n_out + first + count
-            self.residual.consume_to(self.done)
-            self.partial.consume_to(self.done)
+            self.done += count
+            self.residual.consume_to(image * geom.n_out + int(geom.group_released[gi]))
+            self.partial.consume_to(image * geom.n_out + int(geom.group_done[gi]))
             self._store()
-            if self.pooled:
-                if last_of_image:
-                    for port in self.outputs:
-                        port.send(1, deliver_cycle)
-            else:
+            if send:
                 for port in self.outputs:
-                    port.send(count, deliver_cycle)
-            if self.emits_image_done and last_of_image:
-                self.probe.image_done(image, -1, (deliver_cycle // cpt), deliver_cycle)
+                    port.send(send, deliver_cycle)
+            if self.emits_image_done and gi == geom.n_groups - 1:
+                self.probe.image_done(image, -1, deliver_cycle // cpt, deliver_cycle)
             self.busy_until_ts = now_ts + steps - 1
             self.mark_ts = self.busy_until_ts + 1 if not t.elastic else env.now // cpt + 1
         self.cause = "done"

@@ -1,8 +1,12 @@
-"""Per-layer dataflow tables for Algorithm 1: which input pixel completes each
-output window, when an input pixel is last used, and the parallel output groups.
+"""Per-layer dataflow tables for Algorithm 1: the parallel output groups, which
+input pixels each group needs, when an input pixel is last used, and when outputs
+can leave the core in stream order.
 
 Pixels are indexed column by column (index = column * height + row), the order in
-which Dazzi's Algorithm 2 stores them (pointer_in.x runs down a column).
+which Dazzi's Algorithm 2 stores them (pointer_in.x runs down a column). A group is
+the set of outputs the kernel replicas compute in one MVM: `rate` consecutive outputs
+of one column (Method 1, dw = 1) or a block `rate / dw` rows high and `dw` columns wide
+(Method 2). Groups are computed stripe by stripe (dw output columns), top to bottom.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LayerGeometry:
-    """Static tables of one compute layer."""
+    """Static tables of one compute layer (all arrays are indexed by group, or by input pixel)."""
 
     in_h: int
     in_w: int
@@ -23,18 +27,27 @@ class LayerGeometry:
     kernel: int
     stride: int
     padding: int
-    need: np.ndarray
-    """need[j]: index of the last input pixel output j's window needs."""
-    last_use: np.ndarray
-    """last_use[k]: last output index whose window contains input k (-1: none)."""
-    group_start: np.ndarray
-    """First output index of each parallel group (groups stay inside one column)."""
-    group_end: np.ndarray
-    """One past the last output index of each group."""
+    dw: int
+    slot_columns: int
+    """Input columns the circular SRAM buffer holds (F, or F + (dw - 1) * stride for Method 2)."""
+    group_count: np.ndarray
+    """Outputs in each group."""
+    group_done: np.ndarray
+    """Outputs of the image computed once the group is done (cumulative count)."""
     group_need: np.ndarray
-    """Last input index each group needs (max of need over the group)."""
-    group_rows: np.ndarray
-    """New kernel rows (F pixels each) read from SRAM for each group."""
+    """Newest input pixel the group's windows need."""
+    group_first_input: np.ndarray
+    """Oldest input pixel the group's windows need."""
+    group_released: np.ndarray
+    """Outputs of the image that can leave in stream (column) order once the group is done."""
+    group_out_need: np.ndarray
+    """One past the largest stream index among the group's outputs (residual pixels needed)."""
+    group_rows: tuple[tuple[int, ...], ...]
+    """Input rows newly read from SRAM by each group (rows outside the image are padding)."""
+    group_cols: np.ndarray
+    """(first, last) input column of each group's windows (may lie outside the image: padding)."""
+    last_group: np.ndarray
+    """last_group[k]: last group whose windows contain input pixel k (-1: none)."""
 
     @property
     def n_in(self) -> int:
@@ -49,44 +62,44 @@ class LayerGeometry:
     @property
     def n_groups(self) -> int:
         """Parallel groups per image."""
-        return len(self.group_start)
+        return len(self.group_count)
 
 
-def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int, rate: int) -> LayerGeometry:
+def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int, rate: int,
+                   dw: int = 1) -> LayerGeometry:
     """Tables for a (kernel x kernel, stride, padding) window computing `rate` outputs at once."""
     out_h = (in_h + 2 * padding - kernel) // stride + 1
     out_w = (in_w + 2 * padding - kernel) // stride + 1
-    rows = np.arange(out_h)
-    cols = np.arange(out_w)
-    last_r = np.minimum(rows * stride - padding + kernel - 1, in_h - 1)
-    last_c = np.minimum(cols * stride - padding + kernel - 1, in_w - 1)
-    need = (last_c[:, None] * in_h + last_r[None, :]).reshape(-1)
+    dw = max(1, min(dw, rate, out_w))
+    block_rows = -(-rate // dw)
+    last_group = np.full((in_w, in_h), -1, dtype=np.int64)
+    count, done, need, first_in, released, out_need, rows, cols = [], [], [], [], [], [], [], []
+    total = 0
+    for c0 in range(0, out_w, dw):
+        c1 = min(c0 + dw, out_w)
+        col_lo, col_hi = c0 * stride - padding, (c1 - 1) * stride - padding + kernel - 1
+        prev_hi = None
+        for r0 in range(0, out_h, block_rows):
+            r1 = min(r0 + block_rows, out_h)
+            row_lo, row_hi = r0 * stride - padding, (r1 - 1) * stride - padding + kernel - 1
+            g = len(count)
+            total += (r1 - r0) * (c1 - c0)
+            count.append((r1 - r0) * (c1 - c0))
+            done.append(total)
+            need.append(min(col_hi, in_w - 1) * in_h + min(row_hi, in_h - 1))
+            first_in.append(max(col_lo, 0) * in_h + max(row_lo, 0))
+            released.append(c1 * out_h if r1 == out_h else c0 * out_h + r1)
+            out_need.append((c1 - 1) * out_h + r1)
+            start = row_lo if prev_hi is None else max(row_lo, prev_hi + 1)
+            rows.append(tuple(range(start, row_hi + 1)))
+            cols.append((col_lo, col_hi))
+            prev_hi = row_hi
+            last_group[max(col_lo, 0):col_hi + 1, max(row_lo, 0):row_hi + 1] = g
+    def arr(x: list[int]) -> np.ndarray:
+        return np.array(x, dtype=np.int64)
 
-    def last_out(pos: np.ndarray, n_out: int) -> np.ndarray:
-        hi = np.minimum((pos + padding) // stride, n_out - 1)
-        lo = -((kernel - 1 - pos - padding) // stride)  # ceil((pos + padding - kernel + 1) / stride)
-        return np.where(hi >= np.maximum(lo, 0), hi, -1)
-
-    lr = last_out(np.arange(in_h), out_h)
-    lc = last_out(np.arange(in_w), out_w)
-    valid = (lc[:, None] >= 0) & (lr[None, :] >= 0)
-    last_use = np.where(valid, lc[:, None] * out_h + lr[None, :], -1).reshape(-1)
-
-    starts, ends, gneed, grows = [], [], [], []
-    for c in range(out_w):
-        prev_hi = -1
-        for r0 in range(0, out_h, rate):
-            r1 = min(r0 + rate, out_h)
-            j0, j1 = c * out_h + r0, c * out_h + r1
-            lo = max(0, r0 * stride - padding)
-            hi = min(in_h - 1, (r1 - 1) * stride - padding + kernel - 1)
-            starts.append(j0)
-            ends.append(j1)
-            gneed.append(int(need[j0:j1].max()))
-            grows.append(max(0, hi - max(lo, prev_hi + 1) + 1))
-            prev_hi = hi
     return LayerGeometry(
-        in_h, in_w, out_h, out_w, kernel, stride, padding, need.astype(np.int64), last_use.astype(np.int64),
-        np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64),
-        np.array(gneed, dtype=np.int64), np.array(grows, dtype=np.int64),
+        in_h, in_w, out_h, out_w, kernel, stride, padding, dw, kernel + (dw - 1) * stride,
+        arr(count), arr(done), arr(need), arr(first_in), arr(released), arr(out_need), tuple(rows),
+        np.array(cols, dtype=np.int64).reshape(-1, 2), last_group.reshape(-1),
     )

@@ -13,8 +13,8 @@ from cimsim.config.schema import Scenario
 from cimsim.errors import MappingError
 from cimsim.mapping.placement import snake
 from cimsim.mapping.plan import CoreSpec, LayerMapping, MappingPlan
-from cimsim.mapping.replication import collective_shape
-from cimsim.mapping.sram import auto_method, layout
+from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
+from cimsim.mapping.sram import auto_method, make_layout
 from cimsim.network import Layer, Network
 
 
@@ -71,25 +71,14 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
         rate = layer_rate(layer, scenario)
         kernel = layer.kernel if layer.kind == "conv" else 1
         stride = layer.stride if layer.kind == "conv" else 1
-        single = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, 1)
-        shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
-        fits = shape.rows <= chip.crossbar_rows and shape.cols <= chip.crossbar_cols
-        note = ""
-        if fits or scenario.mapping.replica_fit == "split" or rate == 1:
-            rows, cols = shape.rows, shape.cols
-        elif scenario.mapping.replica_fit == "error":
-            raise MappingError(
-                f"{scenario.source}: layer '{layer.name}': {rate} kernel replicas need {shape.rows} x {shape.cols} "
-                f"crossbar cells, crossbar is {chip.crossbar_rows} x {chip.crossbar_cols} (mapping.replica_fit = 'error')"
-            )
-        else:
-            rows, cols = single.rows, single.cols
-            note = (f"{rate} replicas need {shape.rows} rows x {shape.cols} cols > crossbar "
-                    f"{chip.crossbar_rows} x {chip.crossbar_cols}; assumed to fit (mapping.replica_fit = 'assume')")
+        shape, fits, note = _choose_shape(layer, kernel, stride, rate, scenario)
+        if note and not fits:
             warnings.append(f"{layer.name}: {note}")
+        rows = shape.rows if (fits or scenario.mapping.replica_fit == "split") else layer.kernel_rows
+        cols = shape.cols if (fits or scenario.mapping.replica_fit == "split") else layer.kernel_cols
         row_parts = math.ceil(rows / chip.crossbar_rows)
         col_parts = math.ceil(cols / chip.crossbar_cols)
-        if not (fits or note) and rate > 1:
+        if not fits and scenario.mapping.replica_fit == "split":
             note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
         main = emit[layer.inputs[0]]
         residual = None
@@ -103,19 +92,24 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
         method = scenario.mapping.sram_method
         if method == "auto":
             method = auto_method(in_bits, chip.sram_word_bits)
-        lay = layout(method, in_bits, layer.in_h, kernel, chip.sram_word_bits)
-        residual_words = 0
+        slot_columns = kernel + (shape.dw - 1) * stride
+        in_h = layer.in_h if layer.kind == "conv" else 1
+        lay = make_layout(method, in_bits, in_h, slot_columns, chip.sram_word_bits)
+        residual_words, residual_capacity = 0, 0
         if residual is not None:
+            # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
             res_pixel_words = math.ceil(layer.out_channels * net.bits / chip.sram_word_bits)
-            residual_words = res_pixel_words * (layer.out_h + 2)
-        need = lay.words + residual_words
+            residual_words = res_pixel_words * (shape.dw + 2) * layer.out_h
+            residual_capacity = max(0, chip.sram_depth_words - lay.total_words) // res_pixel_words
+        need = lay.total_words + residual_words
         if need > chip.sram_depth_words:
             raise MappingError(
                 f"{scenario.source}: layer '{layer.name}' needs {need} words of {chip.sram_word_bits}-bit input SRAM "
-                f"({method.upper()}, {layer.in_h} x {kernel} pixels of {in_bits} bits"
-                f"{' + residual buffer' if residual_words else ''}), the core has chip.sram_depth_words = "
+                f"({method.upper()}: {in_h} x {slot_columns} pixels of {in_bits} bits + a zero pixel"
+                f"{' + residual area' if residual_words else ''}), the core has chip.sram_depth_words = "
                 f"{chip.sram_depth_words}"
             )
+        metrics = lay.metrics(kernel)
         ids = []
         for r in range(row_parts):
             for c in range(col_parts):
@@ -131,9 +125,11 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
                 cores.append(CoreSpec(cid, layer.name, r, c, r_used, c_used, positions[cid]))
                 ids.append(cid)
         layers[layer.name] = LayerMapping(
-            layer=layer.name, rate=rate, replicas=rate, method=shape.method, rows=shape.rows, cols=shape.cols,
-            fits=fits, row_parts=row_parts, col_parts=col_parts, cores=tuple(ids), sram_method=method,
-            pixel_bits=in_bits, sram_words=need, write_cycles=lay.write_cycles[1], read_cycles=lay.read_cycles[1],
+            layer=layer.name, rate=rate, replicas=rate, method=shape.method, dw=shape.dw, rows=shape.rows,
+            cols=shape.cols, fits=fits, row_parts=row_parts, col_parts=col_parts, cores=tuple(ids),
+            sram_method=method, pixel_bits=in_bits, slot_columns=slot_columns, sram_words=need,
+            residual_capacity=residual_capacity,
+            sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
             fused=tuple(fused[layer.name]), main_input=main, residual_input=residual, note=note,
         )
         edges.append((main, layer.name, "main"))
@@ -146,6 +142,34 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     )
 
 
+def _choose_shape(layer: Layer, kernel: int, stride: int, rate: int,
+                  scenario: Scenario) -> tuple[ReplicaShape, bool, str]:
+    """The replica layout of a layer: (shape, fits one crossbar, note)."""
+    chip = scenario.chip
+    policy = scenario.mapping.replica_fit
+    method1 = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
+    if method1.rows <= chip.crossbar_rows and method1.cols <= chip.crossbar_cols:
+        return method1, True, ""
+    if rate == 1:
+        return method1, False, ""
+    if policy != "assume":
+        best = best_shape(layer.in_channels, layer.out_channels, kernel, stride, rate,
+                          chip.crossbar_rows, chip.crossbar_cols)
+        if best is not None:
+            return best, True, f"Method 1 needs {method1.rows} rows; Method 2 with dW = {best.dw} fits in {best.rows}"
+    if policy == "error":
+        raise MappingError(
+            f"{scenario.source}: layer '{layer.name}': {rate} kernel replicas need {method1.rows} x {method1.cols} "
+            f"crossbar cells by Method 1 and no Method 2 layout fits a {chip.crossbar_rows} x {chip.crossbar_cols} "
+            "crossbar (mapping.replica_fit = 'error')"
+        )
+    if policy == "assume":
+        return method1, False, (f"{rate} replicas need {method1.rows} rows x {method1.cols} cols > crossbar "
+                                f"{chip.crossbar_rows} x {chip.crossbar_cols}; assumed to fit "
+                                "(mapping.replica_fit = 'assume')")
+    return method1, False, ""
+
+
 def _count_cores(net: Network, scenario: Scenario, fused: dict[str, list[str]]) -> int:
     """Cores the mapping would need on an unbounded array (for the error message)."""
     chip = scenario.chip
@@ -155,8 +179,8 @@ def _count_cores(net: Network, scenario: Scenario, fused: dict[str, list[str]]) 
         kernel = layer.kernel if layer.kind == "conv" else 1
         stride = layer.stride if layer.kind == "conv" else 1
         rate = layer_rate(layer, scenario)
-        shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
-        if scenario.mapping.replica_fit == "assume" and rate > 1:
-            shape = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, 1)
-        total += math.ceil(shape.rows / chip.crossbar_rows) * math.ceil(shape.cols / chip.crossbar_cols)
+        shape, fits, _ = _choose_shape(layer, kernel, stride, rate, scenario)
+        rows, cols = (shape.rows, shape.cols) if fits or scenario.mapping.replica_fit == "split" else (
+            layer.kernel_rows, layer.kernel_cols)
+        total += math.ceil(rows / chip.crossbar_rows) * math.ceil(cols / chip.crossbar_cols)
     return total

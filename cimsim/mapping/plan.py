@@ -36,6 +36,8 @@ class LayerMapping:
     """Output pixels computed per timestep (= kernel replicas, nr_parallel of Algorithm 1)."""
     replicas: int
     method: int
+    dw: int
+    """Output columns a group spans (1: Method 1; > 1: Method 2, Dazzi 2.2.2)."""
     rows: int
     """Crossbar rows of the collective kernel matrix (all replicas)."""
     cols: int
@@ -47,12 +49,18 @@ class LayerMapping:
     sram_method: str
     pixel_bits: int
     """Bits of one input pixel (input channels x activation bits)."""
+    slot_columns: int
+    """Input columns in the circular SRAM buffer (F, or F + (dw - 1) x stride for Method 2)."""
     sram_words: int
-    """Words the input SRAM needs for H x F input pixels."""
-    write_cycles: int
-    """SRAM cycles to store one input pixel (words it touches)."""
-    read_cycles: int
-    """SRAM cycles to read one kernel row of F input pixels."""
+    """Words of input SRAM needed: input pixels + the pre-stored zero pixel + the minimal residual area."""
+    residual_capacity: int
+    """Residual pixels the input SRAM can hold besides the input buffer (0: no residual)."""
+    sram_data_words: int
+    """Words holding the H x slot_columns input pixels."""
+    write_cycles: tuple[int, int]
+    """(min, max) SRAM cycles to store one input pixel (words it touches)."""
+    read_cycles: tuple[int, int]
+    """(min, max) SRAM cycles to read one kernel row of F input pixels."""
     fused: tuple[str, ...]
     """Non-crossbar layers run by this layer's digital processor (add, avgpool, fc)."""
     main_input: str

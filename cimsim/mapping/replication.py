@@ -64,3 +64,29 @@ def collective_shape(c_in: int, c_out: int, kernel: int, stride: int, replicas: 
 def aspect_ratio_method1(c_in: int, c_out: int, kernel: int, replicas: int) -> float:
     """Closed form of Eq. 2 (stride 1): F^2 * Cin/Cout * (1 + (n-1)/F) / n."""
     return kernel**2 * c_in / c_out * (1 + (replicas - 1) / kernel) / replicas
+
+
+def fits(shape: ReplicaShape, xbar_rows: int, xbar_cols: int) -> bool:
+    """Whether a collective kernel matrix fits one `xbar_rows` x `xbar_cols` crossbar."""
+    return shape.rows <= xbar_rows and shape.cols <= xbar_cols
+
+
+def best_shape(c_in: int, c_out: int, kernel: int, stride: int, replicas: int,
+               xbar_rows: int, xbar_cols: int) -> ReplicaShape | None:
+    """The layout of `replicas` kernel copies that fits one crossbar, or None.
+
+    Method 1 (dW = 1) if it fits; else Method 2 with the smallest dW in
+    2..replicas that fits (the block closest to a column, Dazzi 2.2.3; among
+    equal dW the fewest rows); else None. The columns (replicas x c_out) do not
+    depend on dW, so a shape too wide never fits.
+    """
+    if xbar_rows < 1 or xbar_cols < 1:
+        raise ValueError("xbar_rows and xbar_cols must be positive")
+    method1 = collective_shape(c_in, c_out, kernel, stride, replicas, 1)
+    if fits(method1, xbar_rows, xbar_cols):
+        return method1
+    candidates = [collective_shape(c_in, c_out, kernel, stride, replicas, dw) for dw in range(2, replicas + 1)]
+    fitting = [s for s in candidates if fits(s, xbar_rows, xbar_cols)]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda s: (s.dw, s.rows))

@@ -28,19 +28,28 @@ class Report:
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
-            f"{'layer':<8} {'cores':>5} {'rate':>4} {'rows':>5} {'first':>6} {'last':>6} {'pixels':>6} "
+            f"{'layer':<8} {'cores':>5} {'rate':>4} {'meth':>4} {'rows':>5} {'first':>6} {'last':>6} {'pixels':>6} "
             f"{'active':>7}  stalls (timesteps by cause)",
         ]
         for lay in s["layers"]:
             stalls = ", ".join(f"{k} {v}" for k, v in lay["stall_timesteps"].items() if v) or "-"
             lines.append(
-                f"{lay['name']:<8} {lay['cores']:>5} {lay['pixels_per_timestep']:>4} {lay['crossbar_rows']:>5} "
+                f"{lay['name']:<8} {lay['cores']:>5} {lay['pixels_per_timestep']:>4} {_method(lay):>4} "
+                f"{lay['crossbar_rows']:>5} "
                 f"{lay['first_output_timestep']:>6} {lay['last_output_timestep']:>6} {lay['pixels']:>6} "
                 f"{lay['active_timesteps']:>7}  {stalls}"
             )
         for w in s["warnings"]:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
+
+
+def _method(layer: dict[str, Any]) -> str:
+    """Replica layout in short: '-' (one kernel), 'M1' or 'M2/2' (Method 2, dW = 2); '!' if it does not fit."""
+    if layer["replicas"] == 1:
+        return "-"
+    text = "M1" if layer["replica_method"] == 1 else f"M2/{layer['replica_dw']}"
+    return text + ("" if layer["replicas_fit"] else "!")
 
 
 def make_report(record: RunRecord) -> Report:
@@ -63,11 +72,16 @@ def make_report(record: RunRecord) -> Report:
             "cores": len(lm.cores),
             "core_ids": list(lm.cores),
             "pixels_per_timestep": lm.rate,
+            "replicas": lm.replicas,
+            "replica_method": lm.method,
+            "replica_dw": lm.dw,
             "replicas_fit": lm.fits,
             "crossbar_rows": lm.rows,
             "crossbar_cols": lm.cols,
             "sram_method": lm.sram_method,
             "sram_words": lm.sram_words,
+            "sram_write_cycles": list(lm.write_cycles),
+            "sram_read_cycles": list(lm.read_cycles),
             "fused": list(lm.fused),
             "first_output_timestep": record.layer_first_ts.get(name, -1),
             "last_output_timestep": record.layer_last_ts.get(name, -1),

@@ -25,7 +25,6 @@ from cimsim.errors import SimulationError
 
 if TYPE_CHECKING:
     from cimsim.hw.chip import Chip
-    from cimsim.hw.core import Core
 
 
 class InvariantChecker:
@@ -49,8 +48,8 @@ class InvariantChecker:
         name = c.spec.name
         n_groups = g.n_groups
         exp_image, gi = divmod(c.group, n_groups)
-        start = int(g.group_start[gi])
-        end = int(g.group_end[gi])
+        end = int(g.group_done[gi])
+        start = end - int(g.group_count[gi])
         if image != exp_image or first != start or count != end - start:
             self._fail(f"{name}: computed image {image} outputs {first}..{first + count - 1}, expected the next "
                        f"group {c.group} = image {exp_image} outputs {start}..{end - 1}")
@@ -68,13 +67,14 @@ class InvariantChecker:
             self._fail(f"{name}: {c.stored} input pixels stored but only {c.main.arrived} arrived")
         # ...and the oldest one has not been overwritten: pixel i lives in slot i % slots
         # until pixel i + slots is stored, so the stored window is [stored - slots, stored).
-        oldest = image * g.n_in + self._first_input(c, start)
+        oldest = image * g.n_in + int(g.group_first_input[gi])
         if oldest < c.stored - c.slots:
             self._fail(f"{name}: group {c.group} (image {image}, outputs {start}..{end - 1}) needs input pixel "
                        f"{oldest}, overwritten: {c.stored} stored in {c.slots} slots (H x F) at timestep {timestep}")
         out_end = image * g.n_out + end
-        if c.residual.sources and c.residual.arrived < out_end:
-            self._fail(f"{name}: group {c.group} needs {out_end} residual pixels, {c.residual.arrived} arrived "
+        res_end = image * g.n_out + int(g.group_out_need[gi])
+        if c.residual.sources and c.residual.arrived < res_end:
+            self._fail(f"{name}: group {c.group} needs {res_end} residual pixels, {c.residual.arrived} arrived "
                        f"at timestep {timestep}")
         if c.partial.sources and c.partial.arrived < out_end:
             self._fail(f"{name}: group {c.group} needs {out_end} partial sums, {c.partial.arrived} arrived "
@@ -117,14 +117,6 @@ class InvariantChecker:
             self._fail(f"{len(self.images_done)} images completed, batch is {batch}")
 
     # --- helpers --------------------------------------------------------------------------------
-    @staticmethod
-    def _first_input(c: Core, out: int) -> int:
-        """Smallest input pixel index (within the image) in the window of output `out`:
-        every pixel of a group's windows lies between it and the group's `need`."""
-        g = c.geom
-        col, row = divmod(out, g.out_h)
-        return max(0, col * g.stride - g.padding) * g.in_h + max(0, row * g.stride - g.padding)
-
     def _owner(self, port: object) -> str:
         owner = getattr(port, "owner", None)
         spec = getattr(owner, "spec", None)

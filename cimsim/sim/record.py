@@ -18,9 +18,10 @@ class CoreRecord:
     layer: str
     active_timesteps: int
     stall_timesteps: dict[str, int]
-    peak_stored_pixels: int
-    """Most input pixels held at once (never above the H x F slots)."""
+    peak_inbox_pixels: int
+    """Most input pixels that had arrived but could not yet be stored."""
     peak_residual_pixels: int
+    """Most residual pixels held at once."""
 
 
 @dataclass
