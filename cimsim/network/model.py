@@ -206,10 +206,10 @@ class _ModelLoader:
         sources = [defined[producer] for producer in producers]
         relu = self.boolean(where, "relu", table.get("relu", False))
         first = sources[0]
-        common = dict(
-            name=name, kind=kind, inputs=tuple(producers),
-            in_h=first.out_h, in_w=first.out_w, in_channels=first.out_channels, relu=relu,
-        )
+        common = {
+            "name": name, "kind": kind, "inputs": tuple(producers),
+            "in_h": first.out_h, "in_w": first.out_w, "in_channels": first.out_channels, "relu": relu,
+        }
         if kind == "conv":
             return self.conv(where, table, first, common)
         if kind == "add":

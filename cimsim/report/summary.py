@@ -23,13 +23,13 @@ class Report:
         """Human-readable per-layer table plus the headline numbers."""
         s = self.summary
         lines = [
-            f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
-            f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep",
+            (f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
+            f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep"),
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
-            f"{'layer':<8} {'cores':>5} {'rate':>4} {'meth':>4} {'rows':>5} {'first':>6} {'last':>6} {'pixels':>6} "
-            f"{'active':>7}  stalls (timesteps by cause)",
+            (f"{'layer':<8} {'cores':>5} {'rate':>4} {'meth':>4} {'rows':>5} {'first':>6} {'last':>6} {'pixels':>6} "
+            f"{'active':>7}  stalls (timesteps by cause)"),
         ]
         for lay in s["layers"]:
             stalls = ", ".join(f"{k} {v}" for k, v in lay["stall_timesteps"].items() if v) or "-"
