@@ -43,7 +43,7 @@ class _Events:
     def __init__(self) -> None:
         self.computes: list[tuple[int, int, int, int]] = []
 
-    def compute(self, cycle, timestep, core, layer, image, first, count, cycles):
+    def compute(self, cycle, timestep, core, layer, image, first, count, cycles, row, col):
         self.computes.append((timestep, image, first, cycles))
 
     def stall(self, *args):

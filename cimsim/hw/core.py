@@ -202,7 +202,8 @@ class Core:
                     self.probe.stall(self.spec.id, self.spec.layer, cause, now_ts + 1, steps - 1)
             count = int(geom.group_count[gi])
             before = int(geom.group_done[gi]) - count
-            self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, before, count, cycles)
+            row, col = (int(v) for v in geom.group_origin[gi])
+            self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, before, count, cycles, row, col)
             send = self._release_count(gi)
             self.group += 1
             self.done += count

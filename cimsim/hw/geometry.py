@@ -46,6 +46,8 @@ class LayerGeometry:
     """Input rows newly read from SRAM by each group (rows outside the image are padding)."""
     group_cols: np.ndarray
     """(first, last) input column of each group's windows (may lie outside the image: padding)."""
+    group_origin: np.ndarray
+    """(row, column) of each group's first (top-left) output."""
     last_group: np.ndarray
     """last_group[k]: last group whose windows contain input pixel k (-1: none)."""
 
@@ -73,7 +75,7 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
     dw = max(1, min(dw, rate, out_w))
     block_rows = -(-rate // dw)
     last_group = np.full((in_w, in_h), -1, dtype=np.int64)
-    count, done, need, first_in, released, out_need, rows, cols = [], [], [], [], [], [], [], []
+    count, done, need, first_in, released, out_need, rows, cols, origin = [], [], [], [], [], [], [], [], []
     total = 0
     for c0 in range(0, out_w, dw):
         c1 = min(c0 + dw, out_w)
@@ -93,6 +95,7 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
             start = row_lo if prev_hi is None else max(row_lo, prev_hi + 1)
             rows.append(tuple(range(start, row_hi + 1)))
             cols.append((col_lo, col_hi))
+            origin.append((r0, c0))
             prev_hi = row_hi
             last_group[max(col_lo, 0):col_hi + 1, max(row_lo, 0):row_hi + 1] = g
     def arr(x: list[int]) -> np.ndarray:
@@ -101,5 +104,6 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
     return LayerGeometry(
         in_h, in_w, out_h, out_w, kernel, stride, padding, dw, kernel + (dw - 1) * stride,
         arr(count), arr(done), arr(need), arr(first_in), arr(released), arr(out_need), tuple(rows),
-        np.array(cols, dtype=np.int64).reshape(-1, 2), last_group.reshape(-1),
+        np.array(cols, dtype=np.int64).reshape(-1, 2), np.array(origin, dtype=np.int64).reshape(-1, 2),
+        last_group.reshape(-1),
     )

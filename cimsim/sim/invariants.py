@@ -40,7 +40,7 @@ class InvariantChecker:
 
     # --- probe interface ------------------------------------------------------------------------
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int) -> None:
+                cycles: int, row: int = 0, col: int = 0) -> None:
         """Check the group about to be delivered by `core` (its `group` is not advanced yet)."""
         self.computes += 1
         c = self.cores[core]

@@ -13,14 +13,19 @@ class Subscriber(Protocol):
     """Receives the events of a run."""
 
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int) -> None:
-        """A core computed outputs first..first+count-1 of `image` in `timestep`."""
+                cycles: int, row: int, col: int) -> None:
+        """A core computed `count` outputs of `image` in `timestep` (`first` of the image's
+        outputs were done before), a group whose top-left output is (`row`, `col`); the step
+        took `cycles` cycles."""
 
     def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
         """A core that had work left could not compute for `timesteps` timesteps."""
 
     def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
         """The network output of `image` was produced."""
+
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
+        """A NoC link carried `flits` flits of a packet from core `source`, busy for `cycles` cycles."""
 
 
 class Probe:
@@ -30,10 +35,10 @@ class Probe:
         self.subscribers: list[Subscriber] = list(subscribers or [])
 
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int) -> None:
+                cycles: int, row: int, col: int) -> None:
         """Forward a compute event."""
         for s in self.subscribers:
-            s.compute(cycle, timestep, core, layer, image, first, count, cycles)
+            s.compute(cycle, timestep, core, layer, image, first, count, cycles, row, col)
 
     def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
         """Forward a stall interval."""
@@ -45,3 +50,10 @@ class Probe:
         """Forward an image completion."""
         for s in self.subscribers:
             s.image_done(image, start_timestep, done_timestep, cycle)
+
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
+        """Forward a link transfer to the subscribers that record links."""
+        for s in self.subscribers:
+            fn = getattr(s, "link", None)
+            if fn is not None:
+                fn(cycle, link, source, flits, cycles)

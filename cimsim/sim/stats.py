@@ -22,7 +22,7 @@ class StatsCollector:
         self.events = 0
 
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int) -> None:
+                cycles: int, row: int = 0, col: int = 0) -> None:
         """Count an active timestep; track image 0's progress on representative cores."""
         self.events += 1
         self.active[core] += 1
