@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from cimsim import __version__
 from cimsim.errors import CimsimError
 from cimsim.mapping.sram import METHODS
+
+LEVELS = ("events", "summary")
+PLOT_KINDS = ("progress", "occupancy", "stalls", "links")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,6 +30,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override any scenario key, e.g. --set chip.crossbar_rows=512 (repeatable)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("--trace", metavar="PATH", help="HDF5 trace file (default: traces/<scenario name>.h5)")
+    run.add_argument("--no-trace", action="store_true", help="write no trace")
+    run.add_argument("--trace-level", choices=LEVELS, default="events",
+                     help="events: every compute/stall/link record (default); summary: mapping and summaries only")
+
+    rpt = sub.add_parser("report", help="the per-layer report of a traced run, from its trace alone")
+    rpt.add_argument("trace", help="trace file written by cimsim run")
+    fmt = rpt.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the summary JSON (as cimsim run --json did)")
+    fmt.add_argument("--csv", action="store_true", help="print the per-layer table as CSV")
+
+    plot = sub.add_parser("plot", help="draw a picture of a traced run (needs matplotlib: cimsim[plot])")
+    plot.add_argument("trace", help="trace file written by cimsim run")
+    plot.add_argument("--kind", required=True, choices=PLOT_KINDS,
+                      help="progress: Fig. 10 curves of image 0; occupancy: core x timestep states; "
+                           "stalls: stall timesteps per layer; links: NoC link utilisation")
+    plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="PNG file to write")
+
+    exp = sub.add_parser("export", help="convert a trace for other tools")
+    exp.add_argument("trace", help="trace file written by cimsim run")
+    exp.add_argument("--perfetto", required=True, metavar="FILE.json",
+                     help="Chrome trace-event JSON for ui.perfetto.dev")
 
     sram = sub.add_parser("sram", help="input SRAM placement: Dazzi Table 1 metrics, or a scenario's per-layer needs")
     sram.add_argument("scenario", nargs="?", help="scenario TOML file: report the input SRAM of every conv layer")
@@ -54,6 +82,13 @@ class _ArgumentError(CimsimError):
     pass
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the run is so that the trace writer removes its partial file."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,12 +102,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _sram(args)
         if args.command == "replicas":
             return _replicas(args)
+        if args.command == "report":
+            return _report(args)
+        if args.command == "plot":
+            return _plot(args)
+        if args.command == "export":
+            return _export(args)
     except CimsimError as e:
         print(f"cimsim: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("cimsim: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("cimsim: terminated", file=sys.stderr)
+        return 143
     except Exception as e:  # an internal bug: say so in one line unless --debug
         if args.debug:
             raise
@@ -83,21 +127,78 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from cimsim.runner import run_scenario
+    from cimsim.config import load_scenario
+    from cimsim.report.progress import ProgressBar
+    from cimsim.runner import run
 
     overrides = list(args.set)
     if args.batch is not None:
         if args.batch < 1:
             raise _ArgumentError(f"--batch {args.batch}: must be a positive integer")
         overrides.append(f"run.batch={args.batch}")
+    if args.no_trace and args.trace:
+        raise _ArgumentError("--trace and --no-trace: give one of them")
     t0 = time.perf_counter()
-    report = run_scenario(args.scenario, overrides)
+    scenario = load_scenario(args.scenario, overrides)
+    trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{scenario.name}.h5")
+    bar = ProgressBar(scenario.run.batch) if ProgressBar.wanted(sys.stderr, args.json) else None
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    try:
+        report = run(scenario, [bar] if bar else None, trace, args.trace_level)
+    finally:
+        if bar:
+            bar.close()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     if args.json:
         print(json.dumps(report.summary, indent=2, sort_keys=False))
     else:
         print(report.table())
         print(f"\nsimulated {report.summary['simulated_cycles']:,} cycles, {report.summary['events']:,} events "
               f"in {time.perf_counter() - t0:.2f} s")
+        if trace is not None:  # stdout: a successful run keeps stderr empty
+            print(f"trace: {trace} ({trace.stat().st_size / 1e6:.1f} MB, level {args.trace_level})")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cimsim import trace as tracelib
+    from cimsim.report.replay import report_from_trace
+
+    with tracelib.open(args.trace) as tr:
+        report = report_from_trace(tr)
+        if tr.level == "events" and json.dumps(report.summary, indent=2) != tr.summary_text:
+            print(f"cimsim: warning: {args.trace}: the summary replayed from the events differs from the one "
+                  "stored at the end of the run", file=sys.stderr)
+        source = f"{tr.n_events:,} events replayed" if tr.level == "events" else "stored summary (level summary)"
+    if args.json:
+        print(json.dumps(report.summary, indent=2, sort_keys=False))
+    elif args.csv:
+        sys.stdout.write(report.csv())
+    else:
+        print(report.table())
+        print(f"\nfrom trace {args.trace}: {source}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from cimsim import trace as tracelib
+    from cimsim.report.plots import plot
+
+    with tracelib.open(args.trace) as tr:
+        out = plot(tr, args.kind, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from cimsim import trace as tracelib
+    from cimsim.report.perfetto import export_perfetto
+
+    with tracelib.open(args.trace) as tr:
+        count = export_perfetto(tr, args.perfetto)
+    print(f"wrote {args.perfetto}: {count:,} trace events (open it in https://ui.perfetto.dev)", file=sys.stderr)
     return 0
 
 

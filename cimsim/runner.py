@@ -3,30 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import simpy
 
 from cimsim.config import Scenario, load_scenario
 from cimsim.hw.chip import build_chip
-from cimsim.mapping import map_network
-from cimsim.network import load_model
+from cimsim.mapping import MappingPlan, map_network
+from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
 
+if TYPE_CHECKING:
+    from cimsim.trace import TraceWriter
 
-def run_scenario(path: str | Path, overrides: Sequence[str] = (), subscribers: list[Subscriber] | None = None) -> Report:
-    """Load, map, build, simulate and report one scenario file."""
+
+def run_scenario(path: str | Path, overrides: Sequence[str] = (), subscribers: list[Subscriber] | None = None,
+                 trace: str | Path | None = None, trace_level: str = "events") -> Report:
+    """Load, map, build, simulate and report one scenario file (and trace it to `trace`)."""
     scenario = load_scenario(path, overrides)
-    return run(scenario, subscribers)
+    return run(scenario, subscribers, trace, trace_level)
 
 
-def run(scenario: Scenario, subscribers: list[Subscriber] | None = None) -> Report:
-    """Simulate an already loaded scenario."""
+def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: str | Path | None = None,
+        trace_level: str = "events") -> Report:
+    """Simulate an already loaded scenario; with `trace`, write the HDF5 trace there
+    (`trace_level` "events": every event; "summary": mapping and summaries only)."""
     net = load_model(scenario.model)
     plan = map_network(net, scenario)
     env = simpy.Environment()
-    chip = build_chip(env, scenario, net, plan, subscribers)
-    record = chip.run()
-    report = make_report(record)
+    subscribers = list(subscribers or [])
+    with _writer(trace, scenario, net, plan, trace_level) as writer:
+        if writer is not None and writer.records_events:
+            subscribers.append(writer)
+        chip = build_chip(env, scenario, net, plan, subscribers)
+        record = chip.run()
+        report = make_report(record)
+        if writer is not None:
+            writer.finish(record, report)
     return report
+
+
+def _writer(trace: str | Path | None, scenario: Scenario, net: Network, plan: MappingPlan,
+            level: str) -> AbstractContextManager[TraceWriter | None]:
+    """The trace writer (h5py is imported only when tracing), or a context holding None."""
+    if trace is None:
+        return nullcontext()
+    from cimsim.trace import TraceWriter
+
+    return TraceWriter(trace, scenario, net, plan, level)

@@ -218,7 +218,7 @@ def test_override_values_are_validated(write, item: str, fragment: str) -> None:
     ("[chip]\nclock_mhz = inf\n", "chip.clock_mhz = inf", "positive number"),
     ("[chip]\nclock_mhz = false\n", "chip.clock_mhz = false", "positive number"),
     ("[chip]\nclocking = 'async'\n", "chip.clocking = 'async'", '"timestep", "elastic"'),
-    ("[noc]\ntopology = 'mesh'\n", "noc.topology = 'mesh'", '"ideal"'),
+    ("[noc]\ntopology = 'torus'\n", "noc.topology = 'torus'", '"mesh"'),
     ("[mapping]\nsram_method = 3\n", "mapping.sram_method = 3", '"iwap", "klip"'),
     ("[mapping]\nfc_on = 'cpu'\n", "mapping.fc_on = 'cpu'", '"digital", "crossbar"'),
     ("[mapping]\nreplica_fit = 'x'\n", "mapping.replica_fit = 'x'", '"split", "error"'),

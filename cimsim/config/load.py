@@ -29,7 +29,7 @@ from cimsim.errors import InputError
 
 ENUMS: dict[str, tuple[str, ...]] = {
     "chip.clocking": ("timestep", "elastic"),
-    "noc.topology": ("ideal",),
+    "noc.topology": ("ideal", "mesh", "prism"),
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
@@ -38,7 +38,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
 """Allowed values of the enumerated string fields, by dotted key path."""
 
 NON_NEGATIVE: frozenset[str] = frozenset(
-    {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed"}
+    {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
+     "noc.dram_row", "noc.dram_col"}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 

@@ -51,11 +51,45 @@ class NocConfig:
     """The network-on-chip between cores."""
 
     topology: str = "ideal"
-    """"ideal": a dedicated point-to-point link per dataflow edge (Dazzi 3.1.3)."""
+    """"ideal": a dedicated point-to-point link per dataflow edge, no contention (Dazzi 3.1.3);
+    "mesh": array_rows x array_cols routers, one core each, XY routing; "prism": direct links
+    from each core to the next prism_k cores along the snake placement (Dazzi et al. 2019)."""
     ideal_hop_timesteps: int = 0
     """Ideal fabric: timesteps between a pixel's production and its use by the
     consumer. 0: used in the same timestep (Dazzi 3.1.3, "all data delivery occurs
     within one timestep"); 1: registered at the timestep boundary."""
+    prism_k: int = 5
+    """Prism: each core has direct links to the next prism_k cores along the snake."""
+    link_width_bits: int = 64
+    """Mesh/prism: bits a link carries per cycle (one flit)."""
+    link_cycles: int = 1
+    """Mesh/prism: cycles for a flit to cross a link."""
+    router_cycles: int = 1
+    """Mesh/prism: router pipeline cycles per hop (route, arbitrate, traverse the switch)."""
+    buffer_depth_flits: int = 16
+    """Mesh/prism: depth of each router input buffer in flits (a whole packet must fit:
+    virtual cut-through)."""
+    partial_sum_bits: int = 8
+    """Bits per channel of a partial sum sent between the cores of a row-split layer (the
+    crossbar's ADC output; Dazzi's Eq. 7 budget assumes they are no wider than activations)."""
+    header_bits: int = 16
+    """Mesh/prism: header bits added to every packet (one pixel: channels x bits + header)."""
+    dram_row: int = 0
+    """Mesh: row of the edge router the DRAM / host port is attached to."""
+    dram_col: int = 0
+    """Mesh: column of the edge router the DRAM / host port is attached to."""
+
+
+@dataclass(frozen=True)
+class DramConfig:
+    """The DRAM channel that streams input images in and takes classifier outputs."""
+
+    enabled: bool = False
+    """Model the DRAM (False: images appear at the input rate, as in Dazzi)."""
+    bandwidth_gbps: float = 12.8
+    """Channel bandwidth in GB/s (bytes), shared by image reads and result writes."""
+    latency_ns: float = 50.0
+    """Latency of a read in ns, before its bytes stream at the channel bandwidth."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +155,7 @@ class Scenario:
     chip: ChipConfig = field(default_factory=ChipConfig)
     noc: NocConfig = field(default_factory=NocConfig)
     input: InputConfig = field(default_factory=InputConfig)
+    dram: DramConfig = field(default_factory=DramConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
     run: RunConfig = field(default_factory=RunConfig)

@@ -10,9 +10,13 @@ import simpy
 from cimsim.config.schema import Scenario
 from cimsim.errors import SimulationError
 from cimsim.hw.core import Core, CoreTiming, SramTiming
+from cimsim.hw.dram import Dram
 from cimsim.hw.geometry import LayerGeometry, build_geometry
-from cimsim.hw.ports import OutputPort
+from cimsim.hw.lockstep_noc import LockstepNoc
+from cimsim.hw.noc import Noc
+from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
+from cimsim.mapping import topology
 from cimsim.mapping.plan import MappingPlan
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.network import Network
@@ -70,19 +74,34 @@ class Chip:
         names = {c.id: c.name for c in plan.cores}
         self.cores: dict[int, Core] = {}
         self.ports: list[OutputPort] = []
-        hop = timing.hop_timesteps * self.cpt
-        psum = timing.partial_sum_timesteps * self.cpt
-        consumers: dict[str, list[tuple[str, str]]] = {}
-        for src, dst, role in plan.edges:
-            consumers.setdefault(src, []).append((dst, role))
+        self.noc = self._build_noc(env, scenario, self.probe)
         geoms = {name: layer_geometry(net, plan, name) for name in plan.layers}
         # A consumer's inbox holds two of its producer's largest deliveries (a Method 2
         # stripe releases its later columns at once).
         burst = {n: int(np.diff(g.group_released, prepend=0).max()) for n, g in geoms.items()}
         burst[plan.input_name] = scenario.input.pixels_per_timestep
+        flows_from: dict[int | None, list] = {}
+        for f in plan.flows:
+            flows_from.setdefault(f.src, []).append(f)
 
         def sources(layer: str) -> list[str]:
             return [plan.input_name] if layer == plan.input_name else [names[c] for c in plan.layers[layer].merge_cores]
+
+        def ports_for(src: int | None, src_name: str, memory: OutputMemory | None) -> list[OutputPort]:
+            out = []
+            for f in flows_from.get(src, []):
+                core = self.cores[f.dst]
+                target = {"main": core.main, "residual": core.residual, "partial": core.partial}[f.role]
+                delay = (timing.partial_sum_timesteps if f.role == "partial" else timing.hop_timesteps) * self.cpt
+                if self.noc is None:
+                    out.append(OutputPort(env, src_name, target, delay))
+                else:
+                    hold = timing.partial_sum_timesteps if f.role == "partial" else 0
+                    out.append(OutputPort(env, src_name, target, noc=self.noc, route=f.route,
+                                          payload_bits=f.packet_bits, out_memory=memory,
+                                          hold_until_timestep=(hold, self.cpt)))
+            self.ports.extend(out)
+            return out
 
         output_layer = plan.output_layer
         for name in reversed(list(plan.layers)):
@@ -94,18 +113,9 @@ class Chip:
             merge = set(lm.merge_cores)
             for cid in reversed(lm.cores):
                 spec = plan.cores[cid]
-                outputs: list[OutputPort] = []
-                if cid in merge:
-                    for dst, role in consumers.get(name, []):
-                        dlm = plan.layers[dst]
-                        targets = dlm.cores if role == "main" else dlm.merge_cores
-                        for t in targets:
-                            port = self.cores[t].main if role == "main" else self.cores[t].residual
-                            outputs.append(OutputPort(env, names[cid], port, hop))
-                else:
-                    merge_core = self.cores[lm.merge_cores[spec.col_part]]
-                    outputs.append(OutputPort(env, names[cid], merge_core.partial, psum))
-                self.ports.extend(outputs)
+                n_flows = len(flows_from.get(cid, []))
+                memory = OutputMemory(2 * max(1, burst[name]) * max(1, n_flows)) if self.noc is not None else None
+                outputs = ports_for(cid, names[cid], memory)
                 partial_sources = ([names[lm.cores[r * lm.col_parts + spec.col_part]] for r in range(lm.row_parts - 1)]
                                    if cid in merge else [])
                 self.cores[cid] = Core(
@@ -116,11 +126,33 @@ class Chip:
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
                     pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
                 )
-        first = [lm for lm in plan.layers.values() if lm.main_input == plan.input_name]
-        src_ports = [OutputPort(env, plan.input_name, self.cores[c].main) for lm in first for c in lm.cores]
         inp = net.input_layer
+        memory = OutputMemory(4 * burst[plan.input_name] * len(flows_from.get(None, []))) if self.noc else None
+        src_ports = ports_for(None, plan.input_name, memory)
+        dram_cfg = scenario.dram
+        self.dram = None
+        if dram_cfg.enabled:
+            self.dram = Dram(env, dram_cfg.bandwidth_gbps * 1e3 / chip.clock_mhz,
+                             round(dram_cfg.latency_ns * chip.clock_mhz / 1e3))
+            self.probe.subscribers.append(_ResultWriter(self.dram, net.output_layer.out_channels * net.bits // 8))
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
-                                  scenario.input.pixels_per_timestep, self.cpt, self.probe)
+                                  scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
+                                  pixel_bytes=-(-inp.out_channels * net.bits // 8))
+
+    @staticmethod
+    def _build_noc(env: simpy.Environment, scenario: Scenario, probe: Probe) -> Noc | LockstepNoc | None:
+        noc, chip = scenario.noc, scenario.chip
+        if noc.topology == "ideal":
+            return None
+        if chip.clocking == "timestep":
+            return LockstepNoc(chip.cycles_per_timestep, noc.link_width_bits, noc.link_cycles, noc.router_cycles,
+                               noc.header_bits)
+        if noc.topology == "mesh":
+            graph = topology.mesh(chip.array_rows, chip.array_cols, (noc.dram_row, noc.dram_col))
+        else:
+            graph = topology.prism(chip.array_rows, chip.array_cols, noc.prism_k)
+        return Noc(env, graph, noc.link_width_bits, noc.link_cycles, noc.router_cycles, noc.buffer_depth_flits,
+                   noc.header_bits, probe)
 
     def run(self) -> RunRecord:
         """Simulate the whole batch; raise SimulationError on deadlock or the cycle limit."""
@@ -144,6 +176,14 @@ class Chip:
             for c in sorted(self.cores.values(), key=lambda c: c.spec.id)
         ]
         done = [st.images[i][0] for i in range(self.batch)]
+        extra: dict[str, object] = {"links": self._link_stats()}
+        if self.dram is not None:
+            d = self.dram
+            extra["dram"] = {
+                "enabled": True, "bytes_read": d.bytes_read, "bytes_written": d.bytes_written,
+                "busy_cycles": round(d.busy_cycles), "utilisation": round(d.busy_cycles / max(1, env.now), 4),
+                "stall_timesteps": self.source.dram_stall_timesteps,
+            }
         return RunRecord(
             scenario=self.scenario, network=self.net, plan=self.plan, batch=self.batch,
             image_start_ts=list(self.source.image_start_ts), image_done_ts=done,
@@ -151,7 +191,39 @@ class Chip:
             layer_first_ts=dict(st.first_ts), layer_last_ts=dict(st.last_ts),
             progress={k: list(v) for k, v in st.progress.items()},
             source_stall_timesteps=self.source.stall_timesteps, wall_seconds=time.perf_counter() - t0,
+            extra=extra,
         )
+
+    def _link_stats(self) -> list[dict[str, object]]:
+        """What every NoC link carried (empty on the ideal fabric)."""
+        if self.noc is None:
+            return []
+        span = max(1, self.env.now)
+        if isinstance(self.noc, LockstepNoc):
+            return [{"link": lk.name, "packets": lk.packets, "flits": lk.flits, "busy_cycles": lk.flits,
+                     "utilisation": round(lk.flits / span, 4), "peak_flits_per_timestep": lk.peak_flits_per_timestep}
+                    for lk in self.noc.links.values()]
+        return [{"link": lk.name, "packets": lk.packets, "flits": lk.flits, "busy_cycles": lk.busy_cycles,
+                 "utilisation": round(lk.busy_cycles / span, 4), "peak_buffer_flits": lk.peak_buffer_flits}
+                for lk in self.noc.links() if lk.packets]
+
+
+class _ResultWriter:
+    """Writes each image's classifier output back to DRAM when it is produced."""
+
+    def __init__(self, dram: Dram, nbytes: int) -> None:
+        self.dram = dram
+        self.nbytes = max(1, nbytes)
+
+    def compute(self, *args: object) -> None:
+        """Not needed."""
+
+    def stall(self, *args: object) -> None:
+        """Not needed."""
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """One write per image."""
+        self.dram.write(self.nbytes)
 
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,

@@ -125,16 +125,21 @@ class Core:
         image, gi = divmod(self.group, geom.n_groups)
         need = image * geom.n_in + int(geom.group_need[gi]) + 1
         if self.stored < need:
-            return "sram" if self.main.arrived >= need else "input"
+            if self.main.arrived >= need:
+                return "sram"
+            if self.main.arrived + self.main.in_flight >= need:
+                return "noc"
+            return "dram" if getattr(self.main.upstream, "dram_waiting", False) else "input"
         if self.residual.sources and self.residual.arrived < image * geom.n_out + int(geom.group_out_need[gi]):
             return "residual"
         if self.partial.sources and self.partial.arrived < image * geom.n_out + int(geom.group_done[gi]):
             return "partial"
         count = self._release_count(gi)
         for port in self.outputs:
-            if not port.has_space(count):
+            blocked = port.blocked(count)
+            if blocked is not None:
                 port.register_waiter(self)
-                return "output"
+                return blocked
         return None
 
     def _release_count(self, gi: int) -> int:
@@ -196,7 +201,7 @@ class Core:
                 deliver_cycle = env.now
             else:
                 steps = max(1, -(-cycles // cpt))
-                deliver_cycle = (now_ts + steps - 1) * cpt
+                deliver_cycle = max(env.now, (now_ts + steps - 1) * cpt)
                 if steps > 1:
                     cause = "compute" if cycles - sram > cpt else "sram"
                     self.probe.stall(self.spec.id, self.spec.layer, cause, now_ts + 1, steps - 1)

@@ -2,7 +2,9 @@
 
 Pixels of one stream arrive in order, so a port only counts them. A consumer with
 several producers on one port (the column parts of a split layer, Eq. 6) has a
-pixel once every producer has delivered its slice.
+pixel once every producer has delivered its slice. On the ideal fabric an OutputPort
+delivers after a fixed delay; on a simulated NoC it sends one packet per pixel through
+the routers.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import simpy
+
+    from cimsim.hw.lockstep_noc import LockstepNoc
+    from cimsim.hw.noc import Noc
 
 
 class Wakeable(Protocol):
@@ -31,8 +36,12 @@ class InputPort:
         self.counts = dict.fromkeys(self.sources, 0)
         self.arrived = 0
         self.consumed = 0
+        self.in_flight = 0
+        """Pixels sent to this port that have not arrived yet (all sources)."""
         self.peak = 0
         self.waiters: set[Wakeable] = set()
+        self.upstream: object | None = None
+        """The image source when this port is fed by it (to tell `dram` stalls from `input`)."""
 
     def deliver(self, source: str, count: int) -> None:
         """`count` pixels from `source` have arrived."""
@@ -63,38 +72,114 @@ class InputPort:
                 w.kick()
 
 
-class OutputPort:
-    """The sending end: delivers to one InputPort after the fabric's delay."""
+class OutputMemory:
+    """A core's output memory on a NoC: packets waiting to enter its router."""
 
-    def __init__(self, env: simpy.Environment, source: str, target: InputPort, delay_cycles: int = 0) -> None:
+    def __init__(self, packets: int) -> None:
+        self.free = packets
+        self.peak_used = 0
+        self.capacity = packets
+        self.waiters: set[Wakeable] = set()
+
+    def take(self, count: int) -> None:
+        """`count` packets enter the memory."""
+        self.free -= count
+        self.peak_used = max(self.peak_used, self.capacity - self.free)
+
+    def give_back(self) -> None:
+        """A packet left for the network: wake the core if it waited for room."""
+        self.free += 1
+        if self.waiters:
+            waiters, self.waiters = self.waiters, set()
+            for w in waiters:
+                w.kick()
+
+
+class OutputPort:
+    """The sending end of one flow: delivers to one InputPort after the fabric's delay,
+    or through the NoC (`noc` and `route` given)."""
+
+    def __init__(self, env: simpy.Environment, source: str, target: InputPort, delay_cycles: int = 0,
+                 noc: Noc | LockstepNoc | None = None, route: tuple[object, ...] = (), payload_bits: int = 0,
+                 out_memory: OutputMemory | None = None, hold_until_timestep: tuple[int, int] = (0, 1)) -> None:
         self.env = env
         self.source = source
         self.target = target
         self.delay_cycles = delay_cycles
-        """Fabric latency added to every delivery."""
+        """Fabric latency added to every delivery (ideal fabric)."""
+        self.noc = noc
+        self.lockstep = noc is not None and not hasattr(noc, "inject")
+        """True for the per-timestep link budget NoC of `timestep` clocking."""
+        self.route = route
+        self.flits = noc.flits(payload_bits) if noc is not None else 0
+        self.out_memory = out_memory
+        """The sending core's output memory, shared by its ports (NoC only)."""
+        self.hold, self.cpt = hold_until_timestep
+        """NoC: a packet sent in timestep t is handed over no earlier than timestep t + hold."""
         self.in_flight = 0
         self.sent = 0
 
-    def has_space(self, count: int) -> bool:
-        """True when `count` more pixels fit the receiving buffer."""
+    def blocked(self, count: int) -> str | None:
+        """None if `count` more pixels can be sent now, else the cause: "output" (the
+        receiver's buffer is full) or "noc" (the core's output memory is full)."""
         space = self.target.space(self.source)
-        return space is None or space - self.in_flight >= count
+        if space is not None and space - self.in_flight < count:
+            return "output" if space < count else "noc"
+        if self.out_memory is not None and self.out_memory.free < count:
+            return "noc"
+        return None
+
+    def has_space(self, count: int) -> bool:
+        """True when `count` more pixels can be sent now."""
+        return self.blocked(count) is None
 
     def register_waiter(self, who: Wakeable) -> None:
-        """Wake `who` when the receiver frees space."""
+        """Wake `who` when the receiver (or the output memory) frees space."""
         self.target.waiters.add(who)
+        if self.out_memory is not None:
+            self.out_memory.waiters.add(who)
 
     def send(self, count: int, at_cycle: int) -> None:
-        """Deliver `count` pixels at `at_cycle` plus the fabric delay (now or later)."""
+        """Deliver `count` pixels at `at_cycle` (now or later) plus the fabric's delay."""
         self.sent += count
-        delay = at_cycle + self.delay_cycles - self.env.now
-        if delay <= 0:
-            self.target.deliver(self.source, count)
-            return
         self.in_flight += count
+        self.target.in_flight += count
+        self.target.owner.kick()  # the consumer now waits on the fabric, not on its producer
+        if self.noc is not None:
+            earliest = (at_cycle // self.cpt + self.hold) * self.cpt
+            if self.lockstep:
+                ts = at_cycle // self.cpt
+                for _ in range(count):
+                    when = max(at_cycle, self.noc.schedule(self.route, self.flits, ts) * self.cpt, earliest)
+                    self._when(when, lambda: self._arrive(1))
+                return
+            if self.out_memory is not None:
+                self.out_memory.take(count)
+            self._when(at_cycle, lambda: self._inject(count, earliest))
+            return
+        self._when(at_cycle + self.delay_cycles, lambda: self._arrive(count))
 
-        def _arrive(_event: object) -> None:
-            self.in_flight -= count
-            self.target.deliver(self.source, count)
+    def _when(self, cycle: int, action: object) -> None:
+        delay = cycle - self.env.now
+        if delay <= 0:
+            action()
+        else:
+            self.env.timeout(delay).callbacks.append(lambda _e: action())
 
-        self.env.timeout(delay).callbacks.append(_arrive)
+    def _arrive(self, count: int) -> None:
+        self.in_flight -= count
+        self.target.in_flight -= count
+        self.target.deliver(self.source, count)
+
+    def _inject(self, count: int, earliest: int) -> None:
+        from cimsim.hw.noc import Packet
+
+        def arrived() -> None:
+            self._when(earliest, lambda: self._arrive(1))
+
+        for _ in range(count):
+            self.noc.inject(Packet(self.flits, self.route, arrived, self.source, self._left))
+
+    def _left(self) -> None:
+        if self.out_memory is not None:
+            self.out_memory.give_back()

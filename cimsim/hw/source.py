@@ -1,19 +1,24 @@
-"""The image source: streams input pixels into the first layer's cores."""
+"""The image source: streams input pixels into the first layer's cores, from DRAM if modelled."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import simpy
 
+from cimsim.hw.dram import Dram
 from cimsim.hw.ports import OutputPort
 from cimsim.sim.probe import Probe
 
 
 class ImageSource:
     """Streams `batch` images of `pixels_per_image` pixels, `rate` pixels per timestep,
-    column by column, back to back; waits when the first cores' buffers are full."""
+    column by column, back to back; waits when the first cores' buffers are full or the
+    DRAM has not delivered the pixels yet (it prefetches `prefetch` groups ahead)."""
 
     def __init__(self, env: simpy.Environment, outputs: list[OutputPort], batch: int, pixels_per_image: int,
-                 rate: int, cycles_per_timestep: int, probe: Probe) -> None:
+                 rate: int, cycles_per_timestep: int, probe: Probe, dram: Dram | None = None,
+                 pixel_bytes: int = 0, prefetch: int = 4) -> None:
         self.env = env
         self.outputs = outputs
         self.batch = batch
@@ -21,14 +26,27 @@ class ImageSource:
         self.rate = rate
         self.cpt = cycles_per_timestep
         self.probe = probe
+        self.dram = dram
+        self.pixel_bytes = pixel_bytes
+        self.prefetch = prefetch
         self.sent = 0
         self.image_start_ts: list[int] = []
         self.stall_timesteps = 0
+        self.dram_stall_timesteps = 0
+        self.dram_waiting = False
+        """True while the next pixels are due but the DRAM has not delivered them."""
+        self._ready: deque[int] = deque()
+        self._outstanding = [0]
         self._wake: simpy.Event | None = None
+        self._fetch_wake: simpy.Event | None = None
+        for p in outputs:
+            p.target.upstream = self
         self.process = env.process(self.run())
+        if dram is not None:
+            env.process(self.fetch())
 
     def kick(self) -> None:
-        """Resume after a consumer freed buffer space."""
+        """Resume after a consumer freed buffer space or the DRAM delivered."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
@@ -36,13 +54,55 @@ class ImageSource:
         """One-line state."""
         return f"source: sent {self.sent}/{self.batch * self.pixels_per_image} pixels"
 
-    def run(self):
-        """Emit up to `rate` pixels at each timestep boundary, never splitting an image's pixel group."""
+    def _groups(self) -> list[int]:
+        sizes = []
+        for _ in range(self.batch):
+            k = 0
+            while k < self.pixels_per_image:
+                n = min(self.rate, self.pixels_per_image - k)
+                sizes.append(n)
+                k += n
+        return sizes
+
+    def fetch(self):  # SimPy generator
+        """Issue DRAM reads for the pixel groups in order, at most `prefetch` groups ahead
+        (reads in flight or delivered but not yet sent); they pipeline on the channel."""
+        outstanding = [0]
+
+        def arrived(count: int) -> None:
+            self._ready.append(count)
+            self.kick()
+
+        for count in self._groups():
+            while outstanding[0] >= self.prefetch:
+                self._fetch_wake = self.env.event()
+                yield self._fetch_wake
+            outstanding[0] += 1
+            self._outstanding = outstanding
+            self.dram.read(count * self.pixel_bytes).callbacks.append(lambda _e, n=count: arrived(n))
+
+    def run(self):  # SimPy generator
+        """Emit up to `rate` pixels at each timestep boundary, never splitting an image's group."""
         total = self.batch * self.pixels_per_image
         next_ts = 0
         while self.sent < total:
             k = self.sent % self.pixels_per_image
             count = min(self.rate, self.pixels_per_image - k)
+            now_ts = -(-self.env.now // self.cpt)
+            ts = max(next_ts, now_ts)
+            if ts * self.cpt > self.env.now:
+                yield self.env.timeout(ts * self.cpt - self.env.now)
+                continue
+            if self.dram is not None and not self._ready:
+                self.dram_waiting = True
+                for p in self.outputs:
+                    p.target.owner.kick()
+                self._wake = self.env.event()
+                yield self._wake
+                self._wake = None
+                self.dram_stall_timesteps += -(-self.env.now // self.cpt) - ts
+                self.dram_waiting = False
+                continue
             if any(not p.has_space(count) for p in self.outputs):
                 for p in self.outputs:
                     p.register_waiter(self)
@@ -50,14 +110,15 @@ class ImageSource:
                 yield self._wake
                 self._wake = None
                 continue
-            now_ts = -(-self.env.now // self.cpt)
-            ts = max(next_ts, now_ts)
-            if ts * self.cpt > self.env.now:
-                yield self.env.timeout(ts * self.cpt - self.env.now)
             if ts > next_ts:
                 self.stall_timesteps += ts - next_ts
             if k == 0:
                 self.image_start_ts.append(ts)
+            if self.dram is not None:
+                self._ready.popleft()
+                self._outstanding[0] -= 1
+                if self._fetch_wake is not None and not self._fetch_wake.triggered:
+                    self._fetch_wake.succeed()
             for p in self.outputs:
                 p.send(count, self.env.now)
             self.sent += count

@@ -8,11 +8,13 @@ processor of the core that produces their main input. Pure: no SimPy.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from cimsim.config.schema import Scenario
 from cimsim.errors import MappingError
+from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
-from cimsim.mapping.plan import CoreSpec, LayerMapping, MappingPlan
+from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
 from cimsim.mapping.sram import auto_method, make_layout
 from cimsim.network import Layer, Network
@@ -135,11 +137,78 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
         edges.append((main, layer.name, "main"))
         if residual is not None:
             edges.append((residual, layer.name, "residual"))
-    return MappingPlan(
+    plan = MappingPlan(
         layers=layers, cores=tuple(cores), edges=tuple(edges), input_name=net.input_layer.name,
         output_layer=emit[net.output_layer.name], array=(chip.array_rows, chip.array_cols),
         warnings=tuple(warnings),
     )
+    return replace(plan, flows=tuple(_routed_flows(plan, net, scenario)))
+
+
+def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> list[Flow]:
+    """Core-level packet streams of the plan, routed on the scenario's topology; an edge
+    the topology cannot carry is a mapping error naming the two layers."""
+    noc, chip = scenario.noc, scenario.chip
+    flows = []
+    for src_layer, dst_layer, role in plan.edges:
+        dst = plan.layers[dst_layer]
+        targets = dst.cores if role == "main" else dst.merge_cores
+        if src_layer == plan.input_name:
+            inp = net.input_layer
+            sources: list[int | None] = [None]
+            bits, rate = inp.out_channels * net.bits, scenario.input.pixels_per_timestep
+        else:
+            src = plan.layers[src_layer]
+            sources = list(src.merge_cores)
+            pooled = any(net.layer(f).kind == "avgpool" for f in src.fused)
+            bits = net.layer(src_layer).out_channels * net.bits // src.col_parts
+            rate = 1 if pooled else src.rate
+        for s in sources:
+            flows.extend(Flow(s, t, role, src_layer, dst_layer, bits, rate) for t in targets)
+    for lm in plan.layers.values():
+        if lm.row_parts > 1:
+            layer = net.layer(lm.layer)
+            bits = layer.out_channels * noc.partial_sum_bits // lm.col_parts
+            for cid in lm.cores:
+                spec = plan.cores[cid]
+                merge = lm.merge_cores[spec.col_part]
+                if cid != merge:
+                    flows.append(Flow(cid, merge, "partial", lm.layer, lm.layer, bits, lm.rate))
+    if noc.topology == "ideal":
+        return flows
+    biggest = max((f.packet_bits for f in flows), default=0)
+    flits = -(-(biggest + noc.header_bits) // noc.link_width_bits)
+    if chip.clocking == "elastic" and flits > noc.buffer_depth_flits:
+        raise MappingError(
+            f"{scenario.source}: noc.buffer_depth_flits = {noc.buffer_depth_flits} is smaller than the largest "
+            f"packet ({biggest} + {noc.header_bits} header bits = {flits} flits of {noc.link_width_bits} bits); "
+            "routers move whole packets (virtual cut-through)"
+        )
+    if noc.topology == "mesh":
+        dram = (noc.dram_row, noc.dram_col)
+        rows, cols = chip.array_rows, chip.array_cols
+        if not (0 <= noc.dram_row < rows and 0 <= noc.dram_col < cols) or not (
+                noc.dram_row in (0, rows - 1) or noc.dram_col in (0, cols - 1)):
+            raise MappingError(f"{scenario.source}: noc.dram_row, noc.dram_col = {dram}: must be a router on the "
+                               f"edge of the {rows} x {cols} mesh")
+        graph = topology.mesh(rows, cols, dram)
+    else:
+        graph = topology.prism(chip.array_rows, chip.array_cols, noc.prism_k)
+    routing = topology.ROUTING[noc.topology]
+    routed = []
+    for f in flows:
+        a = "dram" if f.src is None else plan.cores[f.src].position
+        b = plan.cores[f.dst].position
+        path = routing(graph, a, b)
+        if path is None:
+            src_name = "the input (DRAM port)" if f.src is None else f"'{f.src_layer}' (core {plan.cores[f.src].name})"
+            raise MappingError(
+                f"{scenario.source}: noc.topology = '{noc.topology}': the {f.role} edge from {src_name} to "
+                f"'{f.dst_layer}' (core {plan.cores[f.dst].name}) is not a link of the topology"
+                + (f" (noc.prism_k = {noc.prism_k})" if noc.topology == "prism" else "")
+            )
+        routed.append(replace(f, route=tuple(path)))
+    return routed
 
 
 def _choose_shape(layer: Layer, kernel: int, stride: int, rate: int,

@@ -76,6 +76,29 @@ class LayerMapping:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """A stream of packets between two cores (or from the DRAM / input port: src None)."""
+
+    src: int | None
+    dst: int
+    role: str
+    """main | residual | partial."""
+    src_layer: str
+    dst_layer: str
+    packet_bits: int
+    """Payload bits of one pixel (channels x bits; partial sums at partial_sum_bits)."""
+    pixels_per_timestep: int
+    """Pixels per timestep the producer emits at its own rate (Eq. 7's load)."""
+    route: tuple[object, ...] = ()
+    """Router positions from source to destination (empty on the ideal fabric)."""
+
+    @property
+    def bits_per_timestep(self) -> int:
+        """Eq. 7's numerator: payload bits this flow needs per timestep."""
+        return self.packet_bits * self.pixels_per_timestep
+
+
+@dataclass(frozen=True)
 class MappingPlan:
     """The network on the chip."""
 
@@ -90,6 +113,8 @@ class MappingPlan:
     """Compute layer whose digital processor emits the network output."""
     array: tuple[int, int]
     warnings: tuple[str, ...] = ()
+    flows: tuple[Flow, ...] = ()
+    """Every core-to-core (and input-to-core) packet stream, with its route."""
 
     @property
     def core_count(self) -> int:

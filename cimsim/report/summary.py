@@ -1,14 +1,21 @@
-"""Per-layer latency/throughput report from a RunRecord, as a dict and as a table."""
+"""Per-layer latency/throughput report of a run (live RunRecord or trace), as a dict and as a table."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import csv as csvlib
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
+from cimsim.config.load import scenario_to_dict
+from cimsim.mapping.plan import MappingPlan
+from cimsim.network import Network
+from cimsim.report.noc import noc_summary
 from cimsim.sim.record import RunRecord
 
-STALL_CAUSES = ("input", "residual", "partial", "output", "sram", "compute")
+STALL_CAUSES = ("input", "residual", "partial", "output", "sram", "compute", "noc", "dram", "recovery")
+CSV_COLUMNS = ("name", "cores", "pixels_per_timestep", "replicas", "crossbar_rows", "first_output_timestep",
+               "last_output_timestep", "pixels", "active_timesteps")
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,15 @@ class Report:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
 
+    def csv(self) -> str:
+        """The per-layer table as CSV: one row per layer, stalls as `stall_<cause>` columns."""
+        out = io.StringIO()
+        writer = csvlib.writer(out, lineterminator="\n")
+        writer.writerow([*CSV_COLUMNS, *(f"stall_{c}" for c in STALL_CAUSES)])
+        for lay in self.summary["layers"]:
+            writer.writerow([lay[k] for k in CSV_COLUMNS] + [lay["stall_timesteps"].get(c, 0) for c in STALL_CAUSES])
+        return out.getvalue()
+
 
 def _method(layer: dict[str, Any]) -> str:
     """Replica layout in short: '-' (one kernel), 'M1' or 'M2/2' (Method 2, dW = 2); '!' if it does not fit."""
@@ -52,21 +68,73 @@ def _method(layer: dict[str, Any]) -> str:
     return text + ("" if layer["replicas_fit"] else "!")
 
 
-def make_report(record: RunRecord) -> Report:
-    """Latency, throughput and per-layer behaviour of a run."""
-    sc = record.scenario
-    cpt = sc.chip.cycles_per_timestep
-    timestep_ns = cpt * 1000.0 / sc.chip.clock_mhz
-    latency = record.image_done_ts[0] - record.image_start_ts[0] + 1
-    span = record.image_done_ts[-1] - record.image_start_ts[0] + 1
-    per_core = {c.id: c for c in record.cores}
+@dataclass(frozen=True)
+class ReportInput:
+    """Everything `make_report` reads, from a live run (`report_input`) or from a trace
+    (`cimsim.report.replay`), so the two cannot compute different numbers."""
+
+    scenario: dict[str, Any]
+    """The resolved scenario as `cimsim.config.scenario_to_dict` gives it."""
+    model: str
+    """The network's name."""
+    layer_pixels: dict[str, int]
+    """Output pixels of each compute layer per image (`layer_pixels`)."""
+    plan: MappingPlan
+    batch: int
+    image_start_ts: list[int]
+    image_done_ts: list[int]
+    cycles: int
+    events: int
+    active_timesteps: dict[int, int]
+    """Core id -> timesteps in which it computed."""
+    stall_timesteps: dict[int, dict[str, int]]
+    """Core id -> cause -> stalled timesteps."""
+    layer_first_ts: dict[str, int]
+    layer_last_ts: dict[str, int]
+    source_stall_timesteps: int
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Fabric and DRAM statistics of the run: "links" (list of per-link dicts), "dram"."""
+
+
+def layer_pixels(net: Network, plan: MappingPlan) -> dict[str, int]:
+    """Output pixels per image of every compute layer (1 for an FC)."""
+    out = {}
+    for name in plan.layers:
+        layer = net.layer(name)
+        out[name] = layer.out_h * layer.out_w if layer.kind == "conv" else 1
+    return out
+
+
+def report_input(record: RunRecord) -> ReportInput:
+    """The report inputs of a live run."""
+    return ReportInput(
+        scenario=scenario_to_dict(record.scenario), model=record.network.name,
+        layer_pixels=layer_pixels(record.network, record.plan), plan=record.plan, batch=record.batch,
+        image_start_ts=list(record.image_start_ts), image_done_ts=list(record.image_done_ts),
+        cycles=record.cycles, events=record.events,
+        active_timesteps={c.id: c.active_timesteps for c in record.cores},
+        stall_timesteps={c.id: dict(c.stall_timesteps) for c in record.cores},
+        layer_first_ts=dict(record.layer_first_ts), layer_last_ts=dict(record.layer_last_ts),
+        source_stall_timesteps=record.source_stall_timesteps, extra=dict(record.extra),
+    )
+
+
+def make_report(source: RunRecord | ReportInput) -> Report:
+    """Latency, throughput and per-layer behaviour of a run (live, or rebuilt from a trace)."""
+    record = source if isinstance(source, RunRecord) else None
+    return Report(summarize(report_input(source) if record is not None else source), record)
+
+
+def summarize(inp: ReportInput) -> dict[str, Any]:
+    """The summary dict (`cimsim run --json`) of a run's report inputs."""
+    chip = inp.scenario["chip"]
+    timestep_ns = chip["cycles_per_timestep"] * 1000.0 / chip["clock_mhz"]
+    latency = inp.image_done_ts[0] - inp.image_start_ts[0] + 1
+    span = inp.image_done_ts[-1] - inp.image_start_ts[0] + 1
     layers = []
-    for name, lm in record.plan.layers.items():
-        rep = per_core[lm.merge_cores[0]]
-        stalls: dict[str, int] = defaultdict(int)
-        for k, v in rep.stall_timesteps.items():
-            stalls[k] += v
-        layer = record.network.layer(name)
+    for name, lm in inp.plan.layers.items():
+        rep = lm.merge_cores[0]
+        stalls = inp.stall_timesteps.get(rep, {})
         layers.append({
             "name": name,
             "cores": len(lm.cores),
@@ -83,30 +151,31 @@ def make_report(record: RunRecord) -> Report:
             "sram_write_cycles": list(lm.write_cycles),
             "sram_read_cycles": list(lm.read_cycles),
             "fused": list(lm.fused),
-            "first_output_timestep": record.layer_first_ts.get(name, -1),
-            "last_output_timestep": record.layer_last_ts.get(name, -1),
-            "pixels": layer.out_h * layer.out_w if layer.kind == "conv" else 1,
-            "active_timesteps": rep.active_timesteps,
+            "first_output_timestep": inp.layer_first_ts.get(name, -1),
+            "last_output_timestep": inp.layer_last_ts.get(name, -1),
+            "pixels": inp.layer_pixels[name],
+            "active_timesteps": inp.active_timesteps.get(rep, 0),
             "stall_timesteps": {c: stalls.get(c, 0) for c in STALL_CAUSES},
         })
-    summary = {
-        "scenario": sc.name,
-        "model": record.network.name,
-        "clocking": sc.chip.clocking,
-        "dataflow": sc.dataflow.mode,
-        "batch": record.batch,
-        "cores": record.plan.core_count,
+    return {
+        "scenario": inp.scenario["name"],
+        "model": inp.model,
+        "clocking": chip["clocking"],
+        "dataflow": inp.scenario["dataflow"]["mode"],
+        "batch": inp.batch,
+        "cores": inp.plan.core_count,
         "timestep_ns": timestep_ns,
         "latency_timesteps": latency,
         "latency_ns": latency * timestep_ns,
-        "throughput_images_per_s": record.batch / (span * timestep_ns * 1e-9),
+        "throughput_images_per_s": inp.batch / (span * timestep_ns * 1e-9),
         "total_timesteps": span,
-        "image_interval_timesteps": ((record.image_done_ts[-1] - record.image_done_ts[0]) / (record.batch - 1)
-                                     if record.batch > 1 else None),
-        "simulated_cycles": record.cycles,
-        "events": record.events,
-        "source_stall_timesteps": record.source_stall_timesteps,
-        "warnings": list(record.plan.warnings),
+        "image_interval_timesteps": ((inp.image_done_ts[-1] - inp.image_done_ts[0]) / (inp.batch - 1)
+                                     if inp.batch > 1 else None),
+        "simulated_cycles": inp.cycles,
+        "events": inp.events,
+        "source_stall_timesteps": inp.source_stall_timesteps,
+        "warnings": list(inp.plan.warnings),
+        "noc": noc_summary(inp.plan, inp.scenario["noc"]["topology"], inp.extra.get("links", []), timestep_ns),
+        "dram": dict(inp.extra.get("dram", {"enabled": False})),
         "layers": layers,
     }
-    return Report(summary, record)

@@ -1,0 +1,91 @@
+"""Numerical model of the chip: int8 weights, a numpy reference, and RAELLA-style crossbars.
+
+Pure numpy, no SimPy. The simulated cores call `LayerMath`; everything is
+checked against `reference_forward` (bit-exact wherever no ADC saturation was
+accepted).
+
+API
+---
+`cimsim.functional.weights`
+    ``LayerParams(weights, bias, multiplier, shift)`` frozen: int8 weights
+    (kernel, kernel, c_in, c_out) ((1, 1, c_in, c_out) for an fc), int32 bias
+    and multiplier (c_out,), int shift; out = clip(round((acc + bias) *
+    multiplier / 2**shift)) to int8, then ReLU where the layer has relu.
+    ``make_params(network, seed) -> {layer: LayerParams}`` for every conv/fc
+    (realistic per-channel Laplacian weights, per-channel int8 quantisation,
+    requantisation calibrated on a seeded batch; one Generator per seed).
+    ``load_params(path, network)`` / ``save_params(path, params)``: ``.npz`` with
+    ``<layer>.weights``, ``.bias``, ``.multiplier``, ``.shift`` (bad files raise
+    `cimsim.errors.InputError` naming file, array and problem).
+    ``make_images(network, batch, seed) -> int8 (batch, H, W, C)`` smooth
+    natural-image-like fields; ``load_images(path, network)`` (array ``images``).
+
+`cimsim.functional.reference`
+    ``reference_forward(network, params, images) -> {layer: int8 (batch, H, W, C)}``
+    (every layer, the input included); ``conv_accumulate(x, weights, stride,
+    padding) -> int32``; ``requantise(acc, params, relu) -> int8`` (round half
+    up); ``saturating_add``; ``global_avgpool`` (integer mean, round half to even).
+
+`cimsim.functional.crossbar`
+    ``CrossbarConfig(rows, cols, adc_bits=7, input_bits=8, input_slices=(4, 2, 2),
+    recovery_slice_bits=1, weight_encoding="center_offset" | "differential",
+    policy="always" | "on_failure" | "off", weight_slice_bits=(4, 2, 2),
+    recovery="slice" | "column")``.
+    ``Crossbar(matrix int8 (rows, cols), config).mvm(x int8 (rows,) or (n, rows))
+    -> MvmResult``: ``values`` int32 (cols,) / (n, cols); ``crossbar_cycles``
+    (off 8, always 11, on_failure 3 or 11; max over a batch) and per-vector
+    ``cycles``; counters ``speculative_slices``, ``recovery_slices``,
+    ``failed_columns``, ``failed_slices``, ``adc_converts`` (=
+    ``speculative_converts + recovery_converts``), ``saturations_accepted``,
+    ``clipped_converts``, ``column_mvms``, ``mvms``, ``recovery_mvms``;
+    ``clipped_mask`` marks outputs that are not exact.
+
+`cimsim.functional.chip_math`
+    ``LayerMath(layer, params, crossbar_config, row_parts, xbar_rows)``:
+    ``compute(windows int8 (n, k*k*c_in)) -> GroupResult`` (``acc`` int32
+    (n, c_out) summed over row parts, ``crossbar_cycles`` max over parts and
+    windows, per-window ``cycles``, counters summed); ``finish(acc, relu,
+    residual=None) -> int8 (n, c_out)``. ``windows(activations (H, W, C),
+    rows_cols, kernel, stride, padding) -> int8 (n, k*k*C)`` (zero padding).
+    ``chip_forward(network, params, image, config, xbar_rows)`` runs one image
+    through the chip arithmetic end to end (``build_layer_maths`` programs
+    every layer once).
+
+Modelling decisions (RAELLA thesis sections) are in the `crossbar` docstring:
+Center+Offset 2T2R weights (4.1) sliced 4b-2b-2b (4.2), two's-complement
+inputs, 7-bit signed LSB ADC (3.1), speculation 4b-2b-2b with 1-bit recovery
+of the failed speculative slice only (4.3), saturation accepted in recovery (3.5).
+"""
+
+from cimsim.functional.chip_math import GroupResult, LayerMath, build_layer_maths, chip_forward, windows
+from cimsim.functional.crossbar import COUNTERS, Crossbar, CrossbarConfig, MvmResult
+from cimsim.functional.reference import conv_accumulate, reference_forward, requantise
+from cimsim.functional.weights import (
+    LayerParams,
+    load_images,
+    load_params,
+    make_images,
+    make_params,
+    save_params,
+)
+
+__all__ = [
+    "COUNTERS",
+    "Crossbar",
+    "CrossbarConfig",
+    "GroupResult",
+    "LayerMath",
+    "LayerParams",
+    "MvmResult",
+    "build_layer_maths",
+    "chip_forward",
+    "conv_accumulate",
+    "load_images",
+    "load_params",
+    "make_images",
+    "make_params",
+    "reference_forward",
+    "requantise",
+    "save_params",
+    "windows",
+]

@@ -1,0 +1,218 @@
+"""The network-on-chip: routers as SimPy processes, links that serialise flits, credits.
+
+Packets move by virtual cut-through at packet granularity: a router grants an output
+link to one waiting packet at a time (round robin over its input ports), once the
+link is free and the next router's input buffer has credits for the whole packet. The
+head reaches the next router `router_cycles + link_cycles` after the grant and may be
+forwarded from there while its tail is still arriving, so an uncontended packet takes
+hops x (router_cycles + link_cycles) + flits - 1 cycles. Credits return when the tail
+has left a buffer. A core's network interface (its output memory) queues packets for
+its router's local input port.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import networkx as nx
+import simpy
+
+from cimsim.sim.probe import Probe
+
+Node = object
+
+
+@dataclass
+class Packet:
+    """One pixel (or partial-sum vector) on its way from one core to another."""
+
+    flits: int
+    route: tuple[Node, ...]
+    deliver: Callable[[], None]
+    source: str
+    left: Callable[[], None] | None = None
+    """Called when the packet leaves its core's output memory (granted by the first router)."""
+    hop: int = 0
+    head_at: int = 0
+    """Cycle the head flit reached the router at route[hop]."""
+
+
+@dataclass
+class LinkStats:
+    """What one directed link carried."""
+
+    name: str
+    packets: int = 0
+    flits: int = 0
+    busy_cycles: int = 0
+    peak_buffer_flits: int = 0
+    """Peak occupancy of the input buffer this link feeds."""
+
+
+@dataclass
+class _InputBuffer:
+    capacity: int | None
+    queue: deque[Packet] = field(default_factory=deque)
+    reserved: int = 0
+    upstream: Router | None = None
+    stats: LinkStats | None = None
+
+    def credits(self) -> int | None:
+        return None if self.capacity is None else self.capacity - self.reserved
+
+
+class Router:
+    """One router: input buffers per incoming link (plus the local injection port), an
+    output per outgoing link (plus the local ejection port), round-robin arbitration."""
+
+    def __init__(self, env: simpy.Environment, noc: Noc, node: Node) -> None:
+        self.env = env
+        self.noc = noc
+        self.node = node
+        self.inputs: dict[Node, _InputBuffer] = {"local": _InputBuffer(None)}
+        self.outputs: dict[Node, LinkStats] = {"local": LinkStats(f"{_name(node)}->core")}
+        self.busy_until: dict[Node, int] = {"local": 0}
+        self.rr: dict[Node, int] = {"local": 0}
+        self._wake: simpy.Event | None = None
+        self._timer_at: int | None = None
+        self.process = env.process(self.run())
+
+    def kick(self) -> None:
+        """Something changed: re-arbitrate."""
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _wake_at(self, cycle: int) -> None:
+        if self._timer_at is not None and self._timer_at <= cycle:
+            return
+        self._timer_at = cycle
+        self.env.timeout(cycle - self.env.now).callbacks.append(lambda _e: self._timer_fired(cycle))
+
+    def _timer_fired(self, cycle: int) -> None:
+        if self._timer_at == cycle:
+            self._timer_at = None
+        self.kick()
+
+    def run(self):  # SimPy generator
+        """Grant free outputs to waiting packets until nothing can move, then sleep."""
+        env = self.env
+        ports = list(self.inputs)
+        while True:
+            moved = False
+            later: int | None = None
+            for out in self.outputs:
+                free = self.busy_until[out]
+                if free > env.now:
+                    later = free if later is None else min(later, free)
+                    continue
+                n = len(ports)
+                start = self.rr[out]
+                for i in range(n):
+                    port = ports[(start + i) % n]
+                    buf = self.inputs[port]
+                    if not buf.queue:
+                        continue
+                    pkt = buf.queue[0]
+                    if self._next(pkt) != out:
+                        continue
+                    if pkt.head_at > env.now:
+                        later = pkt.head_at if later is None else min(later, pkt.head_at)
+                        continue
+                    down = None if out == "local" else self.noc.routers[out].inputs[self.node]
+                    if down is not None and down.credits() is not None and down.credits() < pkt.flits:
+                        continue  # woken again when the next router returns credits
+                    buf.queue.popleft()
+                    self._grant(pkt, buf, out, down)
+                    self.rr[out] = (start + i + 1) % n
+                    moved = True
+                    break
+            if moved:
+                continue
+            if later is not None:
+                self._wake_at(later)
+            self._wake = env.event()
+            yield self._wake
+            self._wake = None
+
+    def _next(self, pkt: Packet) -> Node:
+        return "local" if pkt.hop == len(pkt.route) - 1 else pkt.route[pkt.hop + 1]
+
+    def _grant(self, pkt: Packet, buf: _InputBuffer, out: Node, down: _InputBuffer | None) -> None:
+        env, cfg = self.env, self.noc
+        now = env.now
+        tail_leaves = now + cfg.router_cycles + pkt.flits
+        self.busy_until[out] = tail_leaves
+        stats = self.outputs[out]
+        stats.packets += 1
+        stats.flits += pkt.flits
+        stats.busy_cycles += pkt.flits
+        self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
+        if pkt.hop == 0 and pkt.left is not None:
+            pkt.left()
+        if buf.capacity is not None:  # this buffer's credits go back when the tail has left
+            up = buf.upstream
+            flits = pkt.flits
+
+            def _credit(_e: object) -> None:
+                buf.reserved -= flits
+                if up is not None:
+                    up.kick()
+
+            env.timeout(tail_leaves - now).callbacks.append(_credit)
+        head = now + cfg.router_cycles + cfg.link_cycles
+        if out == "local":
+            env.timeout(head + pkt.flits - 1 - now).callbacks.append(lambda _e: pkt.deliver())
+            return
+        down.reserved += pkt.flits
+        down.stats.peak_buffer_flits = max(down.stats.peak_buffer_flits, down.reserved)
+        pkt.hop += 1
+        pkt.head_at = head
+        down.queue.append(pkt)
+        nxt = self.noc.routers[out]
+        if head > now:
+            nxt._wake_at(head)
+        else:
+            nxt.kick()
+
+
+class Noc:
+    """Routers on a topology graph; cores and the DRAM port inject packets at their router."""
+
+    def __init__(self, env: simpy.Environment, graph: nx.DiGraph, link_width_bits: int, link_cycles: int,
+                 router_cycles: int, buffer_depth_flits: int, header_bits: int, probe: Probe) -> None:
+        self.env = env
+        self.graph = graph
+        self.link_width_bits = link_width_bits
+        self.link_cycles = link_cycles
+        self.router_cycles = router_cycles
+        self.header_bits = header_bits
+        self.probe = probe
+        self.routers: dict[Node, Router] = {n: Router(env, self, n) for n in graph.nodes}
+        for a, b in graph.edges:
+            ra, rb = self.routers[a], self.routers[b]
+            stats = LinkStats(f"{_name(a)}->{_name(b)}")
+            ra.outputs[b] = stats
+            ra.busy_until[b] = 0
+            ra.rr[b] = 0
+            rb.inputs[a] = _InputBuffer(buffer_depth_flits, upstream=ra, stats=stats)
+
+    def flits(self, payload_bits: int) -> int:
+        """Flits of a packet carrying `payload_bits` (plus the header)."""
+        return -(-(payload_bits + self.header_bits) // self.link_width_bits)
+
+    def inject(self, pkt: Packet) -> None:
+        """Queue a packet at its source router's local input port (the core's output memory)."""
+        router = self.routers[pkt.route[0]]
+        pkt.head_at = self.env.now
+        router.inputs["local"].queue.append(pkt)
+        router.kick()
+
+    def links(self) -> list[LinkStats]:
+        """Statistics of every link, ejection ports included, in a fixed order."""
+        return [s for r in self.routers.values() for s in r.outputs.values()]
+
+
+def _name(node: Node) -> str:
+    return node if isinstance(node, str) else f"r{node[0]}.{node[1]}"

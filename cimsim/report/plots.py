@@ -1,0 +1,252 @@
+"""Pictures of a traced run (matplotlib, the optional `plot` extra; Agg backend, PNG files).
+
+- `progress`: image 0's cumulative output pixels per layer against the timestep
+  (Dazzi 2021 Fig. 10), from the compute events of each layer's representative core
+  (its first merge core), coloured by the layer's output channels;
+- `occupancy`: what every core did in every timestep (computing, stalled by cause, idle);
+- `stalls`: stall timesteps per layer by cause, stacked;
+- `links`: utilisation of every NoC link on the core array (needs link events).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cimsim.errors import InputError
+
+if TYPE_CHECKING:
+    from cimsim.trace import Trace
+
+KINDS = ("progress", "occupancy", "stalls", "links")
+"""What `cimsim plot --kind` draws."""
+MAX_COLUMNS = 1200
+"""Occupancy map: at most this many timestep columns (longer runs are binned, majority state)."""
+CAUSE_COLOURS = {
+    "input": "#9ecae1", "residual": "#c994c7", "partial": "#fdae6b", "output": "#de2d26", "sram": "#8c6d31",
+    "compute": "#636363", "noc": "#fd8d3c", "dram": "#756bb1", "recovery": "#e7298a",
+}
+FAMILIES = ("Reds", "Blues", "Greens", "Purples", "Oranges", "Greys")
+
+
+class PlotError(InputError):
+    """The trace cannot give this picture (exit 2)."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotError("plotting needs matplotlib: pip install 'cimsim[plot]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _need_events(trace: Trace, kind: str) -> None:
+    if trace.level != "events":
+        raise PlotError(f"{trace.path}: --kind {kind} needs the events, and this trace has level "
+                        f"{trace.level!r}: rerun with --trace-level events")
+
+
+def plot(trace: Trace, kind: str, out: str | Path) -> Path:
+    """Draw picture `kind` of the trace into the PNG file `out`."""
+    if kind not in KINDS:
+        raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
+    plt = _pyplot()
+    fig = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links}[kind](trace, plt)
+    out = Path(out)
+    try:
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+    except OSError as exc:
+        raise PlotError(f"cannot write {out}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return out
+
+
+def _title(trace: Trace) -> str:
+    s = trace.summary
+    return f"{s['scenario']}: {s['model']}, {s['dataflow']} dataflow, batch {s['batch']}"
+
+
+def progress_curves(trace: Trace, image: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Layer -> (timesteps, outputs of `image` done by the end of each) on its representative core."""
+    _need_events(trace, "progress")
+    layers = trace.mapping["layers"]
+    rep = np.full(int(trace.mapping["cores"]["id"].max()) + 1, -1, dtype=np.int64)
+    rep[layers["representative_core"]] = layers["index"]
+    code = trace.kind_names.index("compute")
+    parts: list[np.ndarray] = []
+    for block in trace.iter_events():
+        sel = block[(block["kind"] == code) & (block["image"] == image)]
+        sel = sel[rep[sel["core"]] == sel["layer"]]
+        parts.append(sel[["timestep", "layer", "first", "count"]])
+    ev = np.concatenate(parts) if parts else np.zeros(0, [("timestep", "<i4"), ("layer", "<i2")])
+    out = {}
+    for row in layers:
+        mine = ev[ev["layer"] == row["index"]]
+        out[str(row["name"])] = (mine["timestep"].astype(np.int64), (mine["first"] + mine["count"]).astype(np.int64))
+    return out
+
+
+def _progress(trace: Trace, plt: Any) -> Any:
+    curves = progress_curves(trace)
+    layers = trace.mapping["layers"]
+    channels = sorted({int(c) for c in layers["out_channels"]})
+    family = {c: plt.get_cmap(FAMILIES[i % len(FAMILIES)]) for i, c in enumerate(channels)}
+    members = {c: [str(r["name"]) for r in layers if r["out_channels"] == c] for c in channels}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for row in layers:
+        name, c = str(row["name"]), int(row["out_channels"])
+        ts, done = curves[name]
+        if not len(ts):
+            continue
+        shade = 0.45 + 0.5 * members[c].index(name) / max(1, len(members[c]) - 1)
+        ax.step(np.concatenate([[ts[0]], ts + 1]), np.concatenate([[0], done]), where="post", lw=1.1,
+                color=family[c](shade))
+    for c in channels:
+        names = members[c]
+        span = names[0] if len(names) == 1 else f"{names[0]}-{names[-1]}"
+        ax.plot([], [], color=family[c](0.75), lw=2, label=f"{c} output channels ({span})")
+    s = trace.summary
+    ax.set_xlabel("timestep")
+    ax.set_ylabel("output pixels computed (image 0)")
+    ax.set_title(f"{_title(trace)}\nlatency {s['latency_timesteps']} timesteps", fontsize=10)
+    ax.set_xlim(0, s["latency_timesteps"] + int(trace.run["image_start_timestep"][0]))
+    ax.set_ylim(0, None)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def occupancy(trace: Trace, max_columns: int = MAX_COLUMNS) -> tuple[np.ndarray, list[str], int]:
+    """(cores x columns state codes, state names, timesteps per column). Code 0 = idle,
+    1 = computing, 2 + i = stalled by `cause_names[i + 1]`; a column is the majority state
+    of its timesteps."""
+    _need_events(trace, "occupancy")
+    cores = trace.mapping["cores"]
+    n_cores = int(cores["id"].max()) + 1
+    kinds = trace.kind_names
+    comp, stall = kinds.index("compute"), kinds.index("stall")
+    end = 1
+    for block in trace.iter_events():
+        if len(block):
+            end = max(end, int((block["timestep"] + np.where(block["kind"] == stall, block["count"], 1)).max()))
+    state = np.zeros((n_cores, end), dtype=np.int8)
+    for block in trace.iter_events():
+        c = block[block["kind"] == comp]
+        state[c["core"], c["timestep"]] = 1
+        st = block[block["kind"] == stall]
+        for core, ts, n, cause in zip(st["core"].tolist(), st["timestep"].tolist(), st["count"].tolist(),
+                                      st["cause"].tolist(), strict=True):
+            state[core, ts:ts + n] = 1 + cause
+    names = ["idle", "computing", *(f"stalled: {c}" for c in trace.cause_names[1:])]
+    width = -(-end // max_columns)
+    if width > 1:
+        cols = -(-end // width)
+        padded = np.zeros((n_cores, cols * width), dtype=np.int8)
+        padded[:, :end] = state
+        blocks = padded.reshape(n_cores, cols, width)
+        counts = np.stack([(blocks == s).sum(axis=2) for s in range(len(names))])
+        state = counts.argmax(axis=0).astype(np.int8)
+    return state, names, width
+
+
+def _occupancy(trace: Trace, plt: Any) -> Any:
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    state, names, width = occupancy(trace)
+    colours = ["#f7f7f7", "#31a354", *(CAUSE_COLOURS.get(c, "#000000") for c in trace.cause_names[1:])]
+    used = sorted(set(np.unique(state).tolist()) | {0, 1})
+    cores = trace.mapping["cores"]
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.14 * len(cores) + 1.5)))
+    ax.imshow(state, aspect="auto", interpolation="nearest", cmap=ListedColormap(colours), vmin=0,
+              vmax=len(colours) - 1, extent=(0, state.shape[1] * width, state.shape[0] - 0.5, -0.5))
+    step = max(1, len(cores) // 60)
+    ax.set_yticks(cores["id"][::step], [str(n) for n in cores["name"][::step]], fontsize=6)
+    ax.set_xlabel("timestep" + (f" (columns of {width} timesteps, majority state)" if width > 1 else ""))
+    ax.set_title(f"{_title(trace)}: core occupancy", fontsize=10)
+    ax.legend(handles=[Patch(color=colours[s], label=names[s]) for s in used], fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def _stalls(trace: Trace, plt: Any) -> Any:
+    layers = trace.mapping["layers"]
+    run = trace.run
+    row_of = {int(c): i for i, c in enumerate(run["cores"]["id"])}
+    stalls = np.array([run["core_stalls"][row_of[int(c)]] for c in layers["representative_core"]])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.28 * len(layers) + 2), 4.5))
+    x = np.arange(len(layers))
+    bottom = np.zeros(len(layers))
+    for i, cause in enumerate(trace.cause_names):
+        if i == 0 or i >= stalls.shape[1] or not stalls[:, i].any():
+            continue
+        ax.bar(x, stalls[:, i], bottom=bottom, color=CAUSE_COLOURS.get(cause, "#000000"), label=cause, width=0.8)
+        bottom += stalls[:, i]
+    ax.set_xticks(x, [str(n) for n in layers["name"]], rotation=90, fontsize=7)
+    ax.set_ylabel("stalled timesteps (representative core)")
+    ax.set_title(f"{_title(trace)}: stalls by cause", fontsize=10)
+    if bottom.any():
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no stalls", transform=ax.transAxes, ha="center")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+_ROUTER = re.compile(r"r(\d+)\.(\d+)")
+
+
+def link_utilisation(trace: Trace) -> dict[str, float]:
+    """Link name -> busy cycles / simulated cycles."""
+    _need_events(trace, "links")
+    if trace.n_links == 0:
+        raise PlotError(f"{trace.path}: no NoC link events in this trace (the run used no modelled NoC links)")
+    links = trace.links
+    busy = np.bincount(links["link"], weights=links["cycles"], minlength=len(trace.link_names))
+    total = max(1, int(trace.run["cycles"]))
+    return {name: float(busy[i]) / total for i, name in enumerate(trace.link_names)}
+
+
+def _links(trace: Trace, plt: Any) -> Any:
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    util = link_utilisation(trace)
+    rows, cols = (int(v) for v in trace.file["mapping"].attrs["array"])
+    cores = trace.mapping["cores"]
+    fig, ax = plt.subplots(figsize=(1.3 * cols + 2.5, 1.3 * rows + 1))
+    for c in cores:
+        ax.add_patch(plt.Rectangle((c["pos_col"] - 0.3, c["pos_row"] - 0.3), 0.6, 0.6, color="#deebf7", zorder=1))
+        ax.text(c["pos_col"], c["pos_row"], str(c["name"]), ha="center", va="center", fontsize=6, zorder=2)
+    norm = Normalize(0, max(1e-9, max(util.values())))
+    cmap = colormaps["inferno_r"]
+    other = []
+    for name, u in util.items():
+        ends = [(int(r), int(c)) for r, c in _ROUTER.findall(name)]
+        if len(ends) != 2 or ends[0] == ends[1]:
+            other.append((name, u))
+            continue
+        (r0, c0), (r1, c1) = ends
+        length = max(1e-9, float(np.hypot(r1 - r0, c1 - c0)))
+        dr, dc = 0.08 * (c1 - c0) / length, -0.08 * (r1 - r0) / length  # the two directions side by side
+        ax.annotate("", xy=(c1 + dc, r1 + dr), xytext=(c0 + dc, r0 + dr), zorder=3,
+                    arrowprops={"arrowstyle": "->", "color": cmap(norm(u)), "lw": 1 + 4 * norm(u),
+                                "shrinkA": 12, "shrinkB": 12})
+    ax.set_xlim(-0.7, cols - 0.3)
+    ax.set_ylim(rows - 0.3, -0.7)
+    ax.set_aspect("equal")
+    ax.set_xlabel("array column")
+    ax.set_ylabel("array row")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link utilisation (busy / simulated cycles)")
+    note = f"; {len(other)} port links not drawn, busiest {max(other, key=lambda t: t[1])[0]}" if other else ""
+    ax.set_title(f"{_title(trace)}: NoC links{note}", fontsize=9)
+    return fig

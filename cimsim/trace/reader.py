@@ -1,0 +1,200 @@
+"""Reading a trace: `cimsim.trace.open(path)` -> `Trace`, numpy arrays and plain dicts.
+
+Refuses (with `TraceError`, exit 2 from the CLI) anything that is not a complete cimsim
+trace of a schema version this cimsim knows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import h5py
+import numpy as np
+
+from cimsim.errors import InputError
+from cimsim.mapping.plan import MappingPlan
+from cimsim.trace.schema import FORMAT, SUPPORTED_VERSIONS, plan_from_dict
+
+
+class TraceError(InputError):
+    """A file that is not a complete, readable cimsim trace (exit 2)."""
+
+
+def _str(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _names(values: Any) -> tuple[str, ...]:
+    return tuple(_str(v) for v in np.atleast_1d(values)) if values is not None and len(values) else ()
+
+
+def _table(ds: h5py.Dataset) -> np.ndarray:
+    """A compound dataset with its variable-length string columns as numpy unicode columns."""
+    raw = ds[()]
+    fields = []
+    for name in raw.dtype.names:
+        col = raw[name]
+        if raw.dtype[name].kind == "O":
+            texts = [_str(v) for v in col]
+            fields.append((name, f"<U{max((len(t) for t in texts), default=1) or 1}"))
+        else:
+            fields.append((name, raw.dtype[name]))
+    out = np.empty(raw.shape, dtype=fields)
+    for name in raw.dtype.names:
+        out[name] = [_str(v) for v in raw[name]] if raw.dtype[name].kind == "O" else raw[name]
+    return out
+
+
+class Trace:
+    """An open, complete trace. Large datasets (`events`, `links`) are read on first use;
+    `iter_events` streams them in blocks. Use as a context manager or call `close`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            partial = sorted(self.path.parent.glob(f"{self.path.name}.*partial"))
+            hint = f" (only {partial[0].name} exists: the run writing it has not finished)" if partial else ""
+            raise TraceError(f"trace file not found: {self.path}{hint}")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError:
+            raise TraceError(f"{self.path}: not an HDF5 file") from None
+        try:
+            self._check()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _check(self) -> None:
+        a = self.file.attrs
+        if _str(a.get("format", "")) != FORMAT:
+            raise TraceError(f"{self.path}: not a cimsim trace (no format = {FORMAT!r} attribute)")
+        version = a.get("schema_version")
+        if version is None or int(version) not in SUPPORTED_VERSIONS:
+            known = ", ".join(map(str, SUPPORTED_VERSIONS))
+            raise TraceError(f"{self.path}: trace schema version {version} is not supported (this cimsim reads "
+                             f"{known})")
+        if not bool(a.get("complete", False)):
+            raise TraceError(f"{self.path}: incomplete trace (complete = false): the run that wrote it did not "
+                             "finish")
+        self.schema_version = int(version)
+        self.level = _str(a["trace_level"])
+        self.cimsim_version = _str(a.get("cimsim_version", ""))
+        self.kind_names = _names(a["kind_names"])
+        self.cause_names = _names(a["cause_names"])
+
+    # --- small parts, read at once ----------------------------------------------------------
+    @cached_property
+    def scenario(self) -> dict[str, Any]:
+        """The resolved scenario (`cimsim.config.scenario_to_dict`)."""
+        return json.loads(_str(self.file["config/scenario_json"][()]))
+
+    @cached_property
+    def model_toml(self) -> str:
+        """The text of the model file the run used."""
+        return _str(self.file["config/model_toml"][()])
+
+    @property
+    def model_name(self) -> str:
+        """The network's name."""
+        return _str(self.file["config"].attrs["model_name"])
+
+    @cached_property
+    def plan(self) -> MappingPlan:
+        """The mapping plan, rebuilt."""
+        return plan_from_dict(json.loads(_str(self.file["mapping"].attrs["plan_json"])))
+
+    @cached_property
+    def mapping(self) -> dict[str, np.ndarray]:
+        """`layers`, `cores` and `edges` tables (structured arrays, strings as numpy unicode)."""
+        g = self.file["mapping"]
+        return {name: _table(g[name]) for name in ("layers", "cores", "edges")}
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """Compute layers by index (the `layer` column of events)."""
+        return tuple(str(n) for n in self.mapping["layers"]["name"])
+
+    @cached_property
+    def link_names(self) -> tuple[str, ...]:
+        """NoC links by index (the `link` column of links)."""
+        return _names(self.file["links"].attrs.get("link_names"))
+
+    @cached_property
+    def summary_text(self) -> str:
+        """The summary JSON exactly as `cimsim run --json` printed it."""
+        return _str(self.file["summary"].attrs["json"])
+
+    @cached_property
+    def summary(self) -> dict[str, Any]:
+        """The summary dict of the run."""
+        return json.loads(self.summary_text)
+
+    @cached_property
+    def summary_layers(self) -> np.ndarray:
+        """The per-layer summary table."""
+        return _table(self.file["summary/layers"])
+
+    @cached_property
+    def run(self) -> dict[str, Any]:
+        """Run attributes (`batch`, `cycles`, `events`, `source_stall_timesteps`, `wall_seconds`) and
+        arrays (`image_start_timestep`, `image_done_timestep`, `cores`, `core_stalls`)."""
+        g = self.file["run"]
+        out: dict[str, Any] = {k: v.item() if hasattr(v, "item") else v for k, v in g.attrs.items()}
+        for name in g:
+            out[name] = g[name][()]
+        return out
+
+    # --- records ----------------------------------------------------------------------------
+    @property
+    def n_events(self) -> int:
+        """Event records in the file (0 at trace level summary)."""
+        return int(self.file["events"].shape[0])
+
+    @property
+    def n_links(self) -> int:
+        """Link records in the file."""
+        return int(self.file["links"].shape[0])
+
+    @cached_property
+    def events(self) -> np.ndarray:
+        """All event records (`cimsim.trace.schema.EVENT_DTYPE`)."""
+        return self.file["events"][()]
+
+    @cached_property
+    def links(self) -> np.ndarray:
+        """All link records (`cimsim.trace.schema.LINK_DTYPE`)."""
+        return self.file["links"][()]
+
+    def iter_events(self, block: int = 65536) -> Iterator[np.ndarray]:
+        """The event records in order, `block` at a time (memory independent of the run's length)."""
+        ds = self.file["events"]
+        for start in range(0, ds.shape[0], block):
+            yield ds[start:start + block]
+
+    def iter_links(self, block: int = 65536) -> Iterator[np.ndarray]:
+        """The link records in order, `block` at a time."""
+        ds = self.file["links"]
+        for start in range(0, ds.shape[0], block):
+            yield ds[start:start + block]
+
+    def close(self) -> None:
+        """Close the file."""
+        self.file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def open(path: str | Path) -> Trace:
+    """Open a complete trace; raise `TraceError` for anything else."""
+    return Trace(path)

@@ -1,0 +1,127 @@
+"""The trace schema: record layouts and name tables, shared by the writer and the reader.
+
+Plain numpy, no h5py: report, plot and export code may import it. The layout is
+documented in `traces/README.md`; change `SCHEMA_VERSION` whenever a dataset or
+attribute changes meaning (appending a name to a table does not).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+import numpy as np
+
+from cimsim.mapping.plan import MappingPlan
+
+FORMAT = "cimsim-trace"
+"""Value of the root attribute `format`."""
+SCHEMA_VERSION = 1
+"""Value of the root attribute `schema_version`."""
+SUPPORTED_VERSIONS = (1,)
+"""Schema versions `cimsim.trace.open` can read."""
+LEVELS = ("summary", "events")
+"""Trace levels: `summary` = mapping, run tables and per-layer summaries; `events` adds the
+event and link records."""
+
+KINDS = ("compute", "stall", "image_done")
+"""Event kinds, by index. Append new kinds (speculation, recovery, ...) at the end: indices
+of existing kinds never change. Readers use the file's `kind_names` attribute."""
+CAUSES = ("", "input", "residual", "partial", "output", "sram", "compute", "noc", "dram", "recovery")
+"""Stall causes, by index; 0 = no cause (compute and image_done events). A cause the writer
+has not seen before is appended to the file's `cause_names` attribute."""
+
+EVENT_DTYPE = np.dtype([
+    ("cycle", "<i8"),            # start cycle of the event
+    ("timestep", "<i4"),         # compute: its timestep; stall: first timestep; image_done: done timestep
+    ("kind", "u1"),              # index into kind_names
+    ("cause", "u1"),             # index into cause_names (stall), else 0
+    ("core", "<i2"),             # core id, -1 for image_done
+    ("layer", "<i2"),            # index into /mapping/layers, -1 for image_done
+    ("image", "<i4"),            # compute, image_done: image; stall: -1
+    ("x", "<i2"),                # compute: output row of the group's top-left pixel, else -1
+    ("y", "<i2"),                # compute: its output column, else -1
+    ("first", "<i4"),            # compute: outputs of the image done before; image_done: start timestep
+    ("count", "<i4"),            # compute: outputs; stall: timesteps; image_done: 1
+    ("duration_cycles", "<i4"),  # compute: cycles of the step; stall: timesteps x cycles per timestep
+])
+"""One record of `/events`."""
+
+LINK_DTYPE = np.dtype([
+    ("cycle", "<i8"),            # cycle the transfer started
+    ("link", "<i2"),             # index into /links attribute link_names
+    ("source", "<i2"),           # core id of the packet's source, -1 if it is not a core
+    ("flits", "<i4"),
+    ("cycles", "<i4"),           # cycles the link was busy
+])
+"""One record of `/links`."""
+
+LAYER_DTYPE = [
+    ("name", "str"), ("index", "<i2"), ("representative_core", "<i2"), ("first_core", "<i2"),
+    ("n_cores", "<i2"), ("rate", "<i4"), ("replicas", "<i4"), ("method", "<i2"), ("dw", "<i2"),
+    ("rows", "<i4"), ("cols", "<i4"), ("fits", "?"), ("row_parts", "<i2"), ("col_parts", "<i2"),
+    ("pixels", "<i4"), ("out_channels", "<i4"), ("main_input", "str"), ("residual_input", "str"),
+    ("sram_method", "str"),
+]
+"""Columns of `/mapping/layers` ("str": variable-length UTF-8)."""
+CORE_DTYPE = [
+    ("id", "<i2"), ("name", "str"), ("layer", "<i2"), ("row_part", "<i2"), ("col_part", "<i2"),
+    ("rows_used", "<i4"), ("cols_used", "<i4"), ("pos_row", "<i2"), ("pos_col", "<i2"), ("merge", "?"),
+]
+"""Columns of `/mapping/cores`."""
+EDGE_DTYPE = [("producer", "str"), ("consumer", "str"), ("role", "str")]
+"""Columns of `/mapping/edges`."""
+RUN_CORE_DTYPE = np.dtype([
+    ("id", "<i2"), ("active_timesteps", "<i8"), ("peak_inbox_pixels", "<i8"), ("peak_residual_pixels", "<i8"),
+])
+"""Columns of `/run/cores`; their stalls are `/run/core_stalls` (core x cause_names)."""
+SUMMARY_LAYER_DTYPE = [
+    ("name", "str"), ("cores", "<i4"), ("first_output_timestep", "<i8"), ("last_output_timestep", "<i8"),
+    ("pixels", "<i8"), ("active_timesteps", "<i8"),
+]
+"""Leading columns of `/summary/layers`; one `stall_<cause>` column per cause follows."""
+
+
+def plan_to_dict(plan: MappingPlan) -> dict[str, Any]:
+    """The mapping plan as a JSON-able dict (stored as `/mapping` attribute `plan_json`)."""
+    return dataclasses.asdict(plan)
+
+
+def _tuples(value: Any) -> Any:
+    """Lists (from JSON) back to tuples, recursively."""
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _rebuild(hint: Any, value: Any) -> Any:
+    """`value` (from JSON) as the type `hint` of a plan dataclass field: nested dataclasses,
+    tuples, dicts and optionals are rebuilt; anything else has its lists turned into tuples."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        hints = typing.get_type_hints(hint)
+        names = {f.name for f in dataclasses.fields(hint)}
+        return hint(**{k: _rebuild(hints[k], v) for k, v in value.items() if k in names})
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_rebuild(args[0], v) for v in value)
+        if len(args) == len(value):
+            return tuple(_rebuild(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict and isinstance(value, dict) and len(args) == 2:
+        return {k: _rebuild(args[1], v) for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return _rebuild(arg, value)
+    return _tuples(value)
+
+
+def plan_from_dict(data: dict[str, Any]) -> MappingPlan:
+    """Rebuild the `MappingPlan` stored by `plan_to_dict` (fields this cimsim does not know are
+    dropped; fields the trace lacks take their defaults)."""
+    plan: MappingPlan = _rebuild(MappingPlan, data)
+    return plan

@@ -1,0 +1,273 @@
+"""The HDF5 trace writer: a probe subscriber that appends fixed-size blocks of records.
+
+The file is written as `<path>.<pid>.partial` and renamed to `<path>` by `finish`, after the
+root attribute `complete` has been set true. An exception (including Ctrl-C or SIGTERM
+turned into one by the CLI) inside the writer's `with` block removes the partial file.
+Memory does not grow with the run: at most `block_events` events (and as many link
+records) are buffered before they are appended to the chunked, gzip-compressed datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import h5py
+import numpy as np
+
+from cimsim import __version__
+from cimsim.config.load import scenario_to_dict
+from cimsim.config.schema import Scenario
+from cimsim.errors import InputError
+from cimsim.mapping.plan import MappingPlan
+from cimsim.network import Network
+from cimsim.report.summary import Report, layer_pixels
+from cimsim.sim.record import RunRecord
+from cimsim.trace.schema import (
+    CAUSES,
+    CORE_DTYPE,
+    EDGE_DTYPE,
+    EVENT_DTYPE,
+    FORMAT,
+    KINDS,
+    LAYER_DTYPE,
+    LEVELS,
+    LINK_DTYPE,
+    RUN_CORE_DTYPE,
+    SCHEMA_VERSION,
+    SUMMARY_LAYER_DTYPE,
+    plan_to_dict,
+)
+
+BLOCK_EVENTS = 65536
+"""Events buffered before they are appended to `/events` (about 2.5 MB)."""
+CHUNK_ROWS = 16384
+"""HDF5 chunk of `/events` and `/links`, in records."""
+COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+
+def partial_path(path: Path) -> Path:
+    """Where a run writes its trace until it is complete: `<path>.<pid>.partial` (one per
+    process, so two runs of the same scenario never write into one file)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.partial")
+
+
+def _dtype(spec: list[tuple[str, str]]) -> np.dtype:
+    """A compound dtype where "str" columns are variable-length UTF-8 strings."""
+    return np.dtype([(n, h5py.string_dtype() if t == "str" else t) for n, t in spec])
+
+
+def _text(group: h5py.Group, name: str, text: str) -> None:
+    """A scalar variable-length UTF-8 string dataset."""
+    group.create_dataset(name, data=text, dtype=h5py.string_dtype())
+
+
+class TraceWriter:
+    """Writes one run's trace; subscribe it to the chip's probe when `records_events`."""
+
+    def __init__(self, path: str | Path, scenario: Scenario, net: Network, plan: MappingPlan,
+                 level: str = "events", block_events: int = BLOCK_EVENTS) -> None:
+        if level not in LEVELS:
+            raise InputError(f"trace level {level!r}: must be one of {', '.join(LEVELS)}")
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.level = level
+        self.records_events = level == "events"
+        self.elastic = scenario.chip.clocking == "elastic"
+        self.cpt = scenario.chip.cycles_per_timestep
+        self.plan = plan
+        self._layer_index = {name: i for i, name in enumerate(plan.layers)}
+        self._core_ids = {c.name: c.id for c in plan.cores}
+        self._causes = {name: i for i, name in enumerate(CAUSES)}
+        self._links: dict[str, int] = {}
+        self._kind = {name: i for i, name in enumerate(KINDS)}
+        self._block = block_events
+        self._ev = np.zeros(block_events, EVENT_DTYPE)
+        self._lk = np.zeros(block_events, LINK_DTYPE)
+        self._n_ev = 0
+        self._n_lk = 0
+        self.events_written = 0
+        self.links_written = 0
+        self.finished = False
+        self.write_seconds = 0.0
+        """Wall time spent appending blocks and finishing the file (compression and I/O)."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.unlink(missing_ok=True)  # a stale complete trace must not outlive this run
+            self.file = h5py.File(self.partial, "w", libver=("v110", "latest"))
+        except OSError as exc:
+            raise InputError(f"cannot write trace {self.path}: {exc.strerror or exc}") from None
+        self._start(scenario, net, plan)
+
+    # --- layout -----------------------------------------------------------------------------
+    def _start(self, scenario: Scenario, net: Network, plan: MappingPlan) -> None:
+        f = self.file
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        f.attrs["complete"] = False
+        f.attrs["trace_level"] = self.level
+        f.attrs["cimsim_version"] = __version__
+        f.attrs["kind_names"] = list(KINDS)
+        f.attrs["cause_names"] = list(CAUSES)
+        cfg = f.create_group("config")
+        cfg.attrs["scenario_name"] = scenario.name
+        cfg.attrs["model_name"] = net.name
+        cfg.attrs["model_path"] = scenario.model
+        _text(cfg, "scenario_json", json.dumps(scenario_to_dict(scenario), indent=1))
+        _text(cfg, "model_toml", Path(scenario.model).read_text(encoding="utf-8"))
+        self._mapping(f.create_group("mapping"), net, plan)
+        ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE, chunks=(CHUNK_ROWS,),
+                              **COMPRESSION)
+        ev.attrs["timestep_cycles"] = self.cpt
+        lk = f.create_dataset("links", shape=(0,), maxshape=(None,), dtype=LINK_DTYPE, chunks=(CHUNK_ROWS,),
+                              **COMPRESSION)
+        lk.attrs["link_names"] = np.array([], dtype=h5py.string_dtype())
+        f.flush()
+
+    def _mapping(self, g: h5py.Group, net: Network, plan: MappingPlan) -> None:
+        g.attrs["plan_json"] = json.dumps(plan_to_dict(plan))
+        g.attrs["input_name"] = plan.input_name
+        g.attrs["output_layer"] = plan.output_layer
+        g.attrs["array"] = np.array(plan.array, dtype=np.int32)
+        g.attrs["warnings"] = np.array(list(plan.warnings), dtype=h5py.string_dtype())
+        pixels = layer_pixels(net, plan)
+        layers = [
+            (name, i, lm.merge_cores[0], lm.cores[0], len(lm.cores), lm.rate, lm.replicas, lm.method, lm.dw,
+             lm.rows, lm.cols, lm.fits, lm.row_parts, lm.col_parts, pixels[name], net.layer(name).out_channels,
+             lm.main_input,
+             lm.residual_input or "", lm.sram_method)
+            for i, (name, lm) in enumerate(plan.layers.items())
+        ]
+        g.create_dataset("layers", data=np.array(layers, dtype=_dtype(LAYER_DTYPE)))
+        merge = {c for lm in plan.layers.values() for c in lm.merge_cores}
+        cores = [(c.id, c.name, self._layer_index[c.layer], c.row_part, c.col_part, c.rows_used, c.cols_used,
+                  c.position[0], c.position[1], c.id in merge) for c in plan.cores]
+        g.create_dataset("cores", data=np.array(cores, dtype=_dtype(CORE_DTYPE)))
+        g.create_dataset("edges", data=np.array(list(plan.edges), dtype=_dtype(EDGE_DTYPE)))
+
+    # --- probe subscriber -------------------------------------------------------------------
+    def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
+                cycles: int, row: int, col: int) -> None:
+        """Record a compute step (elastic clocking reports its end: store its start)."""
+        if self.elastic:
+            cycle -= cycles
+        self._ev[self._n_ev] = (cycle, timestep, 0, 0, core, self._layer_index[layer], image, row, col, first,
+                                count, cycles)
+        self._n_ev += 1
+        if self._n_ev == self._block:
+            self._flush_events()
+
+    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
+        """Record a stall interval."""
+        code = self._causes.get(cause)
+        if code is None:
+            code = self._causes[cause] = len(self._causes)
+        self._ev[self._n_ev] = (start_timestep * self.cpt, start_timestep, 1, code, core, self._layer_index[layer],
+                                -1, -1, -1, 0, timesteps, timesteps * self.cpt)
+        self._n_ev += 1
+        if self._n_ev == self._block:
+            self._flush_events()
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """Record an image's network output."""
+        self._ev[self._n_ev] = (cycle, done_timestep, 2, 0, -1, -1, image, -1, -1, start_timestep, 1, 0)
+        self._n_ev += 1
+        if self._n_ev == self._block:
+            self._flush_events()
+
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
+        """Record a NoC link transfer."""
+        code = self._links.get(link)
+        if code is None:
+            code = self._links[link] = len(self._links)
+        src = self._core_ids.get(source, -1)
+        self._lk[self._n_lk] = (cycle, code, src, flits, cycles)
+        self._n_lk += 1
+        if self._n_lk == self._block:
+            self._flush_links()
+
+    # --- blocks -----------------------------------------------------------------------------
+    def _append(self, name: str, buf: np.ndarray, n: int) -> None:
+        t0 = time.perf_counter()
+        ds = self.file[name]
+        start = ds.shape[0]
+        ds.resize((start + n,))
+        ds[start:] = buf[:n]
+        self.write_seconds += time.perf_counter() - t0
+
+    def _flush_events(self) -> None:
+        if self._n_ev:
+            self._append("events", self._ev, self._n_ev)
+            self.events_written += self._n_ev
+            self._n_ev = 0
+            self.file.attrs["cause_names"] = list(self._causes)
+
+    def _flush_links(self) -> None:
+        if self._n_lk:
+            self._append("links", self._lk, self._n_lk)
+            self.links_written += self._n_lk
+            self._n_lk = 0
+            self.file["links"].attrs["link_names"] = np.array(list(self._links), dtype=h5py.string_dtype())
+
+    # --- end ----------------------------------------------------------------------------------
+    def finish(self, record: RunRecord, report: Report) -> Path:
+        """Write the run tables and the summary, mark the file complete and rename it."""
+        self._flush_events()
+        self._flush_links()
+        t0 = time.perf_counter()
+        f = self.file
+        run = f.create_group("run")
+        for key in ("batch", "cycles", "events", "source_stall_timesteps"):
+            run.attrs[key] = getattr(record, key)
+        run.attrs["wall_seconds"] = record.wall_seconds
+        run.create_dataset("image_start_timestep", data=np.array(record.image_start_ts, dtype=np.int64))
+        run.create_dataset("image_done_timestep", data=np.array(record.image_done_ts, dtype=np.int64))
+        rows = [(c.id, c.active_timesteps, c.peak_inbox_pixels, c.peak_residual_pixels) for c in record.cores]
+        run.create_dataset("cores", data=np.array(rows, dtype=RUN_CORE_DTYPE))
+        for c in record.cores:
+            for cause in c.stall_timesteps:
+                self._causes.setdefault(cause, len(self._causes))
+        stalls = np.zeros((len(record.cores), len(self._causes)), dtype=np.int64)
+        for i, c in enumerate(record.cores):
+            for cause, n in c.stall_timesteps.items():
+                stalls[i, self._causes[cause]] = n
+        run.create_dataset("core_stalls", data=stalls)
+        f.attrs["cause_names"] = list(self._causes)
+        self._summary(f.create_group("summary"), report.summary)
+        f.attrs["events"] = self.events_written
+        f.attrs["links"] = self.links_written
+        f.attrs["complete"] = True
+        f.close()
+        os.replace(self.partial, self.path)
+        self.finished = True
+        self.write_seconds += time.perf_counter() - t0
+        return self.path
+
+    def _summary(self, g: h5py.Group, summary: dict[str, Any]) -> None:
+        g.attrs["json"] = json.dumps(summary, indent=2)
+        causes = list(summary["layers"][0]["stall_timesteps"]) if summary["layers"] else []
+        spec = SUMMARY_LAYER_DTYPE + [(f"stall_{c}", "<i8") for c in causes]
+        rows = [tuple(lay[n] for n, _ in SUMMARY_LAYER_DTYPE) + tuple(lay["stall_timesteps"][c] for c in causes)
+                for lay in summary["layers"]]
+        g.create_dataset("layers", data=np.array(rows, dtype=_dtype(spec)))
+
+    def abort(self) -> None:
+        """Close and remove the partial file (an interrupted or failed run)."""
+        if self.finished:
+            return
+        try:
+            self.file.close()
+        finally:
+            self.partial.unlink(missing_ok=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self.finished:
+            self.abort()
