@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_two_flows_sharing_a_link_take_turns_and_both_finish() -> None:
     assert sorted(flows) == ["a"] * 6 + ["b"] * 6
     # round robin: once both compete, they alternate on the shared link
     shared = flows[1:-1]
-    assert all(x != y for x, y in zip(shared, shared[1:])), flows
+    assert all(x != y for x, y in itertools.pairwise(shared)), flows
     assert [i for (f, i), _ in log if f == "a"] == list(range(6))  # in order within a flow
 
 

@@ -12,6 +12,7 @@ consumer waits (`noc` stall). Under `elastic` clocking the routers of
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 
@@ -56,7 +57,7 @@ class LockstepNoc:
         cpt = self.cpt
         head = timestep * cpt
         end = head
-        for a, b in zip(route, route[1:]):
+        for a, b in itertools.pairwise(route):
             link = self._link(a, b)
             start = max(head + self.hop_cycles, link.free_at)
             end = start + flits

@@ -9,6 +9,7 @@ the node "dram", linked both ways to one router.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import networkx as nx
@@ -67,7 +68,7 @@ def xy_route(g: nx.DiGraph, src: Node, dst: Node) -> list[Node] | None:
         path.append((r, c))
     if dst == "dram":
         path.append("dram")
-    return path if all(g.has_edge(a, b) for a, b in zip(path, path[1:])) else None
+    return path if all(g.has_edge(a, b) for a, b in itertools.pairwise(path)) else None
 
 
 def direct_route(g: nx.DiGraph, src: Node, dst: Node) -> list[Node] | None:
