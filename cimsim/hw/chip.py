@@ -22,7 +22,7 @@ from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.network import Network
 from cimsim.sim.probe import Probe, Subscriber
 from cimsim.sim.record import CoreRecord, RunRecord
-from cimsim.sim.stats import StatsCollector
+from cimsim.sim.stats import LinkCollector, StatsCollector
 
 
 def layer_geometry(net: Network, plan: MappingPlan, name: str) -> LayerGeometry:
@@ -68,7 +68,8 @@ class Chip:
         self.batch = scenario.run.batch
         rep = {plan.layers[n].merge_cores[0]: n for n in plan.layers}
         self.stats = StatsCollector(rep)
-        self.probe = Probe([self.stats, *(subscribers or [])])
+        self.link_stats = LinkCollector(self.cpt)
+        self.probe = Probe([self.stats, self.link_stats, *(subscribers or [])])
         timing = CoreTiming(self.cpt, chip.clocking == "elastic", chip.mvm_cycles, chip.digital_cycles,
                             scenario.noc.ideal_hop_timesteps, chip.partial_sum_timesteps, chip.sram_ports)
         names = {c.id: c.name for c in plan.cores}
@@ -146,7 +147,7 @@ class Chip:
             return None
         if chip.clocking == "timestep":
             return LockstepNoc(chip.cycles_per_timestep, noc.link_width_bits, noc.link_cycles, noc.router_cycles,
-                               noc.header_bits)
+                               noc.header_bits, probe)
         if noc.topology == "mesh":
             graph = topology.mesh(chip.array_rows, chip.array_cols, (noc.dram_row, noc.dram_col))
         else:
@@ -176,7 +177,8 @@ class Chip:
             for c in sorted(self.cores.values(), key=lambda c: c.spec.id)
         ]
         done = [st.images[i][0] for i in range(self.batch)]
-        extra: dict[str, object] = {"links": self._link_stats()}
+        cycles = max(st.images[i][1] for i in range(self.batch))
+        extra: dict[str, object] = {"links": self.link_stats.rows(cycles)}
         if self.dram is not None:
             d = self.dram
             extra["dram"] = {
@@ -193,19 +195,6 @@ class Chip:
             source_stall_timesteps=self.source.stall_timesteps, wall_seconds=time.perf_counter() - t0,
             extra=extra,
         )
-
-    def _link_stats(self) -> list[dict[str, object]]:
-        """What every NoC link carried (empty on the ideal fabric)."""
-        if self.noc is None:
-            return []
-        span = max(1, self.env.now)
-        if isinstance(self.noc, LockstepNoc):
-            return [{"link": lk.name, "packets": lk.packets, "flits": lk.flits, "busy_cycles": lk.flits,
-                     "utilisation": round(lk.flits / span, 4), "peak_flits_per_timestep": lk.peak_flits_per_timestep}
-                    for lk in self.noc.links.values()]
-        return [{"link": lk.name, "packets": lk.packets, "flits": lk.flits, "busy_cycles": lk.busy_cycles,
-                 "utilisation": round(lk.busy_cycles / span, 4), "peak_buffer_flits": lk.peak_buffer_flits}
-                for lk in self.noc.links() if lk.packets]
 
 
 class _ResultWriter:

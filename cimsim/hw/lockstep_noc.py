@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from cimsim.sim.probe import Probe
+
 
 @dataclass
 class LockstepLink:
@@ -34,7 +36,8 @@ class LockstepNoc:
     """Links as serialising resources; every transfer starts at its timestep's start."""
 
     def __init__(self, cycles_per_timestep: int, link_width_bits: int, link_cycles: int, router_cycles: int,
-                 header_bits: int) -> None:
+                 header_bits: int, probe: Probe) -> None:
+        self.probe = probe
         self.cpt = cycles_per_timestep
         self.link_width_bits = link_width_bits
         self.hop_cycles = link_cycles + router_cycles
@@ -51,7 +54,7 @@ class LockstepNoc:
             link = self.links[(a, b)] = LockstepLink(f"{_name(a)}->{_name(b)}")
         return link
 
-    def schedule(self, route: tuple[object, ...], flits: int, timestep: int) -> int:
+    def schedule(self, route: tuple[object, ...], flits: int, timestep: int, source: str) -> int:
         """Reserve the route for one packet produced in `timestep`; return the timestep in
         which its last flit arrives (the producing timestep itself when it fits)."""
         cpt = self.cpt
@@ -68,6 +71,7 @@ class LockstepNoc:
             used = link.busy.get(t, 0) + min(flits, (t + 1) * cpt - start)
             link.busy = {t: used}
             link.peak_flits_per_timestep = max(link.peak_flits_per_timestep, min(used, cpt))
+            self.probe.link(start, link.name, source, flits, flits)
             head = start
         return max(timestep, (end - 1) // cpt)
 

@@ -148,7 +148,6 @@ class Router:
         stats.packets += 1
         stats.flits += pkt.flits
         stats.busy_cycles += pkt.flits
-        self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
         if pkt.hop == 0 and pkt.left is not None:
             pkt.left()
         if buf.capacity is not None:  # this buffer's credits go back when the tail has left
@@ -163,10 +162,12 @@ class Router:
             env.timeout(tail_leaves - now).callbacks.append(_credit)
         head = now + cfg.router_cycles + cfg.link_cycles
         if out == "local":
+            self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
             env.timeout(head + pkt.flits - 1 - now).callbacks.append(lambda _e: pkt.deliver())
             return
         down.reserved += pkt.flits
         down.stats.peak_buffer_flits = max(down.stats.peak_buffer_flits, down.reserved)
+        self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits, down.reserved)
         pkt.hop += 1
         pkt.head_at = head
         down.queue.append(pkt)

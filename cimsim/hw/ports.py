@@ -150,7 +150,7 @@ class OutputPort:
             if self.lockstep:
                 ts = at_cycle // self.cpt
                 for _ in range(count):
-                    when = max(at_cycle, self.noc.schedule(self.route, self.flits, ts) * self.cpt, earliest)
+                    when = max(at_cycle, self.noc.schedule(self.route, self.flits, ts, self.source) * self.cpt, earliest)
                     self._when(when, lambda: self._arrive(1))
                 return
             if self.out_memory is not None:

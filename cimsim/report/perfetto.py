@@ -96,7 +96,7 @@ def _events(trace: Trace, emit: _Out) -> int:
     if trace.n_links:
         names = trace.link_names
         for block in trace.iter_links():
-            for cycle, link, source, flits, cycles in block.tolist():
+            for cycle, link, source, flits, cycles, _buffer in block.tolist():
                 emit({"ph": "X", "cat": "link", "name": f"{flits} flits", "pid": links_pid, "tid": link + 1,
                       "ts": cycle * us, "dur": cycles * us, "args": {"source_core": source, "link": names[link]}})
     return emit.count

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cimsim.report.summary import Report, ReportInput, make_report
-from cimsim.sim.stats import StatsCollector
+from cimsim.sim.stats import LinkCollector, StatsCollector
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
@@ -37,6 +37,21 @@ def replay(trace: Trace) -> StatsCollector:
     return stats
 
 
+def _extra(trace: Trace, cycles: int) -> dict[str, object]:
+    """Link statistics replayed from the link records; the DRAM's from the stored summary."""
+    cpt = int(trace.scenario["chip"]["cycles_per_timestep"])
+    links = LinkCollector(cpt)
+    names = trace.link_names
+    cores = trace.core_names if hasattr(trace, "core_names") else []
+    for block in trace.iter_links():
+        for cycle, link, source, flits, busy, buffer in block.tolist():
+            links.link(cycle, names[link], cores[source] if 0 <= source < len(cores) else "", flits, busy, buffer)
+    extra: dict[str, object] = {"links": links.rows(cycles)}
+    if "dram" in trace.summary:
+        extra["dram"] = trace.summary["dram"]
+    return extra
+
+
 def report_from_trace(trace: Trace) -> Report:
     """The run's report: replayed from the events, or (level `summary`) the stored summary."""
     if trace.level != "events":
@@ -54,6 +69,7 @@ def report_from_trace(trace: Trace) -> Report:
         active_timesteps=dict(stats.active), stall_timesteps={c: dict(s) for c, s in stats.stalls.items()},
         layer_first_ts=dict(stats.first_ts), layer_last_ts=dict(stats.last_ts),
         source_stall_timesteps=int(run["source_stall_timesteps"]),
+        extra=_extra(trace, max(stats.images[i][1] for i in range(batch))),
     )).summary
     # Sections added to the summary outside `summarize` (from component state the probe does
     # not report) cannot be replayed: they come from the stored summary, in its key order.

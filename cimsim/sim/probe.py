@@ -24,8 +24,9 @@ class Subscriber(Protocol):
     def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
         """The network output of `image` was produced."""
 
-    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
-        """A NoC link carried `flits` flits of a packet from core `source`, busy for `cycles` cycles."""
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
+        """A NoC link carried `flits` flits of a packet from core `source`, busy for `cycles`
+        cycles; the input buffer it feeds then held `buffer_flits` flits (-1: not modelled)."""
 
 
 class Probe:
@@ -51,9 +52,9 @@ class Probe:
         for s in self.subscribers:
             s.image_done(image, start_timestep, done_timestep, cycle)
 
-    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
         """Forward a link transfer to the subscribers that record links."""
         for s in self.subscribers:
             fn = getattr(s, "link", None)
             if fn is not None:
-                fn(cycle, link, source, flits, cycles)
+                fn(cycle, link, source, flits, cycles, buffer_flits)

@@ -40,3 +40,47 @@ class StatsCollector:
         """Record when an image's output was produced."""
         self.events += 1
         self.images[image] = (done_timestep, cycle)
+
+
+class LinkCollector:
+    """Per-link statistics from link events (the same in a live run and in a trace replay)."""
+
+    def __init__(self, cycles_per_timestep: int) -> None:
+        self.cpt = cycles_per_timestep
+        self.links: dict[str, dict[str, int]] = {}
+        self._bin: dict[str, tuple[int, int]] = {}
+
+    def compute(self, *args: object) -> None:
+        """Not needed."""
+
+    def stall(self, *args: object) -> None:
+        """Not needed."""
+
+    def image_done(self, *args: object) -> None:
+        """Not needed."""
+
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
+        """Count one packet on `link`."""
+        row = self.links.get(link)
+        if row is None:
+            row = self.links[link] = {"packets": 0, "flits": 0, "busy_cycles": 0, "peak_flits_per_timestep": 0,
+                                      "peak_buffer_flits": -1}
+        row["packets"] += 1
+        row["flits"] += flits
+        row["busy_cycles"] += cycles
+        ts = cycle // self.cpt
+        last_ts, used = self._bin.get(link, (-1, 0))
+        used = used + flits if ts == last_ts else flits
+        self._bin[link] = (ts, used)
+        row["peak_flits_per_timestep"] = max(row["peak_flits_per_timestep"], min(used, self.cpt))
+        row["peak_buffer_flits"] = max(row["peak_buffer_flits"], buffer_flits)
+
+    def rows(self, total_cycles: int) -> list[dict[str, object]]:
+        """One dict per link, in first-use order, with its utilisation over `total_cycles`."""
+        out = []
+        for name, row in self.links.items():
+            d: dict[str, object] = {"link": name, **row, "utilisation": round(row["busy_cycles"] / max(1, total_cycles), 4)}
+            if row["peak_buffer_flits"] < 0:
+                del d["peak_buffer_flits"]
+            out.append(d)
+        return out

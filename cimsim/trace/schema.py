@@ -55,6 +55,7 @@ LINK_DTYPE = np.dtype([
     ("source", "<i2"),           # core id of the packet's source, -1 if it is not a core
     ("flits", "<i4"),
     ("cycles", "<i4"),           # cycles the link was busy
+    ("buffer_flits", "<i2"),     # flits in the input buffer the link feeds, after this packet (-1: not modelled)
 ])
 """One record of `/links`."""
 

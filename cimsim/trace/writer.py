@@ -179,13 +179,13 @@ class TraceWriter:
         if self._n_ev == self._block:
             self._flush_events()
 
-    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int) -> None:
+    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
         """Record a NoC link transfer."""
         code = self._links.get(link)
         if code is None:
             code = self._links[link] = len(self._links)
         src = self._core_ids.get(source, -1)
-        self._lk[self._n_lk] = (cycle, code, src, flits, cycles)
+        self._lk[self._n_lk] = (cycle, code, src, flits, cycles, buffer_flits)
         self._n_lk += 1
         if self._n_lk == self._block:
             self._flush_links()
