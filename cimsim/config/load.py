@@ -30,6 +30,9 @@ from cimsim.errors import InputError
 ENUMS: dict[str, tuple[str, ...]] = {
     "chip.clocking": ("timestep", "elastic"),
     "noc.topology": ("ideal", "mesh", "prism"),
+    "functional.policy": ("off", "always", "on_failure"),
+    "functional.weight_encoding": ("center_offset", "differential"),
+    "functional.mode": ("batched", "per_group"),
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),

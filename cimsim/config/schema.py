@@ -131,6 +131,37 @@ class DataflowConfig:
 
 
 @dataclass(frozen=True)
+class FunctionalConfig:
+    """Real arithmetic: int8 weights and images through bit-sliced crossbars (RAELLA)."""
+
+    enabled: bool = False
+    """Carry real pixel values through the chip and compare the outputs with a numpy
+    reference forward pass (False: timing only)."""
+    weights: str = ""
+    """.npz of int8 weights (<layer>.weights/.bias/.multiplier/.shift), relative to the
+    scenario file; empty: generated from run.seed with realistic per-channel distributions."""
+    images: str = ""
+    """.npz with an int8 array `images` (batch, H, W, C); empty: generated from run.seed."""
+    adc_bits: int = 7
+    """Bits of each column's signed ADC (7: [-64, 63], RAELLA)."""
+    policy: str = "off"
+    """Input slicing: "off" (8 one-bit slices), "always" (RAELLA: 4b, 2b, 2b speculative
+    slices, then 1-bit recovery slices always run: 3 + 8 = 11 crossbar cycles), "on_failure"
+    (recovery cycles only when some column failed: 3 or 11, data-dependent)."""
+    weight_encoding: str = "center_offset"
+    """Signed weights on devices: "center_offset" (RAELLA 4.1) or "differential" (a pair of
+    devices per weight, zero center)."""
+    mode: str = "batched"
+    """How values are computed: "batched" (each image layer by layer in batched numpy when its
+    first group fires; the cores then check every window was produced before they read it and
+    write the values group by group) or "per_group" (every group computed when it fires, from
+    the values the simulated producers wrote; slower, same results)."""
+    crossbar_cycle_cycles: int = 1
+    """Clock cycles per crossbar cycle (one input slice); an MVM then takes
+    crossbar cycles x this, replacing chip.mvm_cycles (RAELLA: 100 ns = 50 cycles at 500 MHz)."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """What to simulate and report."""
 
@@ -158,6 +189,7 @@ class Scenario:
     dram: DramConfig = field(default_factory=DramConfig)
     mapping: MappingConfig = field(default_factory=MappingConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
+    functional: FunctionalConfig = field(default_factory=FunctionalConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""
     """Path of the file this scenario was loaded from (set by the loader)."""

@@ -242,6 +242,86 @@ class MvmResult:
         return {name: int(getattr(self, name)) for name in COUNTERS}
 
 
+_EXACT_BITS = 52
+"""Packed float64 sums are kept below 2**52 in magnitude (every partial sum is then exact)."""
+
+
+def _digit_bits(bound: int) -> int:
+    """Width of a balanced signed bit field holding every integer in [-bound, bound]."""
+    return int(bound).bit_length() + 1
+
+
+class _Packing:
+    """Bounded signed integers ("digits") packed into float64 words at fixed bit offsets.
+
+    Digit ``i`` holds integers in ``[-bounds[i], bounds[i]]`` in a field of
+    ``_digit_bits(bounds[i])`` bits; consecutive digits share a word while their
+    fields fit in ``_EXACT_BITS`` bits. A float64 product of small integers whose
+    every partial sum stays below 2**53 in magnitude is exact whatever the
+    summation order, so one matrix product against packed operands yields
+    several bounded integer sums, unpacked exactly afterwards.
+    """
+
+    def __init__(self, bounds) -> None:
+        self.n = len(bounds)
+        self.groups: list[list[int]] = []
+        self.offsets: list[int] = []
+        self.bits: list[int] = []
+        used = _EXACT_BITS + 1
+        for i, bound in enumerate(bounds):
+            width = _digit_bits(bound)
+            if used + width > _EXACT_BITS:
+                self.groups.append([])
+                used = 0
+            self.groups[-1].append(i)
+            self.offsets.append(used)
+            self.bits.append(width)
+            used += width
+        # adding bias makes every field non-negative: field i then holds digit + 2**(bits - 1)
+        self.bias = [sum(1 << (self.offsets[i] + self.bits[i] - 1) for i in g) for g in self.groups]
+
+    @property
+    def words(self) -> int:
+        return len(self.groups)
+
+    def pack(self, parts: np.ndarray) -> np.ndarray:
+        """(digits, ..., cols) integers -> (..., words * cols) float64, word-major."""
+        parts = np.asarray(parts).astype(np.int64)
+        words = [sum(parts[i] << self.offsets[i] for i in g) for g in self.groups]
+        return np.concatenate(words, axis=-1).astype(np.float64)
+
+    def unpack(self, p: np.ndarray, cols: int) -> np.ndarray:
+        """(..., words * cols) exact packed sums (float64) -> (..., digits, cols) int64."""
+        lead = p.shape[:-1]
+        p = p.reshape(lead + (self.words, cols))
+        out = np.empty(lead + (self.n, cols), dtype=np.int64)
+        for g, idx in enumerate(self.groups):
+            t = p[..., g, :].astype(np.int64)
+            t += self.bias[g]
+            for pos, i in enumerate(idx):
+                field = out[..., i, :]
+                if pos == 0:
+                    np.bitwise_and(t, (1 << self.bits[i]) - 1, out=field)
+                else:
+                    np.right_shift(t, self.offsets[i], out=field)
+                    if pos < len(idx) - 1:
+                        field &= (1 << self.bits[i]) - 1
+                field -= 1 << (self.bits[i] - 1)
+        return out
+
+
+def _input_slice_table(ranges, input_bits: int) -> np.ndarray:
+    """T[i, u]: value of input slice ``ranges[i] = (high, low, ...)`` of the input whose
+    low byte is ``u`` (two's complement: the slice holding bit ``input_bits - 1`` is signed)."""
+    u = np.arange(256, dtype=np.int64)
+    x = np.where(u >= 128, u - 256, u)
+    out = np.empty((len(ranges), 256), dtype=np.int64)
+    for i, rng in enumerate(ranges):
+        high, low = rng[0], rng[1]
+        out[i] = x >> low if high == input_bits - 1 else (x >> low) & ((1 << (high - low + 1)) - 1)
+    return out
+
+
 def weight_slices(offsets: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
     """Signed slice values ``sign(o) * ((|o| >> l) & mask)`` of integer offsets, one array per slice."""
     mag, sign = np.abs(offsets), np.sign(offsets)
@@ -256,6 +336,15 @@ def _center_tables(ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
     return np.stack(weight_slices(diff, ranges)).astype(np.float64)
 
 
+@lru_cache(maxsize=32)
+def _packed_center_table(ranges: tuple[tuple[int, int], ...], rows: int) -> tuple[_Packing, np.ndarray]:
+    """`_center_tables` packed for ``rows`` weights: (packing, (256, words * 256) float64)."""
+    packing = _Packing([rows * ((1 << (high - low + 1)) - 1) for high, low in ranges])
+    table = packing.pack(_center_tables(ranges))
+    table.flags.writeable = False
+    return packing, table
+
+
 def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
     """Per-column Center+Offset centers by RAELLA Eq. 4.2 (int16 (cols,)).
 
@@ -264,27 +353,36 @@ def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> 
     every offset the same sign); ties go to the smallest |phi|, then the
     smallest phi. The inner sums for every candidate come from the column's
     weight histogram times a table of D_k(v - phi), so the cost does not grow
-    with the number of rows.
+    with the number of rows; the tables of all slices are packed into one
+    float64 matrix (`_Packing`), so a single exact product gives every sum.
     """
     m = np.asarray(matrix).astype(np.int64)
-    cols = m.shape[1]
+    rows, cols = m.shape
     if m.size == 0:
         return np.zeros(cols, dtype=np.int16)
+    ranges = tuple((int(h), int(l)) for h, l in ranges)
+    lo, hi = int(m.min()), int(m.max())
+    span = hi - lo + 1
     hist = np.bincount(
-        (np.arange(cols)[None, :] * 256 + m + 128).ravel(), minlength=cols * 256
-    ).reshape(cols, 256).astype(np.float64)
-    tables = _center_tables(tuple(ranges))
-    cost = np.zeros((cols, 256))
-    for (_, low), table in zip(ranges, tables):
-        cost += 2.0**low * (hist @ table) ** 4
-    cands = np.arange(int(m.min()), int(m.max()) + 1)
+        (np.arange(cols)[None, :] * span + (m - lo)).ravel(), minlength=cols * span
+    ).reshape(cols, span).astype(np.float64)
+    cands = np.arange(lo, hi + 1)
     cands = cands[np.lexsort((cands, np.abs(cands)))]  # by |phi|, then phi
-    best = np.argmin(cost[:, cands + 128], axis=1)
+    packing, table = _packed_center_table(ranges, rows)
+    pick = (np.arange(packing.words)[:, None] * 256 + cands[None, :] + 128).ravel()
+    sums = packing.unpack(hist @ table[lo + 128 : hi + 129][:, pick], len(cands))  # (cols, K, cands)
+    cost = np.zeros((cols, len(cands)))
+    for k, (_, low) in enumerate(ranges):
+        cost += 2.0**low * sums[:, k].astype(np.float64) ** 4
+    best = np.argmin(cost, axis=1)
     return cands[best].astype(np.int16)
 
 
 class Crossbar:
     """One crossbar programmed with an int8 ``matrix`` (rows <= config.rows, cols <= config.cols)."""
+
+    _SPARSE_CHUNK = 1 << 20
+    """Elements gathered at once when recovery sums are computed entry by entry."""
 
     def __init__(self, matrix: np.ndarray, config: CrossbarConfig):
         matrix = np.asarray(matrix)
@@ -317,8 +415,7 @@ class Crossbar:
         )
         self._wdig = np.array([1 << low for _, low in wranges], dtype=np.int64)
         self._centers64 = self.centers.astype(np.int64)
-        # float32 products are exact while rows * 128 * 128 < 2**24
-        self._exact = self.matrix.astype(np.float32 if rows * 128 * 128 < (1 << 24) else np.float64)
+        self._has_centers = bool(self._centers64.any())
 
         ib = config.input_bits
         sign = np.ones(ib)
@@ -346,6 +443,45 @@ class Crossbar:
         self._chunk_start = np.cumsum(self._chunks) - self._chunks  # first recovery slice of each
         self._d_rec_int = self._d_rec.astype(np.int64)
 
+        # ---- fast path (`mvm`): exact float64 products of packed small integers (`_Packing`)
+        wmax = [(1 << (high - low + 1)) - 1 for high, low in wranges]
+        spec_in = _input_slice_table(spec, ib)  # (n_spec, 256) input slice values by low byte
+        rec_in = _input_slice_table(rec, ib)
+        self._spec_table = spec_in.astype(np.float64)
+        self._rec_table = rec_in.astype(np.float64)
+        self._spec_weights = np.outer(self._d_spec.astype(np.int64), self._wdig)  # (n_spec, K)
+        self._rec_weights = np.outer(self._d_rec_int, self._wdig)  # (n_rec, K)
+        # one word per logical column holds the sums of all its weight slices
+        smax, rmax = int(np.abs(spec_in).max()), int(np.abs(rec_in).max())
+        self._spec_pack = _Packing([rows * w * smax for w in wmax])
+        self._w_spec = self._spec_pack.pack(self.offset_slices)  # (rows, words * cols)
+        self._rec_pack = _Packing([rows * w * rmax for w in wmax])
+        self._w_rec = self._rec_pack.pack(self.offset_slices)
+        # recovery of single (vector, speculative slice, device column) sums: the recovery
+        # slices of a speculative slice are packed into the input, a few per word
+        width = _digit_bits(rows * max(wmax) * rmax)
+        per = max(1, _EXACT_BITS // width)
+        subs = []  # (speculative slice, first recovery slice, count)
+        for s in range(len(spec)):
+            q, end = int(self._chunk_start[s]), int(self._chunk_start[s] + self._chunks[s])
+            while q < end:
+                subs.append((s, q, min(per, end - q)))
+                q += per
+        self._sub_spec = np.array([s for s, _, _ in subs], dtype=np.intp)
+        self._sub_q0 = np.array([q for _, q, _ in subs], dtype=np.intp)
+        self._sub_count = np.array([c for _, _, c in subs], dtype=np.int64)
+        self._subs_per_spec = np.bincount(self._sub_spec, minlength=len(spec))
+        self._sub_first = np.cumsum(self._subs_per_spec) - self._subs_per_spec
+        self._sub_digits = int(self._sub_count.max())
+        self._sub_width = width
+        packed = np.zeros((len(subs), 256), dtype=np.int64)
+        for i, (_, q, c) in enumerate(subs):
+            for j in range(c):
+                packed[i] += rec_in[q + j] << (width * j)
+        self._sub_table = packed.astype(np.float64).ravel()  # [sub * 256 + low byte]
+        self._sub_bias = sum(1 << (width * j + width - 1) for j in range(self._sub_digits))
+        self._wsl_t64 = np.ascontiguousarray(self._wsl.T, dtype=np.float64)  # (device columns, rows)
+
     def _check_input(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
         single = x.ndim == 1
@@ -355,7 +491,7 @@ class Crossbar:
         if not np.issubdtype(x2.dtype, np.integer):
             raise ValueError(f"input must be an integer array, got {x2.dtype}")
         half = 1 << (self.config.input_bits - 1)
-        if x2.size and (x2.min() < -half or x2.max() >= half):
+        if x2.size and not (x2.dtype == np.int8 and half == 128) and (x2.min() < -half or x2.max() >= half):
             raise ValueError(f"input values must fit {self.config.input_bits}-bit two's complement")
         return x2, single
 
@@ -370,78 +506,131 @@ class Crossbar:
         p = planes.reshape(n * ib, self.rows).astype(np.float32) @ self._wsl
         return p.reshape(n, ib, self.physical_columns)
 
+    @staticmethod
+    def _low_bytes(x2: np.ndarray) -> np.ndarray:
+        if x2.dtype == np.int8:
+            return x2.view(np.uint8)
+        return (x2 & 0xFF).astype(np.uint8)
+
+    def _slice_sums(self, table: np.ndarray, packing: _Packing, weights: np.ndarray, xb: np.ndarray) -> np.ndarray:
+        """Analog sums (slices, n, device columns) int64 of every input slice of ``table``."""
+        ns, n = table.shape[0], xb.shape[0]
+        xs = table[:, xb].reshape(ns * n, self.rows)
+        sums = packing.unpack(xs @ weights, self.cols)  # (ns * n, K, cols)
+        return sums.reshape(ns, n, self.physical_columns)
+
+    def _recovery_sums(self, sub: np.ndarray, ev: np.ndarray, ek: np.ndarray, xb: np.ndarray) -> np.ndarray:
+        """Recovery-slice sums (entries, digits) int64 of the recovery slices ``sub`` of vectors
+        ``ev`` on device columns ``ek``; digits beyond a sub-chunk's count are 0."""
+        f, rows = len(sub), self.rows
+        packed = np.empty(f)
+        key = ev * len(self._sub_count) + sub
+        pairs, inverse = np.unique(key, return_inverse=True)
+        if f * 8 >= len(pairs) * self.physical_columns or not rows:
+            # dense: every device column of the (vector, sub-chunk) pairs that need any
+            ps, pv = pairs % len(self._sub_count), pairs // len(self._sub_count)
+            xs = np.take(self._sub_table, ps[:, None] * 256 + xb[pv])
+            full = xs @ self._wsl_t64.T
+            packed = full[inverse, ek]
+        else:
+            step = max(1, self._SPARSE_CHUNK // max(rows, 1))
+            for a in range(0, f, step):
+                b = min(f, a + step)
+                xs = np.take(self._sub_table, sub[a:b, None] * 256 + xb[ev[a:b]])
+                packed[a:b] = np.einsum("ij,ij->i", xs, self._wsl_t64[ek[a:b]])
+        t = packed.astype(np.int64)
+        t += self._sub_bias
+        width = self._sub_width
+        out = np.empty((f, self._sub_digits), dtype=np.int64)
+        for j in range(self._sub_digits):
+            col = out[:, j]
+            np.right_shift(t, width * j, out=col)
+            col &= (1 << width) - 1
+            col -= 1 << (width - 1)
+        return out
+
     def mvm(self, x: np.ndarray) -> MvmResult:
         """Matrix-vector product of int8 ``x`` (rows,) or (n, rows) through the sliced analog path.
 
         Fast path: the shift-and-add of ADC outputs equals the exact product plus,
         for every accepted conversion that clipped, (clipped - analog) times its
-        digital weight; only the exact product, the speculative sums and the
-        recovery sums of the columns that need them are evaluated.
-        `mvm_explicit` assembles every conversion and gives identical results.
+        digital weight. The speculative sums of all device columns come from one
+        float64 product (the weight slices of a column packed into one word,
+        `_Packing`); the exact product is their shift-and-add; recovery sums are
+        evaluated only for the (vector, speculative slice, device column) entries
+        that need them. `mvm_explicit` assembles every conversion and gives
+        identical results.
         """
         cfg = self.config
         x2, single = self._check_input(x)
         n, kc, cols = x2.shape[0], self.physical_columns, self.cols
+        k = len(self._wdig)
         lo, hi = cfg.adc_range
-        half = float(1 << (cfg.adc_bits - 1))
-        p = self._bit_plane_sums(x2)
-        if self._rec_identity:
-            r_an = p
-            if (x2 < 0).any():  # the sign-bit recovery slice is {-1, 0}
-                r_an = p.copy()
-                r_an[:, 0] = -r_an[:, 0]
-        else:
-            r_an = np.matmul(self._a_rec, p)
+        xb = self._low_bytes(x2)
         n_rec, n_spec = len(self._d_rec), len(self._d_spec)
+        clipped_mask = np.zeros((n, cols), dtype=bool)
 
         if cfg.policy == "off":
-            a = np.abs(r_an + 0.5)
-            sat = int(np.count_nonzero(a >= half - 0.5))
-            cv, cq, ck = np.nonzero(a >= half + 0.5)
+            r = self._slice_sums(self._rec_table, self._rec_pack, self._w_rec, xb)  # (n_rec, n, kc)
+            sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
+            clip = (r > hi) | (r < lo)
+            clipped_converts = int(np.count_nonzero(clip))
+            if clipped_converts:
+                np.clip(r, lo, hi, out=r)
+                clipped_mask = clip.any(axis=0).reshape(n, k, cols).any(axis=1)
+            values = np.tensordot(self._rec_weights, r.reshape(n_rec, n, k, cols), axes=([0, 1], [0, 2]))
             spec_conv, rec_conv = 0, n * n_rec * kc
             failed_cols = failed_slices = 0
             spec_slices, rec_slices = 0, n * n_rec
             cycles = np.full(n, n_rec, dtype=np.int64)
             recovery_mvms = 0
         else:
-            s_an = np.matmul(self._a_spec, p)
+            s_an = self._slice_sums(self._spec_table, self._spec_pack, self._w_spec, xb)  # (n_spec, n, kc)
+            values = np.tensordot(self._spec_weights, s_an.reshape(n_spec, n, k, cols), axes=([0, 1], [0, 2]))
             fail = (s_an <= lo) | (s_an >= hi)
-            failed_any = fail.any(axis=1)  # (n, kc)
-            if cfg.recovery == "slice":
-                fv, fs, fk = np.nonzero(fail)
-                reps = self._chunks[fs]
-                total = int(reps.sum())
-                first = np.repeat(np.cumsum(reps) - reps, reps)
-                av = np.repeat(fv, reps)
-                ak = np.repeat(fk, reps)
-                aq = np.repeat(self._chunk_start[fs], reps) + (np.arange(total) - first)
+            failed_slices = int(np.count_nonzero(fail))
+            sat = clipped_converts = rec_conv = 0
+            if failed_slices:
+                failed_any = fail.any(axis=0)  # (n, kc)
+                failed_cols = int(np.count_nonzero(failed_any))
+                vec_failed = failed_any.any(axis=1)
+                if cfg.recovery == "slice":
+                    es, ev, ek = np.nonzero(fail)
+                else:
+                    fv, fk = np.nonzero(failed_any)
+                    es = np.repeat(np.arange(n_spec), len(fv))
+                    ev, ek = np.tile(fv, n_spec), np.tile(fk, n_spec)
+                rec_conv = int(self._chunks[es].sum())
+                if len(self._sub_count) == n_spec:
+                    sub = es
+                else:  # several sub-chunks per speculative slice
+                    reps = self._subs_per_spec[es]
+                    first = np.repeat(np.cumsum(reps) - reps, reps)
+                    sub = np.repeat(self._sub_first[es], reps) + (np.arange(int(reps.sum())) - first)
+                    ev, ek = np.repeat(ev, reps), np.repeat(ek, reps)
+                r = self._recovery_sums(sub, ev, ek, xb)  # (entries, digits); unused digits are 0
+                sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
+                e, j = np.nonzero((r > hi) | (r < lo))
+                clipped_converts = len(e)
+                if clipped_converts:
+                    analog = r[e, j]
+                    cq, ck, cv = self._sub_q0[sub[e]] + j, ek[e], ev[e]
+                    delta = (np.clip(analog, lo, hi) - analog) * self._d_rec_int[cq] * self._wdig[ck // cols]
+                    np.add.at(values, (cv, ck % cols), delta)
+                    clipped_mask[cv, ck % cols] = True
             else:
-                fv, fk = np.nonzero(failed_any)
-                av = np.repeat(fv, n_rec)
-                ak = np.repeat(fk, n_rec)
-                aq = np.tile(np.arange(n_rec), len(fv))
-            vals = r_an[av, aq, ak]
-            a = np.abs(vals + 0.5)
-            sat = int(np.count_nonzero(a >= half - 0.5))
-            hit = np.nonzero(a >= half + 0.5)[0]
-            cv, cq, ck = av[hit], aq[hit], ak[hit]
-            rec_conv = len(av)
+                failed_cols = 0
+                vec_failed = np.zeros(n, dtype=bool)
             spec_conv = n * n_spec * kc
-            failed_cols, failed_slices = int(np.count_nonzero(failed_any)), int(np.count_nonzero(fail))
-            recovery_mvms = int(np.count_nonzero(failed_any.any(axis=1)))
+            recovery_mvms = int(np.count_nonzero(vec_failed))
             if cfg.policy == "always":
                 cycles = np.full(n, n_spec + n_rec, dtype=np.int64)
             else:
-                cycles = n_spec + n_rec * failed_any.any(axis=1).astype(np.int64)
+                cycles = n_spec + n_rec * vec_failed.astype(np.int64)
             spec_slices, rec_slices = n * n_spec, int(cycles.sum()) - n * n_spec
 
-        values = np.rint(x2.astype(self._exact.dtype) @ self._exact).astype(np.int64)
-        clipped_mask = np.zeros((n, cols), dtype=bool)
-        if len(cv):
-            analog = r_an[cv, cq, ck].astype(np.int64)
-            delta = (np.clip(analog, lo, hi) - analog) * self._d_rec_int[cq] * self._wdig[ck // cols]
-            np.add.at(values, (cv, ck % cols), delta)
-            clipped_mask[cv, ck % cols] = True
+        if self._has_centers:
+            values += self._centers64[None, :] * x2.sum(axis=1, dtype=np.int64)[:, None]
         values = values.astype(np.int32)
         if single:
             values, clipped_mask = values[0], clipped_mask[0]
@@ -456,7 +645,7 @@ class Crossbar:
             failed_slices=failed_slices,
             speculative_converts=spec_conv,
             recovery_converts=rec_conv,
-            clipped_converts=len(cv),
+            clipped_converts=clipped_converts,
             column_mvms=n * kc,
             mvms=n,
             recovery_mvms=recovery_mvms,

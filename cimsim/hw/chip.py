@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 
+import networkx as nx
 import numpy as np
 import simpy
 
 from cimsim.config.schema import Scenario
 from cimsim.errors import SimulationError
 from cimsim.hw.core import Core, CoreTiming, SramTiming
+from cimsim.hw.datapath import Datapath
 from cimsim.hw.dram import Dram
 from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.lockstep_noc import LockstepNoc
@@ -81,6 +83,7 @@ class Chip:
         # stripe releases its later columns at once).
         burst = {n: int(np.diff(g.group_released, prepend=0).max()) for n, g in geoms.items()}
         burst[plan.input_name] = scenario.input.pixels_per_timestep
+        self.datapath = Datapath(net, plan, scenario, geoms) if scenario.functional.enabled else None
         flows_from: dict[int | None, list] = {}
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
@@ -105,7 +108,11 @@ class Chip:
             return out
 
         output_layer = plan.output_layer
-        for name in reversed(list(plan.layers)):
+        # consumers first, so every producer's ports can name them
+        deps = nx.DiGraph()
+        deps.add_nodes_from(plan.layers)
+        deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
+        for name in reversed(list(nx.lexicographical_topological_sort(deps, key=list(plan.layers).index))):
             lm = plan.layers[name]
             geom = geoms[name]
             lay = make_layout(lm.sram_method, lm.pixel_bits, geom.in_h, geom.slot_columns, chip.sram_word_bits)
@@ -126,6 +133,7 @@ class Chip:
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
                     pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
+                    datapath=self.datapath,
                 )
         inp = net.input_layer
         memory = OutputMemory(4 * burst[plan.input_name] * len(flows_from.get(None, []))) if self.noc else None
@@ -179,6 +187,8 @@ class Chip:
         done = [st.images[i][0] for i in range(self.batch)]
         cycles = max(st.images[i][1] for i in range(self.batch))
         extra: dict[str, object] = {"links": self.link_stats.rows(cycles)}
+        if self.datapath is not None:
+            extra["functional"] = self.datapath.summary()
         if self.dram is not None:
             d = self.dram
             extra["dram"] = {

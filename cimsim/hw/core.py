@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from cimsim.hw.datapath import Datapath
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.hw.ports import InputPort, OutputPort
 from cimsim.mapping.plan import CoreSpec, LayerMapping
@@ -52,7 +53,7 @@ class Core:
     def __init__(self, env: simpy.Environment, spec: CoreSpec, mapping: LayerMapping, geom: LayerGeometry,
                  sram: SramTiming, timing: CoreTiming, probe: Probe, batch: int, outputs: Sequence[OutputPort],
                  main_sources: Sequence[str], residual_sources: Sequence[str], partial_sources: Sequence[str],
-                 emits_image_done: bool, pooled: bool, main_capacity: int) -> None:
+                 emits_image_done: bool, pooled: bool, main_capacity: int, datapath: Datapath | None = None) -> None:
         self.env = env
         self.spec = spec
         self.map = mapping
@@ -64,6 +65,10 @@ class Core:
         self.outputs = list(outputs)
         self.emits_image_done = emits_image_done
         self.pooled = pooled
+        self.datapath = datapath
+        self.is_writer = spec.id == mapping.merge_cores[0]
+        """The core whose digital processor writes the layer's output values."""
+        """Real values (functional model), or None for timing only."""
         self.main = InputPort(self, "main", main_sources, capacity=main_capacity)
         self.residual = InputPort(self, "residual", residual_sources, capacity=mapping.residual_capacity)
         self.partial = InputPort(self, "partial", partial_sources, capacity=None)
@@ -128,7 +133,7 @@ class Core:
             if self.main.arrived >= need:
                 return "sram"
             if self.main.arrived + self.main.in_flight >= need:
-                return "noc"
+                return self.main.upstream_cause or "noc"
             return "dram" if getattr(self.main.upstream, "dram_waiting", False) else "input"
         if self.residual.sources and self.residual.arrived < image * geom.n_out + int(geom.group_out_need[gi]):
             return "residual"
@@ -157,8 +162,8 @@ class Core:
             self.probe.stall(self.spec.id, self.spec.layer, self.cause, self.mark_ts, now_ts - self.mark_ts)
             self.mark_ts = now_ts
 
-    def _step_cycles(self, image: int, gi: int, now_ts: int) -> tuple[int, int]:
-        """(SRAM cycles, total cycles) of computing group `gi` now."""
+    def _step_cycles(self, image: int, gi: int, now_ts: int, mvm: int) -> tuple[int, int]:
+        """(SRAM cycles, total cycles) of computing group `gi` now with an MVM of `mvm` cycles."""
         geom, t = self.geom, self.t
         if self.store_ts != now_ts:
             self.store_cycles = 0
@@ -168,7 +173,7 @@ class Core:
         digital = t.digital_cycles * int(geom.group_count[gi])
         if self.pooled and gi == geom.n_groups - 1:
             digital += t.digital_cycles
-        return sram, sram + t.mvm_cycles + digital
+        return sram, sram + mvm + digital
 
     def run(self):  # SimPy generator
         """The controller loop: one iteration per parallel group computed."""
@@ -193,9 +198,13 @@ class Core:
                 continue
             self._account(now_ts)
             image, gi = divmod(self.group, geom.n_groups)
-            sram, cycles = self._step_cycles(image, gi, now_ts)
+            mvm = t.mvm_cycles
+            if self.datapath is not None:
+                mvm = self.datapath.mvm(self.spec.layer, image, gi, len(self.map.cores))
+            sram, cycles = self._step_cycles(image, gi, now_ts, mvm)
             self.store_cycles = 0
             steps = 1
+            late = None
             if t.elastic:
                 yield env.timeout(cycles)
                 deliver_cycle = env.now
@@ -204,11 +213,17 @@ class Core:
                 deliver_cycle = max(env.now, (now_ts + steps - 1) * cpt)
                 if steps > 1:
                     cause = "compute" if cycles - sram > cpt else "sram"
+                    recovery = mvm - self.datapath.base_mvm_cycles if self.datapath is not None else 0
+                    if recovery > 0 and -(-(cycles - recovery) // cpt) < steps:
+                        cause = "recovery"
+                    late = cause
                     self.probe.stall(self.spec.id, self.spec.layer, cause, now_ts + 1, steps - 1)
             count = int(geom.group_count[gi])
             before = int(geom.group_done[gi]) - count
             row, col = (int(v) for v in geom.group_origin[gi])
             self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, before, count, cycles, row, col)
+            if self.datapath is not None and self.is_writer:
+                self.datapath.finish(self.spec.layer, image, gi)
             send = self._release_count(gi)
             self.group += 1
             self.done += count
@@ -217,7 +232,7 @@ class Core:
             self._store()
             if send:
                 for port in self.outputs:
-                    port.send(send, deliver_cycle)
+                    port.send(send, deliver_cycle, late)
             if self.emits_image_done and gi == geom.n_groups - 1:
                 self.probe.image_done(image, -1, deliver_cycle // cpt, deliver_cycle)
             self.busy_until_ts = now_ts + steps - 1

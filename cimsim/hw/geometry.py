@@ -48,6 +48,8 @@ class LayerGeometry:
     """(first, last) input column of each group's windows (may lie outside the image: padding)."""
     group_origin: np.ndarray
     """(row, column) of each group's first (top-left) output."""
+    group_shape: np.ndarray
+    """(rows, columns) of outputs each group covers."""
     last_group: np.ndarray
     """last_group[k]: last group whose windows contain input pixel k (-1: none)."""
 
@@ -75,7 +77,7 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
     dw = max(1, min(dw, rate, out_w))
     block_rows = -(-rate // dw)
     last_group = np.full((in_w, in_h), -1, dtype=np.int64)
-    count, done, need, first_in, released, out_need, rows, cols, origin = [], [], [], [], [], [], [], [], []
+    count, done, need, first_in, released, out_need, rows, cols, origin, shape = ([] for _ in range(10))
     total = 0
     for c0 in range(0, out_w, dw):
         c1 = min(c0 + dw, out_w)
@@ -96,6 +98,7 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
             rows.append(tuple(range(start, row_hi + 1)))
             cols.append((col_lo, col_hi))
             origin.append((r0, c0))
+            shape.append((r1 - r0, c1 - c0))
             prev_hi = row_hi
             last_group[max(col_lo, 0):col_hi + 1, max(row_lo, 0):row_hi + 1] = g
     def arr(x: list[int]) -> np.ndarray:
@@ -105,5 +108,6 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
         in_h, in_w, out_h, out_w, kernel, stride, padding, dw, kernel + (dw - 1) * stride,
         arr(count), arr(done), arr(need), arr(first_in), arr(released), arr(out_need), tuple(rows),
         np.array(cols, dtype=np.int64).reshape(-1, 2), np.array(origin, dtype=np.int64).reshape(-1, 2),
+        np.array(shape, dtype=np.int64).reshape(-1, 2),
         last_group.reshape(-1),
     )

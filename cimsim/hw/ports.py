@@ -40,6 +40,9 @@ class InputPort:
         """Pixels sent to this port that have not arrived yet (all sources)."""
         self.peak = 0
         self.waiters: set[Wakeable] = set()
+        self.upstream_cause: str | None = None
+        """Why pixels already sent to this port are late, when the producer knows: its step
+        overran the timestep ("recovery", "sram", "compute"); None: the fabric ("noc")."""
         self.upstream: object | None = None
         """The image source when this port is fed by it (to tell `dram` stalls from `input`)."""
 
@@ -139,9 +142,12 @@ class OutputPort:
         if self.out_memory is not None:
             self.out_memory.waiters.add(who)
 
-    def send(self, count: int, at_cycle: int) -> None:
-        """Deliver `count` pixels at `at_cycle` (now or later) plus the fabric's delay."""
+    def send(self, count: int, at_cycle: int, late_cause: str | None = None) -> None:
+        """Deliver `count` pixels at `at_cycle` (now or later) plus the fabric's delay;
+        `late_cause` says why `at_cycle` is in the future (the producer's step overran)."""
         self.sent += count
+        if late_cause is not None and at_cycle > self.env.now:
+            self.target.upstream_cause = late_cause
         self.in_flight += count
         self.target.in_flight += count
         self.target.owner.kick()  # the consumer now waits on the fabric, not on its producer
@@ -167,6 +173,7 @@ class OutputPort:
             self.env.timeout(delay).callbacks.append(lambda _e: action())
 
     def _arrive(self, count: int) -> None:
+        self.target.upstream_cause = None
         self.in_flight -= count
         self.target.in_flight -= count
         self.target.deliver(self.source, count)

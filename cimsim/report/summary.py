@@ -177,5 +177,6 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
         "warnings": list(inp.plan.warnings),
         "noc": noc_summary(inp.plan, inp.scenario["noc"]["topology"], inp.extra.get("links", []), timestep_ns),
         "dram": dict(inp.extra.get("dram", {"enabled": False})),
+        "functional": dict(inp.extra.get("functional", {"enabled": False})),
         "layers": layers,
     }

@@ -1,0 +1,300 @@
+"""Real pixel values through the simulated chip (issue 5's functional model).
+
+The cores call the datapath when they fire a group: it reads the group's input windows
+from the producing layer's outputs *as the simulated cores have written them so far*
+(a read of a pixel not yet produced is an error: the dataflow would have read garbage),
+runs them through the layer's bit-sliced crossbars (`cimsim.functional.LayerMath`, with
+speculation and recovery), and returns the crossbar cycles the MVM took, so MVM time
+depends on the data. The merging core's digital processor then requantises, adds the
+residual, applies ReLU, pools and runs a digital FC, and writes the outputs where the
+consumers will read them. Each image's network output is compared with the numpy
+reference forward pass.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from cimsim.config.schema import Scenario
+from cimsim.errors import SimulationError
+from cimsim.functional.chip_math import GroupResult, LayerMath, windows
+from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
+from cimsim.functional.reference import (
+    conv_accumulate,
+    global_avgpool,
+    reference_forward,
+    requantise,
+)
+from cimsim.functional.weights import load_images, load_params, make_images, make_params
+from cimsim.hw.geometry import LayerGeometry
+from cimsim.mapping.plan import MappingPlan
+from cimsim.network import Network
+
+
+class Datapath:
+    """Weights on the crossbars, activations in flight, counters and the reference check."""
+
+    def __init__(self, net: Network, plan: MappingPlan, scenario: Scenario, geoms: dict[str, LayerGeometry]) -> None:
+        cfg = scenario.functional
+        base = Path(scenario.source).parent if scenario.source else Path(".")
+        batch, seed = scenario.run.batch, scenario.run.seed
+        self.net, self.plan, self.geoms = net, plan, geoms
+        self.params = load_params(base / cfg.weights, net) if cfg.weights else make_params(net, seed)
+        images = load_images(base / cfg.images, net) if cfg.images else make_images(net, batch, seed)
+        if images.shape[0] < batch:
+            raise SimulationError(f"{scenario.source}: functional.images holds {images.shape[0]} images, "
+                                  f"run.batch is {batch}")
+        self.images = images
+        self.cycle_cycles = cfg.crossbar_cycle_cycles
+        chip = scenario.chip
+        xcfg = CrossbarConfig(rows=chip.crossbar_rows, cols=chip.crossbar_cols, adc_bits=cfg.adc_bits,
+                              policy=cfg.policy, weight_encoding=cfg.weight_encoding)
+        self.policy = cfg.policy
+        self.mode = cfg.mode
+        self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        """batched mode: (layer, image) -> (outputs (H, W, C) or pooled, per-window crossbar cycles (H, W))."""
+        self.base_mvm_cycles = {"off": 8, "always": 11, "on_failure": 3}[cfg.policy] * cfg.crossbar_cycle_cycles
+        """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery."""
+        self.maths: dict[str, LayerMath] = {}
+        self.post: dict[str, dict[str, Any]] = {}
+        for name, lm in plan.layers.items():
+            layer = net.layer(name)
+            parts = -(-layer.kernel_rows // chip.crossbar_rows)
+            self.maths[name] = LayerMath(layer, self.params[name], xcfg, parts, chip.crossbar_rows)
+            fused = [net.layer(f) for f in lm.fused]
+            add = next((f for f in fused if f.kind == "add"), None)
+            fc = next((f for f in fused if f.kind == "fc"), None)
+            self.post[name] = {
+                "relu": add.relu if add is not None else layer.relu, "add": add is not None,
+                "pool": any(f.kind == "avgpool" for f in fused), "fc": fc,
+                "net_output": fused[-1].name if fused else name,
+            }
+        deps = nx.DiGraph()
+        deps.add_nodes_from(plan.layers)
+        deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
+        self.order = list(nx.lexicographical_topological_sort(deps, key=list(plan.layers).index))
+        self.act: dict[tuple[str, int], np.ndarray] = {}
+        self.filled: dict[tuple[str, int], np.ndarray] = {}
+        self.pending: dict[tuple[str, int, int], list[Any]] = {}
+        self.counters: dict[str, dict[str, int]] = {n: dict.fromkeys(COUNTERS, 0) for n in plan.layers}
+        self.group_cycles: dict[str, list[int]] = defaultdict(list)
+        self.readers: dict[str, int] = defaultdict(int)
+        for src, _dst, _role in plan.edges:
+            self.readers[src] += 1
+        self.done_readers: dict[tuple[str, int], int] = defaultdict(int)
+        self.outputs_checked = 0
+        self.mismatches = 0
+        self.output_values = 0
+        self.max_abs_error = 0
+        inp = net.input_layer
+        for b in range(batch):
+            self.act[(inp.name, b)] = images[b]
+            self.filled[(inp.name, b)] = np.ones((inp.out_h, inp.out_w), dtype=bool)
+
+    # --- called by the cores ------------------------------------------------------------------
+    def _positions(self, geom: LayerGeometry, gi: int) -> list[tuple[int, int]]:
+        r0, c0 = (int(v) for v in geom.group_origin[gi])
+        nr, nc = (int(v) for v in geom.group_shape[gi])
+        return [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
+
+    def _read(self, layer: str, image: int, who: str) -> np.ndarray:
+        try:
+            return self.act[(layer, image)]
+        except KeyError:
+            raise SimulationError(f"functional: {who} read image {image} of '{layer}' before it was produced "
+                                  "or after it was freed") from None
+
+    def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]]) -> None:
+        """The group may only read input pixels its producer has already written."""
+        lm = self.plan.layers[layer]
+        layer_obj = self.net.layer(layer)
+        filled = self.filled.get((lm.main_input, image))
+        if filled is None:
+            raise SimulationError(f"functional: {layer} read image {image} of '{lm.main_input}' before it was "
+                                  "produced or after it was freed")
+        if layer_obj.kind != "conv":
+            ok = bool(filled.all())
+        else:
+            k, s, p = layer_obj.kernel, layer_obj.stride, layer_obj.padding
+            h, w = filled.shape
+            ok = all(filled[max(0, r * s - p):min(h, r * s - p + k), max(0, c * s - p):min(w, c * s - p + k)].all()
+                     for r, c in positions)
+        if not ok:
+            raise SimulationError(f"functional: {layer} image {image} read input pixels of '{lm.main_input}' "
+                                  "that were not produced yet")
+
+    def _batched(self, image: int) -> None:
+        """Evaluate the whole image layer by layer in batched numpy (the values the cores will write)."""
+        inp = self.net.input_layer
+        values: dict[str, np.ndarray] = {inp.name: self.images[image]}
+        for name in self.order:
+            lm = self.plan.layers[name]
+            layer = self.net.layer(name)
+            geom = self.geoms[name]
+            src = values[lm.main_input]
+            if layer.kind == "conv":
+                positions = [(r, c) for c in range(geom.out_w) for r in range(geom.out_h)]
+                win = windows(src, positions, layer.kernel, layer.stride, layer.padding)
+            else:
+                positions = [(0, 0)]
+                win = src.reshape(1, -1)
+            res = self.maths[name].compute(win)
+            self._count(name, res)
+            post = self.post[name]
+            residual = (values[lm.residual_input].transpose(1, 0, 2).reshape(-1, layer.out_channels)
+                        if post["add"] else None)  # column-major, like the positions
+            shape = (geom.out_h, geom.out_w) if layer.kind == "conv" else (1, 1)
+            y = self.maths[name].finish(res.acc, post["relu"], residual)
+            # column-major positions -> (H, W, C)
+            out = y.reshape(shape[1], shape[0], -1).transpose(1, 0, 2)
+            cycles = np.asarray(res.cycles).reshape(shape[1], shape[0]).T
+            values[name] = self._pool_fc(name, out) if post["pool"] else out
+            self.pre[(name, image)] = (out, cycles)
+
+    def _count(self, layer: str, res: GroupResult) -> None:
+        for name, value in res.counters().items():
+            self.counters[layer][name] += value
+
+    def mvm(self, layer: str, image: int, gi: int, cores: int) -> int:
+        """Group `gi` of `image` on `layer`'s crossbars (once for all `cores` of the layer);
+        return the clock cycles of the MVM."""
+        key = (layer, image, gi)
+        entry = self.pending.get(key)
+        if entry is None:
+            lm = self.plan.layers[layer]
+            geom = self.geoms[layer]
+            positions = self._positions(geom, gi)
+            self._check_window(layer, image, positions)
+            if self.mode == "batched":
+                if (layer, image) not in self.pre:
+                    self._batched(image)
+                out, cyc = self.pre[(layer, image)]
+                cycles = max(int(cyc[r, c]) for r, c in positions)
+                entry = [(np.stack([out[r, c] for r, c in positions]), None), positions, cores, cycles]
+            else:
+                layer_obj = self.net.layer(layer)
+                src = self._read(lm.main_input, image, layer)
+                if layer_obj.kind == "conv":
+                    win = windows(src, positions, layer_obj.kernel, layer_obj.stride, layer_obj.padding)
+                else:
+                    win = src.reshape(1, -1)
+                res = self.maths[layer].compute(win)
+                self._count(layer, res)
+                entry = [(None, res), positions, cores, res.crossbar_cycles]
+            self.pending[key] = entry
+            self.group_cycles[layer].append(entry[3])
+        entry[2] -= 1
+        return entry[3] * self.cycle_cycles
+
+    def finish(self, layer: str, image: int, gi: int) -> None:
+        """The merging core's digital processor: requantise, residual add, ReLU; pool and FC
+        at the end of the image; write the outputs for the consumers."""
+        key = (layer, image, gi)
+        (ready, res), positions, cores_left, _cycles = self.pending[key]
+        if cores_left <= 0:
+            del self.pending[key]
+        lm = self.plan.layers[layer]
+        geom = self.geoms[layer]
+        post = self.post[layer]
+        layer_obj = self.net.layer(layer)
+        if ready is not None:
+            y = ready
+        else:
+            residual = None
+            if post["add"]:
+                rsrc = self._read(lm.residual_input, image, layer)
+                residual = np.stack([rsrc[r, c] for r, c in positions])
+            y = self.maths[layer].finish(res.acc, post["relu"], residual)
+        out = self.act.get((layer, image))
+        if out is None:
+            shape = (geom.out_h, geom.out_w, layer_obj.out_channels) if layer_obj.kind == "conv" else (
+                1, 1, layer_obj.out_channels)
+            out = self.act[(layer, image)] = np.zeros(shape, dtype=np.int8)
+            self.filled[(layer, image)] = np.zeros(shape[:2], dtype=bool)
+        filled = self.filled[(layer, image)]
+        for (r, c), v in zip(positions, y):
+            out[r, c] = v
+            filled[r, c] = True
+        if gi == geom.n_groups - 1:
+            self._image_done_reading(lm, image)
+            self.pre.pop((layer, image), None)
+            if post["pool"]:
+                self.act[(layer, image)] = self._pool_fc(layer, out)
+                self.filled[(layer, image)] = np.ones((1, 1), dtype=bool)
+            if layer == self.plan.output_layer:
+                self._check(image, self.act[(layer, image)], post["net_output"])
+
+    def _pool_fc(self, layer: str, out: np.ndarray) -> np.ndarray:
+        """Global average pooling and, when fused, the digital FC (exact integer arithmetic)."""
+        pooled = global_avgpool(out[None])[0]
+        fc = self.post[layer]["fc"]
+        if fc is not None:
+            acc = conv_accumulate(pooled[None], self.params[fc.name].weights)
+            pooled = requantise(acc, self.params[fc.name], fc.relu)[0]
+        return pooled
+
+    def _image_done_reading(self, lm: Any, image: int) -> None:
+        for src in (lm.main_input, lm.residual_input):
+            if src is None:
+                continue
+            self.done_readers[(src, image)] += 1
+            readers = self.readers.get(src, 0)
+            if self.done_readers[(src, image)] >= readers:
+                self.act.pop((src, image), None)
+                self.filled.pop((src, image), None)
+                self.done_readers.pop((src, image), None)
+
+    def _check(self, image: int, chip_out: np.ndarray, name: str) -> None:
+        ref = reference_forward(self.net, self.params, self.images[image:image + 1])[name][0]
+        diff = np.abs(chip_out.astype(np.int32).reshape(-1) - ref.astype(np.int32).reshape(-1))
+        self.outputs_checked += 1
+        self.output_values += diff.size
+        self.mismatches += int(np.count_nonzero(diff))
+        self.max_abs_error = max(self.max_abs_error, int(diff.max(initial=0)))
+        self.act.pop((self.plan.output_layer, image), None)
+
+    # --- summary ------------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        """Counters per layer and overall, speculation success, converts, reference match."""
+        layers = {}
+        total = dict.fromkeys(COUNTERS, 0)
+        for name, c in self.counters.items():
+            layers[name] = dict(c)
+            for k, v in c.items():
+                total[k] += v
+            layers[name]["speculation_success"] = _success(c)
+            layers[name]["adc_converts_per_column"] = _per_column(c)
+        return {
+            "enabled": True,
+            "policy": self.policy,
+            "reference_match": self.mismatches == 0 and self.outputs_checked > 0,
+            "images_checked": self.outputs_checked,
+            "output_values": self.output_values,
+            "mismatching_values": self.mismatches,
+            "max_abs_error": self.max_abs_error,
+            "saturations_accepted": total["saturations_accepted"],
+            "speculation_success": _success(total),
+            "adc_converts_per_column": _per_column(total),
+            "recovery_only_converts_per_column": 8,
+            "totals": total,
+            "layers": layers,
+        }
+
+
+def _success(c: dict[str, int]) -> float | None:
+    """Fraction of speculative column conversions that did not saturate."""
+    conv = c.get("speculative_converts", 0)
+    return None if not conv else round(1 - c.get("failed_slices", 0) / conv, 5)
+
+
+def _per_column(c: dict[str, int]) -> float | None:
+    cols = c.get("column_mvms", 0)
+    return None if not cols else round(c.get("adc_converts", 0) / cols, 4)
+
+
+__all__ = ["Datapath", "GroupResult"]

@@ -1,0 +1,276 @@
+"""Property-based tests: random valid small networks on random chips run to completion with
+every dataflow invariant holding (`cimsim.sim.invariants.InvariantChecker`).
+
+Hypothesis draws a network (1-4 convs, kernel 1 or 3, padding 0/1, stride 1/2, 1-8
+channels, an optional residual add of matching shapes, an optional avgpool + fc head) on
+a square 4-10 pixel image, and a scenario (crossbar sizes that sometimes force row and
+column splits, SRAM placement, regular dataflow or per-layer rates of 1/2/4, the ideal,
+mesh or prism fabric, timestep or elastic clocking, a batch of 1-3, an array that is
+sometimes too small). Where the mapping must fail (too few cores, a dataflow edge the
+prism fabric lacks, an SRAM too small) the test checks that it does, with a one-line
+`MappingError` naming the cause, and that it fails only then (the expectation is derived
+independently of the mapper's own check). `derandomize=True` makes the cases the same on
+every run and machine; the count is printed at the end of the session (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import conftest
+import pytest
+import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cimsim.config import load_scenario
+from cimsim.errors import MappingError
+from cimsim.hw.chip import build_chip
+from cimsim.mapping import map_network
+from cimsim.network import Network, load_model
+from cimsim.sim.invariants import InvariantChecker
+
+EXAMPLES = int(os.environ.get("CIMSIM_PROPERTY_EXAMPLES", "800"))
+"""Generated cases (override with the environment variable for a longer soak run)."""
+MAX_TIMESTEPS = 20_000
+"""run.max_timesteps of every generated case: a guard far above what these networks need
+(at most 10 x 10 pixels x 3 images x a few layers), so a livelock fails fast."""
+
+
+# --- the generated network -------------------------------------------------------------
+
+
+@dataclass
+class Conv:
+    name: str
+    inp: str
+    out: int
+    kernel: int
+    stride: int
+    padding: int
+    relu: bool
+    shape: tuple[int, int, int]  # output H, W, C
+
+    def toml(self) -> str:
+        return (f'[[layers]]\nname = "{self.name}"\ntype = "conv"\ninput = "{self.inp}"\n'
+                f"out_channels = {self.out}\nkernel = {self.kernel}\nstride = {self.stride}\n"
+                f"padding = {self.padding}\nrelu = {str(self.relu).lower()}\n\n")
+
+
+@dataclass
+class Net:
+    size: int
+    channels: int
+    convs: list[Conv]
+    text: str
+    add: tuple[str, str] | None = None  # (main, residual) of the add, if any
+    head: bool = False
+    layer_names: list[str] = field(default_factory=list)  # compute layers (convs, fc on a crossbar)
+
+
+@st.composite
+def networks(draw: st.DrawFn) -> Net:
+    size = draw(st.integers(4, 10))
+    c0 = draw(st.integers(1, 8))
+    n = draw(st.integers(1, 4))
+    convs: list[Conv] = []
+    shape = (size, size, c0)
+    prev = "input"
+    strided = False
+    for i in range(n):
+        kernel = draw(st.sampled_from((1, 3)))
+        padding = 0 if kernel == 1 else draw(st.sampled_from((0, 1)))
+        h = shape[0]
+        stride = 1
+        if not strided and h >= 4 and draw(st.integers(0, 3)) == 0:
+            stride, strided = 2, True
+        if h + 2 * padding < kernel:  # the padded input must hold the kernel
+            padding = 1 if kernel == 3 and h + 2 >= kernel else padding
+            if h + 2 * padding < kernel:
+                kernel, padding = 1, 0
+        out = draw(st.integers(1, 8))
+        oh = (h + 2 * padding - kernel) // stride + 1
+        conv = Conv(f"conv{i + 1}", prev, out, kernel, stride, padding, draw(st.booleans()), (oh, oh, out))
+        convs.append(conv)
+        shape, prev = conv.shape, conv.name
+    # Residual add: main = the last conv, residual = the image or an earlier conv of the same
+    # height and width (the last conv then gets the residual's channels).
+    add = None
+    if draw(st.booleans()):
+        last = convs[-1]
+        candidates = [("input", (size, size, c0))] + [(c.name, c.shape) for c in convs[:-1]]
+        candidates = [(name, shp) for name, shp in candidates if shp[:2] == last.shape[:2]]
+        if candidates:
+            name, shp = draw(st.sampled_from(candidates))
+            last.out, last.shape = shp[2], shp
+            add = (last.name, name)
+    head = draw(st.booleans())
+    text = f'name = "gen"\nbits = 8\n\n[input]\nheight = {size}\nwidth = {size}\nchannels = {c0}\n\n'
+    text += "".join(c.toml() for c in convs)
+    out_name = convs[-1].name
+    if add:
+        text += f'[[layers]]\nname = "add"\ntype = "add"\ninputs = ["{add[0]}", "{add[1]}"]\nrelu = true\n\n'
+        out_name = "add"
+    if head:
+        text += (f'[[layers]]\nname = "pool"\ntype = "avgpool"\ninput = "{out_name}"\n\n'
+                 f'[[layers]]\nname = "fc"\ntype = "fc"\ninput = "pool"\nout_features = {draw(st.integers(1, 10))}\n')
+    return Net(size, c0, convs, text, add, head, [c.name for c in convs])
+
+
+@st.composite
+def scenarios(draw: st.DrawFn, net: Net) -> dict[str, str]:
+    """Scenario overrides for `net`: key -> value text (applied as --set KEY=VALUE)."""
+    o = {
+        "run.batch": draw(st.integers(1, 3)),
+        "run.max_timesteps": MAX_TIMESTEPS,
+        # 3x3 kernels of up to 8 channels have up to 72 rows and 8 columns: small crossbars split them
+        "chip.crossbar_rows": draw(st.sampled_from((9, 16, 32, 64, 256))),
+        "chip.crossbar_cols": draw(st.sampled_from((2, 4, 8, 256))),
+        "mapping.sram_method": draw(st.sampled_from(("iwap", "klip", "plip", "auto"))),
+        "chip.sram_word_bits": draw(st.sampled_from((16, 32, 64, 128))),
+        "chip.sram_depth_words": draw(st.sampled_from((48, 512, 512, 4096, 4096, 4096))),
+        "chip.sram_ports": draw(st.sampled_from((1, 2))),
+        "chip.cycles_per_timestep": draw(st.sampled_from((12, 50))),
+        "chip.clocking": draw(st.sampled_from(("timestep", "elastic"))),
+        "chip.partial_sum_timesteps": draw(st.sampled_from((0, 1, 2))),
+        "mapping.replica_fit": draw(st.sampled_from(("split", "assume"))),
+    }
+    if net.head:
+        o["mapping.fc_on"] = draw(st.sampled_from(("digital", "crossbar")))
+    if draw(st.booleans()):
+        rates = {c.name: draw(st.sampled_from((1, 2, 4))) for c in net.convs}
+        o["dataflow.layer_rates"] = "{" + ", ".join(f"{k}={v}" for k, v in rates.items()) + "}"
+        o["input.pixels_per_timestep"] = draw(st.sampled_from((1, 2, 4)))
+    topo = draw(st.sampled_from(("ideal", "mesh", "prism")))
+    o["noc.topology"] = topo
+    if topo == "ideal":
+        o["noc.ideal_hop_timesteps"] = draw(st.sampled_from((0, 1)))
+    else:
+        o["noc.link_width_bits"] = draw(st.sampled_from((8, 32, 64)))
+        o["dram.enabled"] = str(draw(st.booleans())).lower()
+    if topo == "prism":
+        o["noc.prism_k"] = draw(st.integers(1, 12))
+    # mostly an array big enough for the splits and replicas, sometimes one that is too small
+    small = draw(st.integers(0, 4)) == 0
+    o["chip.array_rows"] = draw(st.integers(1, 3) if small else st.integers(6, 10))
+    o["chip.array_cols"] = draw(st.integers(1, 3) if small else st.integers(6, 10))
+    return {k: str(v) for k, v in o.items()}
+
+
+def _write(tmp: Path, net: Net) -> Path:
+    (tmp / "gen_model.toml").write_text(net.text)
+    path = tmp / "gen_scenario.toml"
+    path.write_text('model = "gen_model.toml"\nname = "gen"\n')
+    return path
+
+
+def _sets(o: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in o.items()]
+
+
+def expected_mapping_errors(path: Path, model: Network, o: dict[str, str]) -> tuple[set[str], int]:
+    """The mapping errors the scenario may give (and the cores it needs), derived from the mapping of the same network
+    on an unbounded chip (64 x 64 cores, a huge SRAM, the ideal fabric), which must succeed:
+    "cores" if it needs more cores than the array has, "sram" if a layer needs more words
+    than chip.sram_depth_words, "link" if on the prism fabric a dataflow edge joins cores
+    further apart than noc.prism_k along the snake (core ids are snake positions; the DRAM
+    port links to the first prism_k positions)."""
+    free = {**o, "chip.array_rows": "64", "chip.array_cols": "64", "chip.sram_depth_words": "1000000",
+            "noc.topology": "ideal"}
+    ref = map_network(model, load_scenario(path, _sets(free)))
+    expected = set()
+    if ref.core_count > int(o["chip.array_rows"]) * int(o["chip.array_cols"]):
+        expected.add("cores")
+    if any(lm.sram_words > int(o["chip.sram_depth_words"]) for lm in ref.layers.values()):
+        expected.add("sram")
+    if o["noc.topology"] == "prism":
+        k = int(o["noc.prism_k"])
+        for f in ref.flows:
+            if (f.src is None and f.dst >= k) or (f.src is not None and not 1 <= f.dst - f.src <= k):
+                expected.add("link")
+    return expected, ref.core_count
+
+
+def check_mapping_error(error: MappingError, expected: set[str], o: dict[str, str], ref_cores: int) -> str:
+    """The error is one line, one of the expected ones, and names its cause and the option;
+    returns its kind."""
+    msg = str(error)
+    assert "\n" not in msg and msg.startswith(str(Path(msg.split(":")[0]))), msg
+    if "cores, the array has" in msg:
+        assert "cores" in expected, msg
+        assert f"needs {ref_cores} cores" in msg and "chip.array_rows x chip.array_cols" in msg, msg
+        return "cores"
+    elif "input SRAM" in msg:
+        assert "sram" in expected, msg
+        assert f"chip.sram_depth_words = {o['chip.sram_depth_words']}" in msg, msg
+        return "sram"
+    elif "is not a link of the topology" in msg:
+        assert "link" in expected, msg
+        assert f"noc.prism_k = {o['noc.prism_k']}" in msg and "edge from" in msg, msg
+        return "link"
+    raise AssertionError(f"unexpected mapping error: {msg}")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("properties")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_generated_networks(workdir: Path, data: st.DataObject) -> None:
+    net = data.draw(networks(), label="network")
+    o = data.draw(scenarios(net), label="scenario")
+    path = _write(workdir, net)
+    scenario = load_scenario(path, _sets(o))
+    model = load_model(scenario.model)
+    expected, cores = expected_mapping_errors(path, model, o)
+    try:
+        plan = map_network(model, scenario)
+    except MappingError as e:
+        conftest.COUNTS["refused " + check_mapping_error(e, expected, o, cores)] += 1
+        conftest.COUNTS["mapping_errors"] += 1
+        return
+    assert not expected, f"mapped although it should fail with {expected}"
+    chip = build_chip(simpy.Environment(), scenario, model, plan)
+    checker = InvariantChecker(chip)
+    chip.probe.subscribers.append(checker)
+    record = chip.run()  # SimulationError on deadlock, run.max_timesteps or a broken invariant
+    checker.finish()
+    batch = scenario.run.batch
+    assert checker.computes > 0
+    assert checker.images_done == set(range(batch))
+    assert record.image_done_ts == sorted(record.image_done_ts) and len(record.image_done_ts) == batch
+    conftest.COUNTS["networks"] += 1
+    features = {
+        "row split": any(lm.row_parts > 1 for lm in plan.layers.values()),
+        "column split": any(lm.col_parts > 1 for lm in plan.layers.values()),
+        "rate > 1": any(lm.rate > 1 for lm in plan.layers.values()),
+        "stride 2": any(c.stride == 2 for c in net.convs),
+        "residual": net.add is not None,
+        "residual from the image": net.add is not None and net.add[1] == "input",
+        "4 convs": len(net.convs) == 4,
+        "batch 3": batch == 3,
+        o["noc.topology"]: True,
+        o["chip.clocking"]: True,
+        o["mapping.sram_method"]: True,
+    }
+    conftest.COUNTS.update("ran " + k for k, v in features.items() if v)
+
+
+def test_generated_networks_mostly_ran() -> None:
+    """Most generated cases reached the simulation (not just the mapper's refusal), and the
+    refusals include every kind of mapping error (guards the generator against drifting)."""
+    total = conftest.COUNTS["networks"] + conftest.COUNTS["mapping_errors"]
+    if total < EXAMPLES:
+        pytest.skip("test_generated_networks did not run in this session")
+    assert conftest.COUNTS["networks"] >= 500 * EXAMPLES // 800
+    for kind in ("cores", "sram", "link"):
+        assert conftest.COUNTS["refused " + kind] > 0, kind
+    for feature in ("row split", "column split", "rate > 1", "stride 2", "residual", "residual from the image",
+                    "4 convs", "batch 3", "ideal", "mesh", "prism", "timestep", "elastic", "iwap", "klip", "plip",
+                    "auto"):
+        assert conftest.COUNTS["ran " + feature] >= EXAMPLES // 100, (feature, conftest.COUNTS["ran " + feature])
