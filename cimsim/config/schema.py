@@ -171,6 +171,13 @@ class RunConfig:
     """Seed of the run's single numpy Generator."""
     max_timesteps: int = 10_000_000
     """Hard limit on simulated timesteps; a run reaching it stops with exit code 3."""
+    watchdog_timesteps: int = 20_000
+    """A run in which no core computes and no pixel enters for this many timesteps is stopped
+    (exit code 3) with a report of what every blocked core and router waits for."""
+    check_invariants: bool = True
+    """Check the dataflow invariants while running (windows present before a core computes,
+    SRAM and buffers within capacity, every pixel delivered exactly once); a violation stops
+    the run (exit code 3). They cost a few comparisons per computed group."""
 
 
 @dataclass(frozen=True)

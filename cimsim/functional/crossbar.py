@@ -443,20 +443,22 @@ class Crossbar:
         self._chunk_start = np.cumsum(self._chunks) - self._chunks  # first recovery slice of each
         self._d_rec_int = self._d_rec.astype(np.int64)
 
-        # ---- fast path (`mvm`): exact float64 products of packed small integers (`_Packing`)
+        # ---- fast path (`mvm`): input slices by table look-up of the inputs' low bytes,
+        # float32 products wherever every sum stays exact (below 2**24), else float64
         wmax = [(1 << (high - low + 1)) - 1 for high, low in wranges]
         spec_in = _input_slice_table(spec, ib)  # (n_spec, 256) input slice values by low byte
         rec_in = _input_slice_table(rec, ib)
-        self._spec_table = spec_in.astype(np.float64)
-        self._rec_table = rec_in.astype(np.float64)
-        self._spec_weights = np.outer(self._d_spec.astype(np.int64), self._wdig)  # (n_spec, K)
-        self._rec_weights = np.outer(self._d_rec_int, self._wdig)  # (n_rec, K)
-        # one word per logical column holds the sums of all its weight slices
         smax, rmax = int(np.abs(spec_in).max()), int(np.abs(rec_in).max())
-        self._spec_pack = _Packing([rows * w * smax for w in wmax])
-        self._w_spec = self._spec_pack.pack(self.offset_slices)  # (rows, words * cols)
-        self._rec_pack = _Packing([rows * w * rmax for w in wmax])
-        self._w_rec = self._rec_pack.pack(self.offset_slices)
+
+        def exact_type(bound: int):
+            return np.float32 if bound < (1 << 24) else np.float64
+
+        self._spec_table = spec_in.astype(exact_type(rows * max(wmax) * smax))
+        self._rec_table = rec_in.astype(exact_type(rows * max(wmax) * rmax))
+        self._wsl_spec = self._wsl.astype(self._spec_table.dtype)
+        self._wsl_rec = self._wsl.astype(self._rec_table.dtype)
+        # float32 products are exact while rows * 128 * 128 < 2**24
+        self._exact = self.matrix.astype(exact_type(rows * 128 * 128))
         # recovery of single (vector, speculative slice, device column) sums: the recovery
         # slices of a speculative slice are packed into the input, a few per word
         width = _digit_bits(rows * max(wmax) * rmax)

@@ -148,6 +148,19 @@ class Chip:
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
                                   pixel_bytes=-(-inp.out_channels * net.bits // 8))
 
+    def blocked_report(self, unfinished: list[Core]) -> str:
+        """What each unfinished core waits for, the cores not starved of input first (they are
+        where a deadlock starts), then the routers holding packets and the image source."""
+        order = sorted(unfinished, key=lambda c: (c.cause in ("input", "done"), c.spec.id))
+        lines = [c.explain() for c in order[:8]]
+        if len(order) > 8:
+            lines.append(f"{len(order) - 8} more cores wait")
+        if self.noc is not None and hasattr(self.noc, "blocked_lines"):
+            lines.extend(self.noc.blocked_lines()[:4])
+        if self.source.sent < self.source.batch * self.source.pixels_per_image:
+            lines.append(self.source.line())
+        return "; ".join(lines)
+
     @staticmethod
     def _build_noc(env: simpy.Environment, scenario: Scenario, probe: Probe) -> Noc | LockstepNoc | None:
         noc, chip = scenario.noc, scenario.chip
@@ -168,16 +181,30 @@ class Chip:
         t0 = time.perf_counter()
         limit = self.scenario.run.max_timesteps * self.cpt
         env = self.env
+        checker = None
+        if self.scenario.run.check_invariants:
+            from cimsim.sim.invariants import InvariantChecker
+
+            checker = InvariantChecker(self)
+            self.probe.subscribers.append(checker)
+        watchdog = self.scenario.run.watchdog_timesteps * self.cpt
+        stats = self.stats
         while env.peek() < limit:
             env.step()
+            if env.now - max(stats.last_progress_cycle, self.source.last_emit_cycle) > watchdog:
+                break
         unfinished = [c for c in self.cores.values() if c.group < c.total_groups]
         if unfinished:
-            what = ("reached run.max_timesteps" if env.peek() < float("inf")
-                    else "deadlock: no component can make progress")
-            blocked = "; ".join(c.line() for c in unfinished[:6])
-            more = f" (+{len(unfinished) - 6} more)" if len(unfinished) > 6 else ""
-            raise SimulationError(f"{what} at cycle {self.env.now} (timestep {self.env.now // self.cpt}): "
-                                  f"{blocked}{more}")
+            if env.peek() == float("inf"):
+                what = "deadlock: no component can make progress"
+            elif env.peek() >= limit:
+                what = f"run.max_timesteps = {self.scenario.run.max_timesteps} reached"
+            else:
+                what = f"no progress for run.watchdog_timesteps = {self.scenario.run.watchdog_timesteps} timesteps"
+            raise SimulationError(f"{what} at cycle {env.now} (timestep {env.now // self.cpt}): "
+                                  f"{self.blocked_report(unfinished)}")
+        if checker is not None:
+            checker.finish()
         st = self.stats
         cores = [
             CoreRecord(c.spec.id, c.spec.name, c.spec.layer, st.active.get(c.spec.id, 0),

@@ -99,6 +99,40 @@ class Core:
                 f"arrived {self.main.arrived}, residual {self.residual.arrived}, partial {self.partial.arrived}, "
                 f"outputs {self.done}, waits for {self.cause}")
 
+    def explain(self) -> str:
+        """What the core waits for, in words, for deadlock and watchdog reports."""
+        geom = self.geom
+        if self.group >= self.total_groups:
+            return f"{self.spec.name}: done"
+        image, gi = divmod(self.group, geom.n_groups)
+        r, c = (int(v) for v in geom.group_origin[gi])
+        what = f"{self.spec.name} (image {image}, outputs from row {r} col {c})"
+        need = int(geom.group_need[gi])
+        nc, nr = divmod(need, geom.in_h)
+        pixel = f"input pixel row {nr} col {nc} of image {image}"
+        cause = self.cause
+        if cause in ("input", "dram"):
+            src = ", ".join(self.main.sources)
+            return f"{what} waits for {pixel} from {src} ({self.main.arrived - image * geom.n_in} of image {image} arrived)"
+        if cause == "sram":
+            return (f"{what} waits to store {pixel}: its SRAM slot still holds a pixel a pending window needs "
+                    f"({self.stored} stored, {self.main.arrived} arrived, {self.slots} slots)")
+        if cause in ("noc", "recovery"):
+            return f"{what} waits for {pixel}, sent but still in the fabric ({cause})"
+        if cause == "residual":
+            return (f"{what} waits for residual pixels from {', '.join(self.residual.sources)} "
+                    f"({self.residual.arrived} arrived)")
+        if cause == "partial":
+            return (f"{what} waits for partial sums from {', '.join(self.partial.sources)} "
+                    f"({self.partial.arrived} arrived)")
+        if cause == "output":
+            full = [p for p in self.outputs if p.blocked(1) is not None]
+            names = ", ".join(f"{p.target.role} buffer of {getattr(p.target.owner, 'spec', None) and p.target.owner.spec.name}"
+                              f" ({p.target.counts[p.source] - p.target.consumed}/{p.target.capacity} pixels)"
+                              for p in full) or "a consumer"
+            return f"{what} waits for space in the {names}"
+        return f"{what} waits for {cause}"
+
     # --- Algorithm 2: circular store ------------------------------------------------------------
     def _slot_free(self, g: int) -> bool:
         prev = g - self.slots

@@ -210,6 +210,25 @@ class Noc:
         router.inputs["local"].queue.append(pkt)
         router.kick()
 
+    def blocked_lines(self) -> list[str]:
+        """Routers holding packets, and what the packet at each buffer's head waits for."""
+        lines = []
+        for r in self.routers.values():
+            for port, buf in r.inputs.items():
+                if not buf.queue:
+                    continue
+                pkt = buf.queue[0]
+                out = r._next(pkt)
+                down = None if out == "local" else self.routers[out].inputs[r.node]
+                if down is not None and down.credits() is not None and down.credits() < pkt.flits:
+                    why = (f"{pkt.flits} credits on link {_name(r.node)}->{_name(out)} "
+                           f"(buffer {down.reserved}/{down.capacity} flits)")
+                else:
+                    why = f"link {_name(r.node)}->{_name(out) if out != 'local' else 'core'}"
+                lines.append(f"router {_name(r.node)} input {_name(port)}: {len(buf.queue)} packets, head from "
+                             f"{pkt.source} waits for {why}")
+        return lines
+
     def links(self) -> list[LinkStats]:
         """Statistics of every link, ejection ports included, in a fixed order."""
         return [s for r in self.routers.values() for s in r.outputs.values()]

@@ -30,6 +30,7 @@ class ImageSource:
         self.pixel_bytes = pixel_bytes
         self.prefetch = prefetch
         self.sent = 0
+        self.last_emit_cycle = 0
         self.image_start_ts: list[int] = []
         self.stall_timesteps = 0
         self.dram_stall_timesteps = 0
@@ -122,4 +123,5 @@ class ImageSource:
             for p in self.outputs:
                 p.send(count, self.env.now)
             self.sent += count
+            self.last_emit_cycle = self.env.now
             next_ts = ts + 1

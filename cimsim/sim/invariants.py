@@ -71,6 +71,10 @@ class InvariantChecker:
         if oldest < c.stored - c.slots:
             self._fail(f"{name}: group {c.group} (image {image}, outputs {start}..{end - 1}) needs input pixel "
                        f"{oldest}, overwritten: {c.stored} stored in {c.slots} slots (H x F) at timestep {timestep}")
+        for port in (c.main, c.residual):
+            if port.capacity is not None and port.arrived - port.consumed > port.capacity:
+                self._fail(f"{name}: {port.role} buffer holds {port.arrived - port.consumed} pixels, "
+                           f"capacity {port.capacity}")
         out_end = image * g.n_out + end
         res_end = image * g.n_out + int(g.group_out_need[gi])
         if c.residual.sources and c.residual.arrived < res_end:
@@ -113,6 +117,16 @@ class InvariantChecker:
                     if got != expected:
                         self._fail(f"{name}: {port.role} input from {src} received {got} pixels, the producer "
                                    f"emits {per_image[src]} per image x batch {batch} = {expected}")
+        noc = getattr(chip, "noc", None)
+        if noc is not None and hasattr(noc, "routers"):
+            for router in noc.routers.values():
+                for port, buf in router.inputs.items():
+                    if buf.queue or buf.reserved:
+                        self._fail(f"router {router.node} input {port}: {len(buf.queue)} packets, {buf.reserved} "
+                                   "flits still held after the run (flits not conserved)")
+                    if buf.capacity is not None and buf.stats is not None and buf.stats.peak_buffer_flits > buf.capacity:
+                        self._fail(f"router {router.node} input {port}: {buf.stats.peak_buffer_flits} flits, "
+                                   f"depth {buf.capacity}")
         if len(self.images_done) != batch:
             self._fail(f"{len(self.images_done)} images completed, batch is {batch}")
 

@@ -20,11 +20,14 @@ class StatsCollector:
         self.images: dict[int, tuple[int, int]] = {}
         """image -> (done timestep, done cycle)."""
         self.events = 0
+        self.last_progress_cycle = 0
+        """Cycle of the last computed group (the watchdog's notion of progress)."""
 
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
                 cycles: int, row: int = 0, col: int = 0) -> None:
         """Count an active timestep; track image 0's progress on representative cores."""
         self.events += 1
+        self.last_progress_cycle = cycle
         self.active[core] += 1
         if image == 0 and core in self.representative:
             self.first_ts.setdefault(layer, timestep)
