@@ -371,9 +371,12 @@ def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> 
     packing, table = _packed_center_table(ranges, rows)
     pick = (np.arange(packing.words)[:, None] * 256 + cands[None, :] + 128).ravel()
     sums = packing.unpack(hist @ table[lo + 128 : hi + 129][:, pick], len(cands))  # (cols, K, cands)
+    # x**4 by two squarings: exact, hence equal to pow(x, 4), while x**4 < 2**53
+    squares = rows * max((1 << (high - low + 1)) - 1 for high, low in ranges) <= 9741
     cost = np.zeros((cols, len(cands)))
     for k, (_, low) in enumerate(ranges):
-        cost += 2.0**low * sums[:, k].astype(np.float64) ** 4
+        s = sums[:, k].astype(np.float64)
+        cost += 2.0**low * (np.square(np.square(s)) if squares else s**4)
     best = np.argmin(cost, axis=1)
     return cands[best].astype(np.int16)
 
@@ -381,8 +384,10 @@ def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> 
 class Crossbar:
     """One crossbar programmed with an int8 ``matrix`` (rows <= config.rows, cols <= config.cols)."""
 
-    _SPARSE_CHUNK = 1 << 20
+    _SPARSE_CHUNK = 1 << 16
     """Elements gathered at once when recovery sums are computed entry by entry."""
+    _DENSE_RATIO = 40
+    """Recovery sums go dense when (recovery slices to evaluate) * device columns <= entries * this."""
 
     def __init__(self, matrix: np.ndarray, config: CrossbarConfig):
         matrix = np.asarray(matrix)
@@ -415,7 +420,6 @@ class Crossbar:
         )
         self._wdig = np.array([1 << low for _, low in wranges], dtype=np.int64)
         self._centers64 = self.centers.astype(np.int64)
-        self._has_centers = bool(self._centers64.any())
 
         ib = config.input_bits
         sign = np.ones(ib)
@@ -459,29 +463,32 @@ class Crossbar:
         self._wsl_rec = self._wsl.astype(self._rec_table.dtype)
         # float32 products are exact while rows * 128 * 128 < 2**24
         self._exact = self.matrix.astype(exact_type(rows * 128 * 128))
-        # recovery of single (vector, speculative slice, device column) sums: the recovery
-        # slices of a speculative slice are packed into the input, a few per word
-        width = _digit_bits(rows * max(wmax) * rmax)
-        per = max(1, _EXACT_BITS // width)
-        subs = []  # (speculative slice, first recovery slice, count)
-        for s in range(len(spec)):
-            q, end = int(self._chunk_start[s]), int(self._chunk_start[s] + self._chunks[s])
-            while q < end:
-                subs.append((s, q, min(per, end - q)))
-                q += per
-        self._sub_spec = np.array([s for s, _, _ in subs], dtype=np.intp)
-        self._sub_q0 = np.array([q for _, q, _ in subs], dtype=np.intp)
-        self._sub_count = np.array([c for _, _, c in subs], dtype=np.int64)
-        self._subs_per_spec = np.bincount(self._sub_spec, minlength=len(spec))
-        self._sub_first = np.cumsum(self._subs_per_spec) - self._subs_per_spec
-        self._sub_digits = int(self._sub_count.max())
-        self._sub_width = width
-        packed = np.zeros((len(subs), 256), dtype=np.int64)
-        for i, (_, q, c) in enumerate(subs):
-            for j in range(c):
-                packed[i] += rec_in[q + j] << (width * j)
-        self._sub_table = packed.astype(np.float64).ravel()  # [sub * 256 + low byte]
-        self._sub_bias = sum(1 << (width * j + width - 1) for j in range(self._sub_digits))
+        # Recovery of single (speculative slice, vector, device column) entries. The last
+        # recovery slice of a speculative slice follows from the others and the speculative
+        # sum (S = sum_j 2**(low_j - low) * R_j, the last weight is 1), so only the others are
+        # evaluated: densely for the (slice, vector) pairs that need any (one float product),
+        # or entry by entry with those recovery slices packed into one float64 word
+        # (`_Packing` layout, ``width`` bits each, ``per`` per word).
+        n_spec, cmax = len(spec), int(self._chunks.max())
+        ncomp = cmax - 1
+        q0, cnt = self._chunk_start, self._chunks
+        self._rec_flat = self._rec_table.ravel()  # [recovery slice * 256 + low byte]
+        self._rec_q = np.empty((n_spec, cmax), dtype=np.intp)  # recovery slice of each digit
+        self._rec_dd = np.zeros((n_spec, ncomp), dtype=np.int64)  # its weight within S
+        for s in range(n_spec):
+            self._rec_q[s] = q0[s]
+            self._rec_q[s, cmax - 1] = q0[s] + cnt[s] - 1
+            for j in range(cnt[s] - 1):
+                self._rec_q[s, j] = q0[s] + j
+                self._rec_dd[s, j] = self._d_rec_int[q0[s] + j] >> spec[s][1]
+        self._rec_width = width = _digit_bits(rows * max(wmax) * rmax)
+        self._rec_per = per = max(1, _EXACT_BITS // width)
+        groups = -(-ncomp // per)
+        packed = np.zeros((groups, n_spec, 256), dtype=np.int64)
+        for s in range(n_spec):
+            for j in range(cnt[s] - 1):
+                packed[j // per, s] += rec_in[q0[s] + j] << (width * (j % per))
+        self._rec_packed = packed.astype(np.float64).reshape(groups, n_spec * 256)
         self._wsl_t64 = np.ascontiguousarray(self._wsl.T, dtype=np.float64)  # (device columns, rows)
 
     def _check_input(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -514,41 +521,67 @@ class Crossbar:
             return x2.view(np.uint8)
         return (x2 & 0xFF).astype(np.uint8)
 
-    def _slice_sums(self, table: np.ndarray, packing: _Packing, weights: np.ndarray, xb: np.ndarray) -> np.ndarray:
-        """Analog sums (slices, n, device columns) int64 of every input slice of ``table``."""
+    def _slice_sums(self, table: np.ndarray, weights: np.ndarray, xb: np.ndarray) -> np.ndarray:
+        """Analog sums (slices, n, device columns) of every input slice of ``table`` (exact floats)."""
         ns, n = table.shape[0], xb.shape[0]
-        xs = table[:, xb].reshape(ns * n, self.rows)
-        sums = packing.unpack(xs @ weights, self.cols)  # (ns * n, K, cols)
-        return sums.reshape(ns, n, self.physical_columns)
+        xs = np.take(table, xb, axis=1).reshape(ns * n, self.rows)
+        return (xs @ weights).reshape(ns, n, self.physical_columns)
 
-    def _recovery_sums(self, sub: np.ndarray, ev: np.ndarray, ek: np.ndarray, xb: np.ndarray) -> np.ndarray:
-        """Recovery-slice sums (entries, digits) int64 of the recovery slices ``sub`` of vectors
-        ``ev`` on device columns ``ek``; digits beyond a sub-chunk's count are 0."""
-        f, rows = len(sub), self.rows
-        packed = np.empty(f)
-        key = ev * len(self._sub_count) + sub
-        pairs, inverse = np.unique(key, return_inverse=True)
-        if f * 8 >= len(pairs) * self.physical_columns or not rows:
-            # dense: every device column of the (vector, sub-chunk) pairs that need any
-            ps, pv = pairs % len(self._sub_count), pairs // len(self._sub_count)
-            xs = np.take(self._sub_table, ps[:, None] * 256 + xb[pv])
-            full = xs @ self._wsl_t64.T
-            packed = full[inverse, ek]
+    def _recovery_sums(
+        self, es: np.ndarray, ev: np.ndarray, ek: np.ndarray, spec_sums: np.ndarray, xb: np.ndarray
+    ) -> np.ndarray:
+        """Recovery-slice sums (entries, max recovery slices per speculative slice) int64 of
+        the entries (speculative slice ``es``, vector ``ev``, device column ``ek``), sorted by
+        (es, ev). Column ``j < chunk - 1`` holds recovery slice ``j`` of the entry's chunk, the
+        last column its last one (``_rec_q`` maps them); unused columns hold 0."""
+        f, rows, kc = len(es), self.rows, self.physical_columns
+        ncomp = self._rec_dd.shape[1]
+        out = np.zeros((f, ncomp + 1), dtype=np.int64)
+        last = out[:, ncomp]
+        last[:] = spec_sums
+        if not ncomp or not f:
+            return out
+        comp = out[:, :ncomp]
+        # (slice, vector) pairs: entries are sorted by them
+        key = es * xb.shape[0] + ev
+        new = np.empty(f, dtype=bool)
+        new[0] = True
+        np.not_equal(key[1:], key[:-1], out=new[1:])
+        start = np.flatnonzero(new)
+        pe = np.cumsum(new) - 1  # pair of each entry
+        ps, pv = es[start], ev[start]
+        nq = self._chunks[ps] - 1  # recovery slices to evaluate per pair
+        n_eval = int(nq.sum())
+        groups = self._rec_packed.shape[0]
+        if n_eval * kc <= self._DENSE_RATIO * f * groups:
+            rstart = np.cumsum(nq) - nq
+            q = np.repeat(self._chunk_start[ps] - rstart, nq) + np.arange(n_eval)
+            xs = np.take(self._rec_flat, q[:, None] * 256 + xb[np.repeat(pv, nq)])
+            dense = xs @ self._wsl_rec  # (n_eval, kc)
+            first, need = rstart[pe], nq[pe]
+            for j in range(ncomp):
+                has = j < need
+                comp[has, j] = dense[first[has] + j, ek[has]]
         else:
+            width, per = self._rec_width, self._rec_per
             step = max(1, self._SPARSE_CHUNK // max(rows, 1))
-            for a in range(0, f, step):
-                b = min(f, a + step)
-                xs = np.take(self._sub_table, sub[a:b, None] * 256 + xb[ev[a:b]])
-                packed[a:b] = np.einsum("ij,ij->i", xs, self._wsl_t64[ek[a:b]])
-        t = packed.astype(np.int64)
-        t += self._sub_bias
-        width = self._sub_width
-        out = np.empty((f, self._sub_digits), dtype=np.int64)
-        for j in range(self._sub_digits):
-            col = out[:, j]
-            np.right_shift(t, width * j, out=col)
-            col &= (1 << width) - 1
-            col -= 1 << (width - 1)
+            for g in range(groups):
+                digits = min(per, ncomp - g * per)
+                xs = np.take(self._rec_packed[g], ps[:, None] * 256 + xb[pv])  # (pairs, rows)
+                packed = np.empty(f)
+                for a in range(0, f, step):
+                    b = min(f, a + step)
+                    packed[a:b] = np.einsum("ij,ij->i", xs[pe[a:b]], self._wsl_t64[ek[a:b]])
+                t = packed.astype(np.int64)
+                t += sum(1 << (width * p + width - 1) for p in range(digits))
+                for p in range(digits):
+                    col = comp[:, g * per + p]
+                    np.right_shift(t, width * p, out=col)
+                    col &= (1 << width) - 1
+                    col -= 1 << (width - 1)
+        dd = self._rec_dd[es]
+        for j in range(ncomp):
+            last -= dd[:, j] * comp[:, j]
         return out
 
     def mvm(self, x: np.ndarray) -> MvmResult:
@@ -556,73 +589,57 @@ class Crossbar:
 
         Fast path: the shift-and-add of ADC outputs equals the exact product plus,
         for every accepted conversion that clipped, (clipped - analog) times its
-        digital weight. The speculative sums of all device columns come from one
-        float64 product (the weight slices of a column packed into one word,
-        `_Packing`); the exact product is their shift-and-add; recovery sums are
-        evaluated only for the (vector, speculative slice, device column) entries
-        that need them. `mvm_explicit` assembles every conversion and gives
-        identical results.
+        digital weight. Evaluated: the exact product, the speculative sums (one
+        product of the input slices with the sliced weights), and the recovery
+        sums only of the (vector, speculative slice, device column) entries that
+        need them (``policy="off"``: every recovery sum). `mvm_explicit`
+        assembles every conversion and gives identical results.
         """
         cfg = self.config
         x2, single = self._check_input(x)
         n, kc, cols = x2.shape[0], self.physical_columns, self.cols
-        k = len(self._wdig)
         lo, hi = cfg.adc_range
         xb = self._low_bytes(x2)
         n_rec, n_spec = len(self._d_rec), len(self._d_spec)
-        clipped_mask = np.zeros((n, cols), dtype=bool)
 
         if cfg.policy == "off":
-            r = self._slice_sums(self._rec_table, self._rec_pack, self._w_rec, xb)  # (n_rec, n, kc)
-            sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
-            clip = (r > hi) | (r < lo)
-            clipped_converts = int(np.count_nonzero(clip))
-            if clipped_converts:
-                np.clip(r, lo, hi, out=r)
-                clipped_mask = clip.any(axis=0).reshape(n, k, cols).any(axis=1)
-            values = np.tensordot(self._rec_weights, r.reshape(n_rec, n, k, cols), axes=([0, 1], [0, 2]))
+            r_an = self._slice_sums(self._rec_table, self._wsl_rec, xb)  # (n_rec, n, kc)
+            sat = int(np.count_nonzero(r_an >= hi)) + int(np.count_nonzero(r_an <= lo))
+            idx = np.flatnonzero((r_an > hi) | (r_an < lo))
+            cq, cv, ck = np.unravel_index(idx, r_an.shape)
+            analog = r_an.reshape(-1)[idx].astype(np.int64)
             spec_conv, rec_conv = 0, n * n_rec * kc
             failed_cols = failed_slices = 0
             spec_slices, rec_slices = 0, n * n_rec
             cycles = np.full(n, n_rec, dtype=np.int64)
             recovery_mvms = 0
         else:
-            s_an = self._slice_sums(self._spec_table, self._spec_pack, self._w_spec, xb)  # (n_spec, n, kc)
-            values = np.tensordot(self._spec_weights, s_an.reshape(n_spec, n, k, cols), axes=([0, 1], [0, 2]))
+            s_an = self._slice_sums(self._spec_table, self._wsl_spec, xb)  # (n_spec, n, kc)
             fail = (s_an <= lo) | (s_an >= hi)
             failed_slices = int(np.count_nonzero(fail))
-            sat = clipped_converts = rec_conv = 0
+            sat = failed_cols = rec_conv = 0
+            cv = cq = ck = analog = np.zeros(0, dtype=np.intp)
+            vec_failed = np.zeros(n, dtype=bool)
             if failed_slices:
                 failed_any = fail.any(axis=0)  # (n, kc)
                 failed_cols = int(np.count_nonzero(failed_any))
                 vec_failed = failed_any.any(axis=1)
                 if cfg.recovery == "slice":
-                    es, ev, ek = np.nonzero(fail)
+                    idx = np.flatnonzero(fail)
+                    es, ev, ek = np.unravel_index(idx, fail.shape)
+                    spec_sums = s_an.reshape(-1)[idx]
                 else:
-                    fv, fk = np.nonzero(failed_any)
+                    fv, fk = np.divmod(np.flatnonzero(failed_any), kc)
                     es = np.repeat(np.arange(n_spec), len(fv))
                     ev, ek = np.tile(fv, n_spec), np.tile(fk, n_spec)
+                    spec_sums = s_an[es, ev, ek]
                 rec_conv = int(self._chunks[es].sum())
-                if len(self._sub_count) == n_spec:
-                    sub = es
-                else:  # several sub-chunks per speculative slice
-                    reps = self._subs_per_spec[es]
-                    first = np.repeat(np.cumsum(reps) - reps, reps)
-                    sub = np.repeat(self._sub_first[es], reps) + (np.arange(int(reps.sum())) - first)
-                    ev, ek = np.repeat(ev, reps), np.repeat(ek, reps)
-                r = self._recovery_sums(sub, ev, ek, xb)  # (entries, digits); unused digits are 0
+                r = self._recovery_sums(es, ev, ek, spec_sums, xb)  # unused columns hold 0
                 sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
-                e, j = np.nonzero((r > hi) | (r < lo))
-                clipped_converts = len(e)
-                if clipped_converts:
+                e, j = np.divmod(np.flatnonzero((r > hi) | (r < lo)), r.shape[1])
+                if len(e):
                     analog = r[e, j]
-                    cq, ck, cv = self._sub_q0[sub[e]] + j, ek[e], ev[e]
-                    delta = (np.clip(analog, lo, hi) - analog) * self._d_rec_int[cq] * self._wdig[ck // cols]
-                    np.add.at(values, (cv, ck % cols), delta)
-                    clipped_mask[cv, ck % cols] = True
-            else:
-                failed_cols = 0
-                vec_failed = np.zeros(n, dtype=bool)
+                    cq, ck, cv = self._rec_q[es[e], j], ek[e], ev[e]
             spec_conv = n * n_spec * kc
             recovery_mvms = int(np.count_nonzero(vec_failed))
             if cfg.policy == "always":
@@ -631,8 +648,12 @@ class Crossbar:
                 cycles = n_spec + n_rec * vec_failed.astype(np.int64)
             spec_slices, rec_slices = n * n_spec, int(cycles.sum()) - n * n_spec
 
-        if self._has_centers:
-            values += self._centers64[None, :] * x2.sum(axis=1, dtype=np.int64)[:, None]
+        values = np.rint(x2.astype(self._exact.dtype) @ self._exact).astype(np.int64)
+        clipped_mask = np.zeros((n, cols), dtype=bool)
+        if len(cv):
+            delta = (np.clip(analog, lo, hi) - analog) * self._d_rec_int[cq] * self._wdig[ck // cols]
+            np.add.at(values, (cv, ck % cols), delta)
+            clipped_mask[cv, ck % cols] = True
         values = values.astype(np.int32)
         if single:
             values, clipped_mask = values[0], clipped_mask[0]
@@ -647,7 +668,7 @@ class Crossbar:
             failed_slices=failed_slices,
             speculative_converts=spec_conv,
             recovery_converts=rec_conv,
-            clipped_converts=clipped_converts,
+            clipped_converts=len(cv),
             column_mvms=n * kc,
             mvms=n,
             recovery_mvms=recovery_mvms,

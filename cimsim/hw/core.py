@@ -166,8 +166,10 @@ class Core:
         if self.stored < need:
             if self.main.arrived >= need:
                 return "sram"
+            if self.main.upstream_cause is not None:
+                return self.main.upstream_cause
             if self.main.arrived + self.main.in_flight >= need:
-                return self.main.upstream_cause or "noc"
+                return "noc"
             return "dram" if getattr(self.main.upstream, "dram_waiting", False) else "input"
         if self.residual.sources and self.residual.arrived < image * geom.n_out + int(geom.group_out_need[gi]):
             return "residual"
@@ -240,6 +242,14 @@ class Core:
             steps = 1
             late = None
             if t.elastic:
+                recovery = mvm - self.datapath.base_mvm_cycles if self.datapath is not None else 0
+                if recovery > 0:  # the consumers now wait on this core's recovery cycles
+                    for port in self.outputs:
+                        port.target.upstream_cause = "recovery"
+                        port.target.owner.kick()
+                    end = env.now + cycles
+                    lost = end // cpt - (end - recovery) // cpt
+                    self.probe.stall(self.spec.id, self.spec.layer, "recovery", (end - recovery) // cpt + 1, lost)
                 yield env.timeout(cycles)
                 deliver_cycle = env.now
             else:

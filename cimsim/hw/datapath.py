@@ -45,7 +45,9 @@ class Datapath:
         batch, seed = scenario.run.batch, scenario.run.seed
         self.net, self.plan, self.geoms = net, plan, geoms
         self.params = load_params(base / cfg.weights, net) if cfg.weights else make_params(net, seed)
-        images = load_images(base / cfg.images, net) if cfg.images else make_images(net, batch, seed)
+        # image i depends on (seed, i) only, so a batch's first images do not change with its size
+        images = (load_images(base / cfg.images, net) if cfg.images else
+                  np.concatenate([make_images(net, 1, seed * 1_000_003 + i) for i in range(batch)]))
         if images.shape[0] < batch:
             raise SimulationError(f"{scenario.source}: functional.images holds {images.shape[0]} images, "
                                   f"run.batch is {batch}")
