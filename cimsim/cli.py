@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from cimsim import __version__
 from cimsim.errors import CimsimError
@@ -19,8 +20,18 @@ LEVELS = ("events", "summary")
 PLOT_KINDS = ("progress", "occupancy", "stalls", "links")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one `cimsim: error:` line and exit code 2,
+    like every other bad input (the subcommand parsers are made of the same class)."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("cimsim").strip()
+        where = f"{command}: " if command else ""
+        raise _ArgumentError(f"{where}{' '.join(message.split())} (see {self.prog} --help)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cimsim", description="Cycle-level simulator of tiled compute-in-memory chips.")
+    p = _Parser(prog="cimsim", description="Cycle-level simulator of tiled compute-in-memory chips.")
     p.add_argument("--version", action="version", version=f"cimsim {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -94,7 +105,11 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 2 bad input, 3 simulation failure)."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except _ArgumentError as e:
+        print(f"cimsim: error: {e}", file=sys.stderr)
+        return e.exit_code
     try:
         if args.command == "run":
             return _run(args)
@@ -207,8 +222,20 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+LIMITS = {"--channels": 65_536, "--height": 32_767, "--word-bits": 65_536, "--kernel": 255, "--bits": 64,
+          "--c-in": 65_536, "--c-out": 65_536, "--n": 1024, "--dw": 1024, "--stride": 255,
+          "--xbar-rows": 1 << 20, "--xbar-cols": 1 << 20}
+"""Largest value of each numeric option: beyond these the tables take minutes or exhaust memory
+(--n: the Method 2 search is quadratic in the replicas, as in the mapper)."""
+
+
+MAX_WORK = 1 << 24
+"""Largest SRAM table (words) or Method 2 search ((replicas x kernel)^2 steps) the commands build."""
+
+
 def _positive(option: str, value: str | None, default: int | None = None) -> int:
-    """`value` of `option` as a positive integer (`default` when not given), else a one-line error."""
+    """`value` of `option` as a positive integer (`default` when not given) up to LIMITS[option],
+    else a one-line error."""
     if value is None:
         if default is None:
             raise _ArgumentError(f"{option} is required")
@@ -219,6 +246,8 @@ def _positive(option: str, value: str | None, default: int | None = None) -> int
         raise _ArgumentError(f"{option} {value}: must be a positive integer") from None
     if number < 1:
         raise _ArgumentError(f"{option} {value}: must be a positive integer")
+    if number > LIMITS.get(option, number):
+        raise _ArgumentError(f"{option} {value}: must be at most {LIMITS[option]:,}")
     return number
 
 
@@ -247,6 +276,10 @@ def _sram(args: argparse.Namespace) -> int:
     word_bits = _positive("--word-bits", args.word_bits)
     kernel = _positive("--kernel", args.kernel, 3)
     bits = _positive("--bits", args.bits, 8)
+    words = height * kernel * -(-channels * bits // word_bits)
+    if words > MAX_WORK:
+        raise _ArgumentError(f"--height {height} x --kernel {kernel} pixels of --channels {channels} x --bits {bits} "
+                             f"bits take {words:,} words of --word-bits {word_bits}: at most {MAX_WORK:,}")
     return _sram_table(channels, height, word_bits, kernel, bits, method, args.json)
 
 
@@ -321,6 +354,9 @@ def _replicas(args: argparse.Namespace) -> int:
     xc = _positive("--xbar-cols", args.xbar_cols, 256)
     if dw > n:
         raise _ArgumentError(f"--dw {dw}: must be at most --n {n}")
+    if (n * kernel) ** 2 > MAX_WORK:
+        raise _ArgumentError(f"--n {n} replicas of --kernel {kernel}: (n x kernel)^2 = {(n * kernel) ** 2:,} steps of "
+                             f"the Method 2 search, at most {MAX_WORK:,}")
     shape = collective_shape(c_in, c_out, kernel, stride, n, dw)
     best = best_shape(c_in, c_out, kernel, stride, n, xr, xc)
     util = shape.utilisation(kernel * kernel * c_in, c_out, xr, xc)

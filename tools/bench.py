@@ -92,11 +92,29 @@ def trace_bench(quick: bool) -> None:
           f"{peaks[big][1] / peaks[small][1]:.2f}x (target: traced within 1.5x) -> {'ok' if ratio <= 1.5 else 'OVER'}")
 
 
+def functional_bench(quick: bool) -> None:
+    """Real arithmetic against timing only: ResNet-32 on the Dazzi chip with RAELLA speculation."""
+    batch = 2 if quick else 10
+    scenario = ROOT / "scenarios" / "dazzi2021_resnet32_speculation.toml"
+    walls = {}
+    for label, overrides in (("timing only", ["functional.enabled=false"]), ("functional, batched", []),
+                             ("functional, per_group", ["functional.mode=per_group"])):
+        t0 = time.perf_counter()
+        run_scenario(scenario, [f"run.batch={batch}", *overrides])
+        walls[label] = time.perf_counter() - t0
+        print(f"{label:<24} batch {batch:>3} {walls[label]:>8.2f} s  ({walls[label] / batch:.2f} s per image)")
+    base = walls["timing only"]
+    for label in ("functional, batched", "functional, per_group"):
+        print(f"{label:<24} / timing only: {walls[label] / base:.1f}x")
+
+
 def main() -> None:
     """Time one image and a batch of 100 for both dataflows (or, with --trace, the trace writer)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller batches (10 instead of 100; --trace: 10 and 100)")
     ap.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
+    ap.add_argument("--functional", action="store_true",
+                    help="benchmark real arithmetic (functional model) against timing only")
     ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -104,6 +122,9 @@ def main() -> None:
         return
     if args.trace:
         trace_bench(args.quick)
+        return
+    if args.functional:
+        functional_bench(args.quick)
         return
     big = 10 if args.quick else 100
     print(f"{'scenario':<32} {'batch':>5} {'wall s':>8} {'events':>10} {'events/s':>10} {'cycles/s':>12}")

@@ -46,6 +46,13 @@ NON_NEGATIVE: frozenset[str] = frozenset(
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 
+INT_MAX = 2**31 - 1
+"""Largest integer any field takes (the trace stores timesteps, cycles of a step and
+counts as 32-bit integers; larger values would wrap or exhaust memory)."""
+
+MAX_CORES = 2**15 - 1
+"""Largest chip.array_rows x chip.array_cols (the trace stores core ids as 16-bit integers)."""
+
 LOADER_FIELDS: frozenset[str] = frozenset({"source"})
 """Scenario fields set by the loader, never by the file or an override."""
 
@@ -270,6 +277,8 @@ class _Checker:
         elif tp is int:
             floor = 0 if rule_path in NON_NEGATIVE else 1
             ok = is_num and isinstance(value, int) and value >= floor
+            if ok and value > INT_MAX:
+                self.fail(path, value, f"{why}, at most {INT_MAX:,}")
         elif tp is float:
             try:
                 ok = is_num and math.isfinite(float(value)) and value > 0
@@ -313,6 +322,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     from_set = {_apply_one(raw, item): item for item in overrides}
     checker = _Checker(str(file), from_set)
     scenario: Scenario = checker.build(Scenario, raw, "")
+    _check_combinations(scenario, checker)
     resolved = (file.parent / scenario.model).resolve()
     if not resolved.is_file():
         origin = checker.origin("model")
@@ -322,6 +332,22 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     return dataclasses.replace(
         scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file)
     )
+
+
+def _check_combinations(scenario: Scenario, checker: _Checker) -> None:
+    """Rules that span fields or dict keys, which the per-field checks cannot see."""
+    chip = scenario.chip
+    cores = chip.array_rows * chip.array_cols
+    if cores > MAX_CORES:
+        origin = checker.origin("chip.array_rows") or checker.origin("chip.array_cols")
+        raise InputError(f"{checker.label}: chip.array_rows x chip.array_cols = {chip.array_rows} x "
+                         f"{chip.array_cols} = {cores:,} cores{origin}: at most {MAX_CORES:,} cores")
+    for key in scenario.dataflow.speedup_rates:
+        if not (key.isascii() and key.isdigit() and key == str(int(key)) and int(key) > 0):
+            path = _key("dataflow.speedup_rates", key)
+            checker.fail(path, scenario.dataflow.speedup_rates[key],
+                         'the key must be a number of output channels (a positive integer without leading zeros, '
+                         'e.g. "16" = 4)')
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:

@@ -386,8 +386,11 @@ class Crossbar:
 
     _SPARSE_CHUNK = 1 << 16
     """Elements gathered at once when recovery sums are computed entry by entry."""
-    _DENSE_RATIO = 40
+    _DENSE_RATIO = 12
     """Recovery sums go dense when (recovery slices to evaluate) * device columns <= entries * this."""
+    _SMALL_BATCH = 1 << 21
+    """Batches with at most this many recovery multiply-adds (n * recovery slices * device
+    columns * rows) evaluate every recovery sum at once."""
 
     def __init__(self, matrix: np.ndarray, config: CrossbarConfig):
         matrix = np.asarray(matrix)
@@ -481,6 +484,8 @@ class Crossbar:
             for j in range(cnt[s] - 1):
                 self._rec_q[s, j] = q0[s] + j
                 self._rec_dd[s, j] = self._d_rec_int[q0[s] + j] >> spec[s][1]
+        self._rec_to_spec = np.zeros((n_spec, len(rec)))  # S_s = sum_q 2**(low_q - low_s) * R_q
+        self._rec_to_spec[self._owner, np.arange(len(rec))] = self._d_rec_int >> np.array([spec[o][1] for o in self._owner])
         self._rec_width = width = _digit_bits(rows * max(wmax) * rmax)
         self._rec_per = per = max(1, _EXACT_BITS // width)
         groups = -(-ncomp // per)
@@ -614,7 +619,12 @@ class Crossbar:
             cycles = np.full(n, n_rec, dtype=np.int64)
             recovery_mvms = 0
         else:
-            s_an = self._slice_sums(self._spec_table, self._wsl_spec, xb)  # (n_spec, n, kc)
+            small = n * n_rec * kc * self.rows <= self._SMALL_BATCH
+            if small:  # every recovery sum in one product; the speculative sums follow from them
+                r_an = self._slice_sums(self._rec_table, self._wsl_rec, xb)  # (n_rec, n, kc)
+                s_an = (self._rec_to_spec @ r_an.reshape(n_rec, n * kc)).reshape(n_spec, n, kc)
+            else:
+                s_an = self._slice_sums(self._spec_table, self._wsl_spec, xb)  # (n_spec, n, kc)
             fail = (s_an <= lo) | (s_an >= hi)
             failed_slices = int(np.count_nonzero(fail))
             sat = failed_cols = rec_conv = 0
@@ -634,12 +644,24 @@ class Crossbar:
                     ev, ek = np.tile(fv, n_spec), np.tile(fk, n_spec)
                     spec_sums = s_an[es, ev, ek]
                 rec_conv = int(self._chunks[es].sum())
-                r = self._recovery_sums(es, ev, ek, spec_sums, xb)  # unused columns hold 0
-                sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
-                e, j = np.divmod(np.flatnonzero((r > hi) | (r < lo)), r.shape[1])
-                if len(e):
-                    analog = r[e, j]
-                    cq, ck, cv = self._rec_q[es[e], j], ek[e], ev[e]
+                if small:  # pick the needed recovery sums
+                    reps = self._chunks[es]
+                    first = np.repeat(np.cumsum(reps) - reps, reps)
+                    av, ak = np.repeat(ev, reps), np.repeat(ek, reps)
+                    aq = np.repeat(self._chunk_start[es], reps) + (np.arange(rec_conv) - first)
+                    vals = r_an[aq, av, ak]
+                    sat = int(np.count_nonzero(vals >= hi)) + int(np.count_nonzero(vals <= lo))
+                    hit = np.flatnonzero((vals > hi) | (vals < lo))
+                    if len(hit):
+                        analog = vals[hit].astype(np.int64)
+                        cq, ck, cv = aq[hit], ak[hit], av[hit]
+                else:
+                    r = self._recovery_sums(es, ev, ek, spec_sums, xb)  # unused columns hold 0
+                    sat = int(np.count_nonzero(r >= hi)) + int(np.count_nonzero(r <= lo))
+                    e, j = np.divmod(np.flatnonzero((r > hi) | (r < lo)), r.shape[1])
+                    if len(e):
+                        analog = r[e, j]
+                        cq, ck, cv = self._rec_q[es[e], j], ek[e], ev[e]
             spec_conv = n * n_spec * kc
             recovery_mvms = int(np.count_nonzero(vec_failed))
             if cfg.policy == "always":

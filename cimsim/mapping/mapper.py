@@ -58,10 +58,51 @@ def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[st
     return emit, fused
 
 
+MAX_RATE = 1024
+"""Largest rate (kernel replicas) of a layer: the search for a Method 2 layout is
+quadratic in the replicas, and no crossbar holds more."""
+
+
+def _check_rates(net: Network, scenario: Scenario, fused: dict[str, list[str]]) -> None:
+    """Every dataflow.layer_rates entry names a layer that runs on crossbars, and every
+    rate is at most the layer's output pixels per image (more replicas than outputs would
+    compute nothing) and MAX_RATE."""
+    flow = scenario.dataflow
+    where = f"{scenario.source}: "
+    compute = list(fused)
+    known = {layer.name for layer in net.layers}
+    for name, rate in flow.layer_rates.items():
+        key = f"dataflow.layer_rates.{name if name.replace('_', '').replace('-', '').isalnum() else repr(name)}"
+        if name not in fused:
+            if name in known:
+                kind = net.layer(name).kind
+                why = ("runs on the digital processor of the core before it (mapping.fc_on = 'digital')"
+                       if kind == "fc" else f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind} layer, fused into the digital processor "
+                       "of its producer")
+                problem = f"layer '{name}' {why}; only layers on crossbars have rates"
+            else:
+                problem = f"model {net.source} has no layer '{name}'"
+            raise MappingError(f"{where}{key} = {rate}: {problem} (layers with rates: {', '.join(compute)})")
+    for name in fused:
+        layer = net.layer(name)
+        rate = layer_rate(layer, scenario)
+        pixels = layer.out_h * layer.out_w
+        if rate <= min(pixels, MAX_RATE):
+            continue
+        if name in flow.layer_rates:
+            key = f"dataflow.layer_rates.{name if name.replace('_', '').replace('-', '').isalnum() else repr(name)}"
+        else:
+            key = f'dataflow.speedup_rates."{layer.out_channels}" (dataflow.mode = \'speedup\', layer \'{name}\')'
+        limit = (f"more than the {pixels} output pixels per image of layer '{name}' ({layer.out_h} x {layer.out_w})"
+                 if rate > pixels else f"more than {MAX_RATE} kernel replicas")
+        raise MappingError(f"{where}{key} = {rate}: {limit}; at most {min(pixels, MAX_RATE)}")
+
+
 def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     """Place every compute layer on cores of the scenario's chip."""
     chip = scenario.chip
     emit, fused = _emitters(net, scenario)
+    _check_rates(net, scenario, fused)
     warnings: list[str] = []
     layers: dict[str, LayerMapping] = {}
     edges: list[tuple[str, str, str]] = []

@@ -31,6 +31,10 @@ DEFAULT_INPUT_NAME = "input"
 """Name of the input layer when ``[input]`` has no ``name``."""
 DEFAULT_BITS = 8
 """Activation bits when the model has no ``bits``."""
+INT_MAX = 2**31 - 1
+"""Largest integer any key takes (the simulator and its trace count in 32-bit integers)."""
+SIZE_MAX = 2**15 - 1
+"""Largest image height or width (the trace stores pixel rows and columns as 16-bit integers)."""
 
 
 def load_model(path: str | Path) -> Network:
@@ -105,11 +109,13 @@ class _ModelLoader:
             raise self.fail(where, key, f"missing required key for {what}")
         return table[key]
 
-    def positive_int(self, where: str, key: str, value: Any, minimum: int = 1) -> int:
-        """``value`` if it is an int (not a bool) >= ``minimum``."""
+    def positive_int(self, where: str, key: str, value: Any, minimum: int = 1, maximum: int = INT_MAX) -> int:
+        """``value`` if it is an int (not a bool) in ``minimum..maximum``."""
         if type(value) is not int or value < minimum:
             expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
             raise self.fail(where, key, f"got {_describe(value)}, expected {expected}")
+        if value > maximum:
+            raise self.fail(where, key, f"got {value}, expected at most {maximum:,}")
         return value
 
     def name_str(self, where: str, key: str, value: Any) -> str:
@@ -163,7 +169,8 @@ class _ModelLoader:
         self.check_keys(where, table, INPUT_KEYS, "[input]")
         name = self.name_str(where, "name", table.get("name", DEFAULT_INPUT_NAME))
         height, width, channels = (
-            self.positive_int(where, key, self.require(where, table, key, "[input]"))
+            self.positive_int(where, key, self.require(where, table, key, "[input]"),
+                              maximum=INT_MAX if key == "channels" else SIZE_MAX)
             for key in ("height", "width", "channels")
         )
         return Layer(
