@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+import cimsim._threads  # noqa: F401  (before numpy)
 from cimsim import __version__
 from cimsim.errors import CimsimError
 from cimsim.mapping.sram import METHODS

@@ -207,3 +207,40 @@ def test_matrix_and_input_validation():
         xbar.mvm(np.zeros(7, dtype=np.int8))
     with pytest.raises(ValueError, match="two's complement"):
         xbar.mvm(np.full(8, 200, dtype=np.int16))
+
+
+@pytest.mark.parametrize(
+    "small_batch, dense_ratio",
+    [(0, 0), (0, 10**9), (10**12, 0)],
+    ids=["entry-by-entry", "dense-pairs", "small-batch"],
+)
+def test_every_recovery_strategy_matches_explicit(monkeypatch, small_batch, dense_ratio):
+    """`mvm` picks how it evaluates recovery sums by batch size and failure density; each way is exact."""
+    monkeypatch.setattr(Crossbar, "_SMALL_BATCH", small_batch)
+    monkeypatch.setattr(Crossbar, "_DENSE_RATIO", dense_ratio)
+    rng = np.random.default_rng(17)
+    combos = itertools.product(("always", "on_failure"), ("slice", "column"), (3, 5, 7), (1, 2, 3))
+    for policy, recovery, adc, rbits in combos:
+        rows, cols = int(rng.integers(1, 300)), int(rng.integers(1, 30))
+        w = _laplace_matrix(rng, rows, cols)
+        signed = bool(rng.integers(2))
+        x = rng.integers(-128, 128, (25, rows)) if signed else _relu_inputs(rng, 25, rows, scale=25.0)
+        cfg = CrossbarConfig(
+            512, 32, adc_bits=adc, recovery_slice_bits=rbits, policy=policy, recovery=recovery,
+            weight_slice_bits=((4, 2, 2), 2, (3, 3, 2))[int(rng.integers(3))],
+        )
+        xbar = Crossbar(w, cfg)
+        fast, slow = xbar.mvm(x.astype(np.int8)), xbar.mvm_explicit(x.astype(np.int8))
+        where = (policy, recovery, adc, rbits, signed)
+        assert np.array_equal(fast.values, slow.values), where
+        assert fast.counters() == slow.counters(), where
+        assert np.array_equal(fast.cycles, slow.cycles), where
+        assert np.array_equal(fast.clipped_mask, slow.clipped_mask), where
+
+
+def test_centers_solve_eq_4_2_for_tall_matrices():
+    """Past ~650 rows the 4th powers exceed 2**53 and are no longer exact; the result still matches."""
+    rng = np.random.default_rng(8)
+    ranges = CrossbarConfig(8, 8).weight_slice_ranges
+    w = _laplace_matrix(rng, 1200, 2, scale=30.0, mean=5.0)
+    assert np.array_equal(optimal_centers(w, ranges), _brute_centers(w, ranges))

@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cimsim._threads  # noqa: F401  (single-threaded BLAS, as the CLI)
 from cimsim.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent

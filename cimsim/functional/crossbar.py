@@ -53,9 +53,18 @@ if any device column of that MVM failed.
 The result equals the exact ``x @ matrix`` whenever no accepted (recovery or
 ``off``) conversion was clipped; ``clipped_mask`` marks the outputs where one was.
 
-Implementation: one float32 matrix product of the 8 input bit-planes with the
-sliced weights gives every bit-plane column sum exactly (all values are small
-integers); the analog sum of any input slice is a linear combination of them.
+Implementation: analog sums are float products of small integers, exact while
+every partial sum stays below 2**24 (float32) or 2**53 (float64). `mvm_explicit`
+takes one product of the 8 input bit-planes with the sliced weights and forms
+every slice sum from them. `mvm` takes one product of the speculative input
+slices (looked up from the inputs' low bytes) with the sliced weights, the exact
+``x @ matrix`` for the values, and recovery sums only for the failed entries:
+the last recovery slice of a speculative slice follows from the others and the
+speculative sum, the others come from one product over the (slice, vector)
+pairs that need them or, when failures are sparse, one dot product per entry
+with the recovery slices packed into a float64 word (`_Packing`; small batches
+evaluate every recovery sum). `optimal_centers` packs its per-slice tables the
+same way.
 """
 
 from __future__ import annotations
