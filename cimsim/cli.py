@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
@@ -161,7 +162,8 @@ def _run(args: argparse.Namespace) -> int:
         raise _ArgumentError("--trace and --no-trace: give one of them")
     t0 = time.perf_counter()
     scenario = load_scenario(args.scenario, overrides)
-    trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{scenario.name}.h5")
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"  # stays inside traces/
+    trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{safe}.h5")
     bar = ProgressBar(scenario.run.batch) if ProgressBar.wanted(sys.stderr, args.json) else None
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None

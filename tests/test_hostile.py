@@ -23,11 +23,12 @@ import typing
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import conftest
 import numpy as np
 import pytest
 
-import conftest
 from cimsim.cli import main
 from cimsim.config.load import ENUMS, INT_MAX, NON_NEGATIVE
 from cimsim.config.schema import Scenario
@@ -88,8 +89,6 @@ def schema_fields(cls: type = Scenario, prefix: str = "") -> Iterator[tuple[str,
         else:
             yield path, tp
 
-
-Any = typing.Any
 
 BAD_INTS = ["-1", "1.5", '"3"', "true", "[1]", "{a = 1}", str(INT_MAX + 1), "99999999999999999999999", "nan"]
 BAD_FLOATS = ["0.0", "-1.0", "0", "-3", "inf", "-inf", "nan", '"1.0"', "false", "[1.0]", "1e400"]
@@ -494,7 +493,8 @@ def test_subprocess_errors_have_no_traceback(valid: dict[str, str], model_dir: P
                  ["run", str(model_dir / "sbad.toml"), "--no-trace"],
                  ["run", valid["s"], "--no-trace", "--set", "dataflow.layer_rates.nosuch=2"],
                  ["report", valid["t"]]):
-        r = subprocess.run([sys.executable, "-m", "cimsim", *argv], capture_output=True, text=True, timeout=60,
+        r = subprocess.run([sys.executable, "-m", "cimsim", *argv], check=False, capture_output=True, text=True,
+                           timeout=60,
                            cwd=model_dir)
         assert r.returncode == 2, (argv, r.stderr)
         assert "Traceback" not in r.stderr + r.stdout, r.stderr

@@ -140,7 +140,9 @@ def scenarios(draw: st.DrawFn, net: Net) -> dict[str, str]:
     if net.head:
         o["mapping.fc_on"] = draw(st.sampled_from(("digital", "crossbar")))
     if draw(st.booleans()):
-        rates = {c.name: draw(st.sampled_from((1, 2, 4))) for c in net.convs}
+        # at most the layer's output pixels per image (more replicas than outputs are refused)
+        rates = {c.name: draw(st.sampled_from([r for r in (1, 2, 4) if r <= c.shape[0] * c.shape[1]]))
+                 for c in net.convs}
         o["dataflow.layer_rates"] = "{" + ", ".join(f"{k}={v}" for k, v in rates.items()) + "}"
         o["input.pixels_per_timestep"] = draw(st.sampled_from((1, 2, 4)))
     topo = draw(st.sampled_from(("ideal", "mesh", "prism")))
