@@ -51,10 +51,14 @@ API
     through the chip arithmetic end to end (``build_layer_maths`` programs
     every layer once).
 
-Modelling decisions (RAELLA thesis sections) are in the `crossbar` docstring:
-Center+Offset 2T2R weights (4.1) sliced 4b-2b-2b (4.2), two's-complement
-inputs, 7-bit signed LSB ADC (3.1), speculation 4b-2b-2b with 1-bit recovery
-of the failed speculative slice only (4.3), saturation accepted in recovery (3.5).
+Modelling decisions (RAELLA thesis sections) are in the `crossbar` docstring
+(the weight encoding in the `centers` docstring): Center+Offset 2T2R weights
+(4.1) sliced 4b-2b-2b (4.2), two's-complement inputs, 7-bit signed LSB ADC
+(3.1), speculation 4b-2b-2b with 1-bit recovery of the failed speculative slice
+only (4.3), saturation accepted in recovery (3.5). `crossbar` re-exports
+`optimal_centers` and `weight_slices` from `centers`; its helpers live in
+`crossbar_recovery` (single-entry recovery sums of `mvm`) and
+`crossbar_reference` (the literal `mvm_explicit`).
 """
 
 from cimsim.functional.chip_math import GroupResult, LayerMath, build_layer_maths, chip_forward, windows

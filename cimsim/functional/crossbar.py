@@ -1,22 +1,21 @@
 """RAELLA-style bit-sliced analog crossbar arithmetic with speculation and recovery.
 
-Model (Andrulis, RAELLA thesis 2023; section numbers refer to it):
+Model (Andrulis, RAELLA thesis 2023; section numbers refer to it) in four modules:
+this one holds `CrossbarConfig`, `Crossbar` with its fast `mvm`, `MvmResult` and
+`COUNTERS`; `cimsim.functional.centers` the weight encoding (Center+Offset centers
+`optimal_centers`, `weight_slices`, the float64 packing `_Packing`);
+`cimsim.functional.crossbar_recovery` the recovery sums of single failed entries
+(`_EntryRecovery`, a mixin of `Crossbar`); `cimsim.functional.crossbar_reference`
+the slow, literal `mvm_explicit`. `optimal_centers` and `weight_slices` are
+importable from here as before.
 
-**Weights** (4.1, 4.2). A column ``j`` of the int8 matrix (one *weight filter*
-in this crossbar) is stored as a digital *center* ``phi_j`` plus signed offsets
-``o_ij = w_ij - phi_j`` held in a 2T2R pair (positive / negative device; the
-column current is the difference, 4.1.4). ``weight_encoding="center_offset"``
-picks ``phi_j`` per column by Eq. 4.2 (argmin over integer phi of
-``sum_k 2**l_k * (sum_i D_k(w_i - phi))**4``, ties to the smallest |phi|);
-``"differential"`` is RAELLA's Zero+Offset baseline (``phi = 0``, positive
-weights on the positive device, negative on the negative one). The offset
-magnitude (8 bits) is cut into *weight slices*, one physical device column
-each, high-order first; default ``weight_slice_bits=(4, 2, 2)``: "most layers
-use the 4b-2b-2b setup" (4.2, Fig. 4-4; 7.1). Slice ``k`` covering bits
-``h..l`` stores ``sign(o) * ((|o| >> l) & (2**(h-l+1) - 1))``. The digital side
-adds ``phi_j * sum_i x_i`` (Eq. 4.1) and shift-adds the slices by ``2**l``.
-A crossbar of ``cols`` logical columns therefore uses ``cols * len(weight_slice_bits)``
-device columns (RAELLA 5.1: 2-8 columns per filter).
+**Weights** (4.1, 4.2; details in the `cimsim.functional.centers` docstring). A
+column ``j`` of the int8 matrix is stored as a digital center ``phi_j`` plus
+signed offsets ``w_ij - phi_j`` in 2T2R pairs; ``weight_encoding="center_offset"``
+picks ``phi_j`` by Eq. 4.2, ``"differential"`` uses ``phi = 0``. The 8-bit offset
+magnitude is cut into weight slices (default ``weight_slice_bits=(4, 2, 2)``),
+one device column each, so a crossbar of ``cols`` logical columns uses
+``cols * len(weight_slice_bits)`` device columns (RAELLA 5.1: 2-8 columns per filter).
 
 **Inputs** (4.3). int8 inputs are two's complement: the sign bit has weight
 ``-2**(input_bits-1)``, so the slice that holds it is a signed number of its
@@ -54,27 +53,29 @@ The result equals the exact ``x @ matrix`` whenever no accepted (recovery or
 ``off``) conversion was clipped; ``clipped_mask`` marks the outputs where one was.
 
 Implementation: analog sums are float products of small integers, exact while
-every partial sum stays below 2**24 (float32) or 2**53 (float64). `mvm_explicit`
-takes one product of the 8 input bit-planes with the sliced weights and forms
-every slice sum from them. `mvm` takes one product of the speculative input
-slices (looked up from the inputs' low bytes) with the sliced weights, the exact
-``x @ matrix`` for the values, and recovery sums only for the failed entries:
-the last recovery slice of a speculative slice follows from the others and the
-speculative sum, the others come from one product over the (slice, vector)
-pairs that need them or, when failures are sparse, one dot product per entry
-with the recovery slices packed into a float64 word (`_Packing`; small batches
-evaluate every recovery sum). `optimal_centers` packs its per-slice tables the
-same way.
+every partial sum stays below 2**24 (float32) or 2**53 (float64). `mvm` takes
+one product of the speculative input slices (looked up from the inputs' low
+bytes) with the sliced weights, the exact ``x @ matrix`` for the values, and
+recovery sums only for the failed entries: the last recovery slice of a
+speculative slice follows from the others and the speculative sum, the others
+come from one product over the (slice, vector) pairs that need them or, when
+failures are sparse, one dot product per entry with the recovery slices packed
+into a float64 word (`_Packing`; `cimsim.functional.crossbar_recovery`); small
+batches evaluate every recovery sum.
+`mvm_explicit` (in `cimsim.functional.crossbar_reference`) takes one product
+of the 8 input bit-planes with the sliced weights and forms every slice sum
+from them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.functional.centers import optimal_centers, weight_slices
+from cimsim.functional.crossbar_recovery import _EntryRecovery
 
 POLICIES = ("off", "always", "on_failure")
 """`CrossbarConfig.policy` values."""
@@ -251,74 +252,6 @@ class MvmResult:
         return {name: int(getattr(self, name)) for name in COUNTERS}
 
 
-_EXACT_BITS = 52
-"""Packed float64 sums are kept below 2**52 in magnitude (every partial sum is then exact)."""
-
-
-def _digit_bits(bound: int) -> int:
-    """Width of a balanced signed bit field holding every integer in [-bound, bound]."""
-    return int(bound).bit_length() + 1
-
-
-class _Packing:
-    """Bounded signed integers ("digits") packed into float64 words at fixed bit offsets.
-
-    Digit ``i`` holds integers in ``[-bounds[i], bounds[i]]`` in a field of
-    ``_digit_bits(bounds[i])`` bits; consecutive digits share a word while their
-    fields fit in ``_EXACT_BITS`` bits. A float64 product of small integers whose
-    every partial sum stays below 2**53 in magnitude is exact whatever the
-    summation order, so one matrix product against packed operands yields
-    several bounded integer sums, unpacked exactly afterwards.
-    """
-
-    def __init__(self, bounds) -> None:
-        self.n = len(bounds)
-        self.groups: list[list[int]] = []
-        self.offsets: list[int] = []
-        self.bits: list[int] = []
-        used = _EXACT_BITS + 1
-        for i, bound in enumerate(bounds):
-            width = _digit_bits(bound)
-            if used + width > _EXACT_BITS:
-                self.groups.append([])
-                used = 0
-            self.groups[-1].append(i)
-            self.offsets.append(used)
-            self.bits.append(width)
-            used += width
-        # adding bias makes every field non-negative: field i then holds digit + 2**(bits - 1)
-        self.bias = [sum(1 << (self.offsets[i] + self.bits[i] - 1) for i in g) for g in self.groups]
-
-    @property
-    def words(self) -> int:
-        return len(self.groups)
-
-    def pack(self, parts: np.ndarray) -> np.ndarray:
-        """(digits, ..., cols) integers -> (..., words * cols) float64, word-major."""
-        parts = np.asarray(parts).astype(np.int64)
-        words = [sum(parts[i] << self.offsets[i] for i in g) for g in self.groups]
-        return np.concatenate(words, axis=-1).astype(np.float64)
-
-    def unpack(self, p: np.ndarray, cols: int) -> np.ndarray:
-        """(..., words * cols) exact packed sums (float64) -> (..., digits, cols) int64."""
-        lead = p.shape[:-1]
-        p = p.reshape(lead + (self.words, cols))
-        out = np.empty(lead + (self.n, cols), dtype=np.int64)
-        for g, idx in enumerate(self.groups):
-            t = p[..., g, :].astype(np.int64)
-            t += self.bias[g]
-            for pos, i in enumerate(idx):
-                field = out[..., i, :]
-                if pos == 0:
-                    np.bitwise_and(t, (1 << self.bits[i]) - 1, out=field)
-                else:
-                    np.right_shift(t, self.offsets[i], out=field)
-                    if pos < len(idx) - 1:
-                        field &= (1 << self.bits[i]) - 1
-                field -= 1 << (self.bits[i] - 1)
-        return out
-
-
 def _input_slice_table(ranges, input_bits: int) -> np.ndarray:
     """T[i, u]: value of input slice ``ranges[i] = (high, low, ...)`` of the input whose
     low byte is ``u`` (two's complement: the slice holding bit ``input_bits - 1`` is signed)."""
@@ -331,66 +264,7 @@ def _input_slice_table(ranges, input_bits: int) -> np.ndarray:
     return out
 
 
-def weight_slices(offsets: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> list[np.ndarray]:
-    """Signed slice values ``sign(o) * ((|o| >> l) & mask)`` of integer offsets, one array per slice."""
-    mag, sign = np.abs(offsets), np.sign(offsets)
-    return [sign * ((mag >> low) & ((1 << (high - low + 1)) - 1)) for high, low in ranges]
-
-
-@lru_cache(maxsize=32)
-def _center_tables(ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """G[k, v + 128, phi + 128] = D_k(v - phi) for int8 v and candidate centers phi."""
-    v = np.arange(-128, 128, dtype=np.int16)
-    diff = v[:, None] - v[None, :]
-    return np.stack(weight_slices(diff, ranges)).astype(np.float64)
-
-
-@lru_cache(maxsize=32)
-def _packed_center_table(ranges: tuple[tuple[int, int], ...], rows: int) -> tuple[_Packing, np.ndarray]:
-    """`_center_tables` packed for ``rows`` weights: (packing, (256, words * 256) float64)."""
-    packing = _Packing([rows * ((1 << (high - low + 1)) - 1) for high, low in ranges])
-    table = packing.pack(_center_tables(ranges))
-    table.flags.writeable = False
-    return packing, table
-
-
-def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """Per-column Center+Offset centers by RAELLA Eq. 4.2 (int16 (cols,)).
-
-    ``argmin_phi sum_k 2**l_k * (sum_i D_k(w_i - phi))**4`` over the integers phi
-    in [min(matrix), max(matrix)] (a center outside the weights' range makes
-    every offset the same sign); ties go to the smallest |phi|, then the
-    smallest phi. The inner sums for every candidate come from the column's
-    weight histogram times a table of D_k(v - phi), so the cost does not grow
-    with the number of rows; the tables of all slices are packed into one
-    float64 matrix (`_Packing`), so a single exact product gives every sum.
-    """
-    m = np.asarray(matrix).astype(np.int64)
-    rows, cols = m.shape
-    if m.size == 0:
-        return np.zeros(cols, dtype=np.int16)
-    ranges = tuple((int(h), int(l)) for h, l in ranges)
-    lo, hi = int(m.min()), int(m.max())
-    span = hi - lo + 1
-    hist = np.bincount(
-        (np.arange(cols)[None, :] * span + (m - lo)).ravel(), minlength=cols * span
-    ).reshape(cols, span).astype(np.float64)
-    cands = np.arange(lo, hi + 1)
-    cands = cands[np.lexsort((cands, np.abs(cands)))]  # by |phi|, then phi
-    packing, table = _packed_center_table(ranges, rows)
-    pick = (np.arange(packing.words)[:, None] * 256 + cands[None, :] + 128).ravel()
-    sums = packing.unpack(hist @ table[lo + 128 : hi + 129][:, pick], len(cands))  # (cols, K, cands)
-    # x**4 by two squarings: exact, hence equal to pow(x, 4), while x**4 < 2**53
-    squares = rows * max((1 << (high - low + 1)) - 1 for high, low in ranges) <= 9741
-    cost = np.zeros((cols, len(cands)))
-    for k, (_, low) in enumerate(ranges):
-        s = sums[:, k].astype(np.float64)
-        cost += 2.0**low * (np.square(np.square(s)) if squares else s**4)
-    best = np.argmin(cost, axis=1)
-    return cands[best].astype(np.int16)
-
-
-class Crossbar:
+class Crossbar(_EntryRecovery):
     """One crossbar programmed with an int8 ``matrix`` (rows <= config.rows, cols <= config.cols)."""
 
     _SPARSE_CHUNK = 1 << 16
@@ -475,35 +349,10 @@ class Crossbar:
         self._wsl_rec = self._wsl.astype(self._rec_table.dtype)
         # float32 products are exact while rows * 128 * 128 < 2**24
         self._exact = self.matrix.astype(exact_type(rows * 128 * 128))
-        # Recovery of single (speculative slice, vector, device column) entries. The last
-        # recovery slice of a speculative slice follows from the others and the speculative
-        # sum (S = sum_j 2**(low_j - low) * R_j, the last weight is 1), so only the others are
-        # evaluated: densely for the (slice, vector) pairs that need any (one float product),
-        # or entry by entry with those recovery slices packed into one float64 word
-        # (`_Packing` layout, ``width`` bits each, ``per`` per word).
-        n_spec, cmax = len(spec), int(self._chunks.max())
-        ncomp = cmax - 1
-        q0, cnt = self._chunk_start, self._chunks
-        self._rec_flat = self._rec_table.ravel()  # [recovery slice * 256 + low byte]
-        self._rec_q = np.empty((n_spec, cmax), dtype=np.intp)  # recovery slice of each digit
-        self._rec_dd = np.zeros((n_spec, ncomp), dtype=np.int64)  # its weight within S
-        for s in range(n_spec):
-            self._rec_q[s] = q0[s]
-            self._rec_q[s, cmax - 1] = q0[s] + cnt[s] - 1
-            for j in range(cnt[s] - 1):
-                self._rec_q[s, j] = q0[s] + j
-                self._rec_dd[s, j] = self._d_rec_int[q0[s] + j] >> spec[s][1]
-        self._rec_to_spec = np.zeros((n_spec, len(rec)))  # S_s = sum_q 2**(low_q - low_s) * R_q
+        self._rec_to_spec = np.zeros((len(spec), len(rec)))  # S_s = sum_q 2**(low_q - low_s) * R_q
         self._rec_to_spec[self._owner, np.arange(len(rec))] = self._d_rec_int >> np.array([spec[o][1] for o in self._owner])
-        self._rec_width = width = _digit_bits(rows * max(wmax) * rmax)
-        self._rec_per = per = max(1, _EXACT_BITS // width)
-        groups = -(-ncomp // per)
-        packed = np.zeros((groups, n_spec, 256), dtype=np.int64)
-        for s in range(n_spec):
-            for j in range(cnt[s] - 1):
-                packed[j // per, s] += rec_in[q0[s] + j] << (width * (j % per))
-        self._rec_packed = packed.astype(np.float64).reshape(groups, n_spec * 256)
-        self._wsl_t64 = np.ascontiguousarray(self._wsl.T, dtype=np.float64)  # (device columns, rows)
+        # recovery of single failed entries (`cimsim.functional.crossbar_recovery`)
+        self._init_entry_recovery(spec, rec_in, rows * max(wmax) * rmax)
 
     def _check_input(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
         x = np.asarray(x)
@@ -518,17 +367,6 @@ class Crossbar:
             raise ValueError(f"input values must fit {self.config.input_bits}-bit two's complement")
         return x2, single
 
-    def _bit_plane_sums(self, x2: np.ndarray) -> np.ndarray:
-        """Column sums of every input bit-plane (n, input_bits, device columns), float32, exact."""
-        n, ib = x2.shape[0], self.config.input_bits
-        if x2.dtype == np.int8:
-            u = x2.view(np.uint8)
-        else:
-            u = (x2.astype(np.int16) & 0xFF).astype(np.uint8)
-        planes = np.unpackbits(u[:, None, :], axis=1)[:, 8 - ib :, :]  # MSB first
-        p = planes.reshape(n * ib, self.rows).astype(np.float32) @ self._wsl
-        return p.reshape(n, ib, self.physical_columns)
-
     @staticmethod
     def _low_bytes(x2: np.ndarray) -> np.ndarray:
         if x2.dtype == np.int8:
@@ -540,63 +378,6 @@ class Crossbar:
         ns, n = table.shape[0], xb.shape[0]
         xs = np.take(table, xb, axis=1).reshape(ns * n, self.rows)
         return (xs @ weights).reshape(ns, n, self.physical_columns)
-
-    def _recovery_sums(
-        self, es: np.ndarray, ev: np.ndarray, ek: np.ndarray, spec_sums: np.ndarray, xb: np.ndarray
-    ) -> np.ndarray:
-        """Recovery-slice sums (entries, max recovery slices per speculative slice) int64 of
-        the entries (speculative slice ``es``, vector ``ev``, device column ``ek``), sorted by
-        (es, ev). Column ``j < chunk - 1`` holds recovery slice ``j`` of the entry's chunk, the
-        last column its last one (``_rec_q`` maps them); unused columns hold 0."""
-        f, rows, kc = len(es), self.rows, self.physical_columns
-        ncomp = self._rec_dd.shape[1]
-        out = np.zeros((f, ncomp + 1), dtype=np.int64)
-        last = out[:, ncomp]
-        last[:] = spec_sums
-        if not ncomp or not f:
-            return out
-        comp = out[:, :ncomp]
-        # (slice, vector) pairs: entries are sorted by them
-        key = es * xb.shape[0] + ev
-        new = np.empty(f, dtype=bool)
-        new[0] = True
-        np.not_equal(key[1:], key[:-1], out=new[1:])
-        start = np.flatnonzero(new)
-        pe = np.cumsum(new) - 1  # pair of each entry
-        ps, pv = es[start], ev[start]
-        nq = self._chunks[ps] - 1  # recovery slices to evaluate per pair
-        n_eval = int(nq.sum())
-        groups = self._rec_packed.shape[0]
-        if n_eval * kc <= self._DENSE_RATIO * f * groups:
-            rstart = np.cumsum(nq) - nq
-            q = np.repeat(self._chunk_start[ps] - rstart, nq) + np.arange(n_eval)
-            xs = np.take(self._rec_flat, q[:, None] * 256 + xb[np.repeat(pv, nq)])
-            dense = xs @ self._wsl_rec  # (n_eval, kc)
-            first, need = rstart[pe], nq[pe]
-            for j in range(ncomp):
-                has = j < need
-                comp[has, j] = dense[first[has] + j, ek[has]]
-        else:
-            width, per = self._rec_width, self._rec_per
-            step = max(1, self._SPARSE_CHUNK // max(rows, 1))
-            for g in range(groups):
-                digits = min(per, ncomp - g * per)
-                xs = np.take(self._rec_packed[g], ps[:, None] * 256 + xb[pv])  # (pairs, rows)
-                packed = np.empty(f)
-                for a in range(0, f, step):
-                    b = min(f, a + step)
-                    packed[a:b] = np.einsum("ij,ij->i", xs[pe[a:b]], self._wsl_t64[ek[a:b]])
-                t = packed.astype(np.int64)
-                t += sum(1 << (width * p + width - 1) for p in range(digits))
-                for p in range(digits):
-                    col = comp[:, g * per + p]
-                    np.right_shift(t, width * p, out=col)
-                    col &= (1 << width) - 1
-                    col -= 1 << (width - 1)
-        dd = self._rec_dd[es]
-        for j in range(ncomp):
-            last -= dd[:, j] * comp[:, j]
-        return out
 
     def mvm(self, x: np.ndarray) -> MvmResult:
         """Matrix-vector product of int8 ``x`` (rows,) or (n, rows) through the sliced analog path.
@@ -710,79 +491,7 @@ class Crossbar:
     def mvm_explicit(self, x: np.ndarray) -> MvmResult:
         """Same as `mvm`, computed the slow, literal way: every conversion is
         evaluated, clipped, flagged and shift-added (the executable specification
-        the tests hold `mvm` to)."""
-        cfg = self.config
-        x2, single = self._check_input(x)
-        n, kc = x2.shape[0], self.physical_columns
-        lo, hi = cfg.adc_range
-        p = self._bit_plane_sums(x2)
+        the tests hold `mvm` to; `cimsim.functional.crossbar_reference.mvm_explicit`)."""
+        from cimsim.functional.crossbar_reference import mvm_explicit  # imports this module
 
-        if self._rec_identity:
-            r_an = p.copy()
-            r_an[:, 0] = -r_an[:, 0]
-        else:
-            r_an = np.matmul(self._a_rec, p)
-        rec_sat = (r_an <= lo) | (r_an >= hi)
-        rec_clip = (r_an < lo) | (r_an > hi)
-        rec_val = np.clip(r_an, lo, hi) * self._d_rec[None, :, None]
-        n_rec = len(self._d_rec)
-        n_spec = len(self._d_spec)
-
-        if cfg.policy == "off":
-            colval = rec_val.sum(axis=1)
-            used_sat, used_clip = rec_sat, rec_clip
-            spec_conv, rec_conv = 0, n * n_rec * kc
-            failed_cols = failed_slices = 0
-            spec_slices, rec_slices = 0, n * n_rec
-            cycles = np.full(n, n_rec, dtype=np.int64)
-            recovery_mvms = 0
-        else:
-            s_an = np.matmul(self._a_spec, p)
-            fail = (s_an <= lo) | (s_an >= hi)
-            spec_val = np.clip(s_an, lo, hi) * self._d_spec[None, :, None]
-            failed_any = fail.any(axis=1)  # (n, kc)
-            if cfg.recovery == "slice":
-                rsum = np.matmul(self._owner_onehot, rec_val)
-                colval = np.where(fail, rsum, spec_val).sum(axis=1)
-                active = fail[:, self._owner, :]
-                rec_conv = int((fail.sum(axis=(0, 2)) * self._chunks).sum())
-            else:
-                colval = np.where(failed_any, rec_val.sum(axis=1), spec_val.sum(axis=1))
-                active = failed_any[:, None, :]
-                rec_conv = int(failed_any.sum()) * n_rec
-            used_sat, used_clip = rec_sat & active, rec_clip & active
-            spec_conv = n * n_spec * kc
-            failed_cols, failed_slices = int(failed_any.sum()), int(fail.sum())
-            recovery_mvms = int(failed_any.any(axis=1).sum())
-            if cfg.policy == "always":
-                cycles = np.full(n, n_spec + n_rec, dtype=np.int64)
-            else:
-                cycles = n_spec + n_rec * failed_any.any(axis=1).astype(np.int64)
-            spec_slices, rec_slices = n * n_spec, int(cycles.sum()) - n * n_spec
-
-        k = len(self._wdig)
-        cv = np.rint(colval).astype(np.int64).reshape(n, k, self.cols)
-        values = (cv * self._wdig[None, :, None]).sum(axis=1)
-        values += self._centers64[None, :] * x2.astype(np.int64).sum(axis=1, keepdims=True)
-        clipped_mask = used_clip.any(axis=1).reshape(n, k, self.cols).any(axis=1)
-        values = values.astype(np.int32)
-        if single:
-            values, clipped_mask = values[0], clipped_mask[0]
-        return MvmResult(
-            values=values,
-            crossbar_cycles=int(cycles.max()) if n else 0,
-            speculative_slices=spec_slices,
-            recovery_slices=rec_slices,
-            failed_columns=failed_cols,
-            adc_converts=spec_conv + rec_conv,
-            saturations_accepted=int(used_sat.sum()),
-            failed_slices=failed_slices,
-            speculative_converts=spec_conv,
-            recovery_converts=rec_conv,
-            clipped_converts=int(used_clip.sum()),
-            column_mvms=n * kc,
-            mvms=n,
-            recovery_mvms=recovery_mvms,
-            cycles=cycles,
-            clipped_mask=clipped_mask,
-        )
+        return mvm_explicit(self, x)

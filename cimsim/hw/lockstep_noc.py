@@ -13,23 +13,18 @@ consumer waits (`noc` stall). Under `elastic` clocking the routers of
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cimsim.sim.probe import Probe
 
 
 @dataclass
 class LockstepLink:
-    """Occupancy and statistics of one directed link."""
+    """One directed link (its statistics come from the probe's link events)."""
 
     name: str
-    packets: int = 0
-    flits: int = 0
     free_at: int = 0
     """First cycle the link can start serialising another packet."""
-    busy: dict[int, int] = field(default_factory=dict)
-    """timestep -> flit cycles used in it (kept for the current window only)."""
-    peak_flits_per_timestep: int = 0
 
 
 class LockstepNoc:
@@ -65,12 +60,6 @@ class LockstepNoc:
             start = max(head + self.hop_cycles, link.free_at)
             end = start + flits
             link.free_at = end
-            link.packets += 1
-            link.flits += flits
-            t = start // cpt
-            used = link.busy.get(t, 0) + min(flits, (t + 1) * cpt - start)
-            link.busy = {t: used}
-            link.peak_flits_per_timestep = max(link.peak_flits_per_timestep, min(used, cpt))
             self.probe.link(start, link.name, source, flits, flits)
             head = start
         return max(timestep, (end - 1) // cpt)

@@ -41,14 +41,11 @@ class Packet:
 
 @dataclass
 class LinkStats:
-    """What one directed link carried."""
+    """One directed link's name and the peak occupancy of the input buffer it feeds
+    (what it carried comes from the probe's link events: `cimsim.sim.stats.LinkCollector`)."""
 
     name: str
-    packets: int = 0
-    flits: int = 0
-    busy_cycles: int = 0
     peak_buffer_flits: int = 0
-    """Peak occupancy of the input buffer this link feeds."""
 
 
 @dataclass
@@ -145,9 +142,6 @@ class Router:
         tail_leaves = now + cfg.router_cycles + pkt.flits
         self.busy_until[out] = tail_leaves
         stats = self.outputs[out]
-        stats.packets += 1
-        stats.flits += pkt.flits
-        stats.busy_cycles += pkt.flits
         if pkt.hop == 0 and pkt.left is not None:
             pkt.left()
         if buf.capacity is not None:  # this buffer's credits go back when the tail has left
