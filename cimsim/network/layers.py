@@ -10,16 +10,38 @@ built by `cimsim.network.model.load_model` from a model TOML, or directly with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import networkx as nx
 
-LAYER_KINDS: tuple[str, ...] = ("input", "conv", "add", "avgpool", "fc")
-"""Every value `Layer.kind` can take."""
 
-ROLE_MAIN = "main"
-"""Edge role of a layer's (first) input."""
-ROLE_RESIDUAL = "residual"
-"""Edge role of the second input of an add (the shortcut)."""
+class LayerKind(StrEnum):
+    """Every value `Layer.kind` can take (the model file's `kind` strings)."""
+
+    INPUT = "input"
+    CONV = "conv"
+    ADD = "add"
+    AVGPOOL = "avgpool"
+    FC = "fc"
+
+
+LAYER_KINDS: tuple[str, ...] = tuple(k.value for k in LayerKind)
+"""Every value `Layer.kind` can take, as strings (for messages)."""
+
+
+class EdgeRole(StrEnum):
+    """What a stream of pixels is to its consumer."""
+
+    MAIN = "main"
+    """A layer's (first) input: the pixels its crossbar reads."""
+    RESIDUAL = "residual"
+    """The second input of an add (the shortcut), added by the digital processor."""
+    PARTIAL = "partial"
+    """Partial sums between the row parts of a split layer (mapping flows only, Dazzi Eq. 5)."""
+
+
+ROLE_MAIN = EdgeRole.MAIN
+ROLE_RESIDUAL = EdgeRole.RESIDUAL
 
 
 @dataclass(frozen=True)
@@ -32,7 +54,7 @@ class Layer:
     """
 
     name: str
-    kind: str
+    kind: LayerKind
     inputs: tuple[str, ...]
     in_h: int
     in_w: int
@@ -44,6 +66,10 @@ class Layer:
     stride: int = 1
     padding: int = 0
     relu: bool = False
+
+    def __post_init__(self) -> None:
+        # a kind given as a string becomes the enum; a misspelt one fails here
+        object.__setattr__(self, "kind", LayerKind(self.kind))
 
     @property
     def kernel_rows(self) -> int:

@@ -11,9 +11,10 @@ from cimsim.config.load import scenario_to_dict
 from cimsim.mapping.plan import MappingPlan
 from cimsim.network import Network
 from cimsim.report.noc import noc_summary
+from cimsim.sim.probe import StallCause
 from cimsim.sim.record import RunRecord
 
-STALL_CAUSES = ("input", "residual", "partial", "output", "sram", "compute", "noc", "dram", "recovery")
+STALL_CAUSES: tuple[str, ...] = tuple(c.value for c in StallCause)
 CSV_COLUMNS = ("name", "cores", "pixels_per_timestep", "replicas", "crossbar_rows", "first_output_timestep",
                "last_output_timestep", "pixels", "active_timesteps")
 

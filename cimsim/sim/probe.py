@@ -6,7 +6,39 @@ subscribed turns the calls into statistics or trace records.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Protocol
+
+
+class StallCause(StrEnum):
+    """Why a core that had work left did not compute (the report's column order)."""
+
+    INPUT = "input"
+    """Its input pixels were not produced yet."""
+    RESIDUAL = "residual"
+    """The shortcut pixels of its add were not there yet."""
+    PARTIAL = "partial"
+    """The partial sums of a split layer's other row parts were not there yet."""
+    OUTPUT = "output"
+    """A consumer's buffer was full (back-pressure)."""
+    SRAM = "sram"
+    """An SRAM slot was still needed, or stores and reads overran the timestep."""
+    COMPUTE = "compute"
+    """MVM and digital work overran the timestep."""
+    NOC = "noc"
+    """The pixels were in the fabric."""
+    DRAM = "dram"
+    """The DRAM was late with the image's pixels."""
+    RECOVERY = "recovery"
+    """Speculation failed: recovery cycles, here or upstream."""
+
+
+class EventKind(StrEnum):
+    """The kinds of per-event records a trace holds."""
+
+    COMPUTE = "compute"
+    STALL = "stall"
+    IMAGE_DONE = "image_done"
 
 
 class Subscriber(Protocol):

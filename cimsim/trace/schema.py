@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cimsim.mapping.plan import MappingPlan
+from cimsim.sim.probe import EventKind, StallCause
 
 FORMAT = "cimsim-trace"
 """Value of the root attribute `format`."""
@@ -26,10 +27,10 @@ LEVELS = ("summary", "events")
 """Trace levels: `summary` = mapping, run tables and per-layer summaries; `events` adds the
 event and link records."""
 
-KINDS = ("compute", "stall", "image_done")
+KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
 """Event kinds, by index. Append new kinds (speculation, recovery, ...) at the end: indices
 of existing kinds never change. Readers use the file's `kind_names` attribute."""
-CAUSES = ("", "input", "residual", "partial", "output", "sram", "compute", "noc", "dram", "recovery")
+CAUSES: tuple[str, ...] = ("", *(c.value for c in StallCause))
 """Stall causes, by index; 0 = no cause (compute and image_done events). A cause the writer
 has not seen before is appended to the file's `cause_names` attribute."""
 
