@@ -32,7 +32,7 @@ def _noc(rows: int, cols: int, *, width: int = 32, link: int = 1, router: int = 
 def _send(env: simpy.Environment, noc: Noc, src: tuple[int, int], dst: tuple[int, int], bits: int,
           log: list, tag: object) -> None:
     route = tuple(topology.xy_route(noc.graph, src, dst))
-    noc.inject(Packet(noc.flits(bits), route, lambda: log.append((tag, env.now)), str(tag)))
+    noc.inject(Packet(noc.flits(bits), route, lambda _pkt: log.append((tag, env.now)), str(tag)))
 
 
 def test_idle_mesh_arrival_is_hops_times_latency_plus_serialisation() -> None:

@@ -8,6 +8,18 @@ Loading and validation live in `cimsim.config.load`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class FabricKind(StrEnum):
+    """What carries pixels between cores, decided by `noc.topology` and `chip.clocking`."""
+
+    IDEAL = "ideal"
+    """No NoC: fixed delays (`noc.topology = "ideal"`)."""
+    LINK_BUDGET = "link_budget"
+    """A mesh or prism under `timestep` clocking: per-timestep link budgets."""
+    ROUTERS = "routers"
+    """A mesh or prism under `elastic` clocking: routers with credits, cycle by cycle."""
 
 
 @dataclass(frozen=True)
@@ -200,3 +212,10 @@ class Scenario:
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""
     """Path of the file this scenario was loaded from (set by the loader)."""
+
+    @property
+    def fabric(self) -> FabricKind:
+        """The fabric this scenario's NoC and clocking settings select."""
+        if self.noc.topology == "ideal":
+            return FabricKind.IDEAL
+        return FabricKind.LINK_BUDGET if self.chip.clocking == "timestep" else FabricKind.ROUTERS

@@ -4,25 +4,24 @@ from __future__ import annotations
 
 import time
 
-import networkx as nx
 import numpy as np
 import simpy
 
 from cimsim.config.schema import Scenario
 from cimsim.errors import SimulationError
+from cimsim.hw.clocking import build_clocking
 from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.datapath import Datapath
 from cimsim.hw.dram import Dram
+from cimsim.hw.fabric import build_fabric
 from cimsim.hw.geometry import LayerGeometry, build_geometry
-from cimsim.hw.lockstep_noc import LockstepNoc
-from cimsim.hw.noc import Noc
 from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
-from cimsim.mapping import topology
-from cimsim.mapping.plan import MappingPlan
+from cimsim.mapping.plan import Flow, MappingPlan, dataflow_order
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.network import Network
-from cimsim.sim.probe import Probe, Subscriber
+from cimsim.network.layers import EdgeRole, LayerKind
+from cimsim.sim.probe import Probe, StallCause, Subscriber
 from cimsim.sim.record import CoreRecord, RunRecord
 from cimsim.sim.stats import LinkCollector, StatsCollector
 
@@ -31,7 +30,7 @@ def layer_geometry(net: Network, plan: MappingPlan, name: str) -> LayerGeometry:
     """Dataflow tables of a compute layer (an FC on a crossbar sees one 1 x 1 pixel)."""
     layer = net.layer(name)
     lm = plan.layers[name]
-    if layer.kind == "conv":
+    if layer.kind is LayerKind.CONV:
         return build_geometry(layer.in_h, layer.in_w, layer.kernel, layer.stride, layer.padding, lm.rate, lm.dw)
     return build_geometry(1, 1, 1, 1, 0, 1)
 
@@ -72,19 +71,20 @@ class Chip:
         self.stats = StatsCollector(rep)
         self.link_stats = LinkCollector(self.cpt)
         self.probe = Probe([self.stats, self.link_stats, *(subscribers or [])])
-        timing = CoreTiming(self.cpt, chip.clocking == "elastic", chip.mvm_cycles, chip.digital_cycles,
-                            scenario.noc.ideal_hop_timesteps, chip.partial_sum_timesteps, chip.sram_ports)
+        timing = CoreTiming(self.cpt, chip.mvm_cycles, chip.digital_cycles, chip.sram_ports)
+        self.clocking = build_clocking(chip)
+        self.fabric = build_fabric(env, scenario, plan, self.probe)
+        checked = scenario.run.check_invariants
         names = {c.id: c.name for c in plan.cores}
         self.cores: dict[int, Core] = {}
         self.ports: list[OutputPort] = []
-        self.noc = self._build_noc(env, scenario, self.probe)
         geoms = {name: layer_geometry(net, plan, name) for name in plan.layers}
         # A consumer's inbox holds two of its producer's largest deliveries (a Method 2
         # stripe releases its later columns at once).
         burst = {n: int(np.diff(g.group_released, prepend=0).max()) for n, g in geoms.items()}
         burst[plan.input_name] = scenario.input.pixels_per_timestep
         self.datapath = Datapath(net, plan, scenario, geoms) if scenario.functional.enabled else None
-        flows_from: dict[int | None, list] = {}
+        flows_from: dict[int | None, list[Flow]] = {}
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
 
@@ -95,106 +95,89 @@ class Chip:
             out = []
             for f in flows_from.get(src, []):
                 core = self.cores[f.dst]
-                target = {"main": core.main, "residual": core.residual, "partial": core.partial}[f.role]
-                delay = (timing.partial_sum_timesteps if f.role == "partial" else timing.hop_timesteps) * self.cpt
-                if self.noc is None:
-                    out.append(OutputPort(env, src_name, target, delay))
-                else:
-                    hold = timing.partial_sum_timesteps if f.role == "partial" else 0
-                    out.append(OutputPort(env, src_name, target, noc=self.noc, route=f.route,
-                                          payload_bits=f.packet_bits, out_memory=memory,
-                                          hold_until_timestep=(hold, self.cpt)))
+                target = {EdgeRole.MAIN: core.main, EdgeRole.RESIDUAL: core.residual,
+                          EdgeRole.PARTIAL: core.partial}[f.role]
+                out.append(OutputPort(env, src_name, target, self.fabric, f.route, f.packet_bits, memory,
+                                      -1 if src is None else src))
             self.ports.extend(out)
             return out
 
         output_layer = plan.output_layer
         # consumers first, so every producer's ports can name them
-        deps = nx.DiGraph()
-        deps.add_nodes_from(plan.layers)
-        deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
-        for name in reversed(list(nx.lexicographical_topological_sort(deps, key=list(plan.layers).index))):
+        for name in reversed(dataflow_order(plan)):
             lm = plan.layers[name]
             geom = geoms[name]
             lay = make_layout(lm.sram_method, lm.pixel_bits, geom.in_h, geom.slot_columns, chip.sram_word_bits)
             sram = sram_timing(lay, geom)
-            pooled = any(net.layer(f).kind == "avgpool" for f in lm.fused)
+            pooled = any(net.layer(f).kind is LayerKind.AVGPOOL for f in lm.fused)
             merge = set(lm.merge_cores)
             for cid in reversed(lm.cores):
                 spec = plan.cores[cid]
                 n_flows = len(flows_from.get(cid, []))
-                memory = OutputMemory(2 * max(1, burst[name]) * max(1, n_flows)) if self.noc is not None else None
+                memory = self.fabric.output_memory(2 * max(1, burst[name]) * max(1, n_flows))
                 outputs = ports_for(cid, names[cid], memory)
                 partial_sources = ([names[lm.cores[r * lm.col_parts + spec.col_part]] for r in range(lm.row_parts - 1)]
                                    if cid in merge else [])
                 self.cores[cid] = Core(
-                    env, spec, lm, geom, sram, timing, self.probe, self.batch, outputs,
+                    env, spec, lm, geom, sram, timing, self.clocking, self.probe, self.batch, outputs,
                     main_sources=sources(lm.main_input),
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
                     pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
-                    datapath=self.datapath,
+                    datapath=self.datapath, check_invariants=checked,
                 )
         inp = net.input_layer
-        memory = OutputMemory(4 * burst[plan.input_name] * len(flows_from.get(None, []))) if self.noc else None
+        memory = self.fabric.output_memory(4 * burst[plan.input_name] * len(flows_from.get(None, [])))
         src_ports = ports_for(None, plan.input_name, memory)
         dram_cfg = scenario.dram
         self.dram = None
         if dram_cfg.enabled:
             self.dram = Dram(env, dram_cfg.bandwidth_gbps * 1e3 / chip.clock_mhz,
                              round(dram_cfg.latency_ns * chip.clock_mhz / 1e3))
-            self.probe.subscribers.append(_ResultWriter(self.dram, net.output_layer.out_channels * net.bits // 8))
+            self.probe.subscribe(_ResultWriter(self.dram, net.output_layer.out_channels * net.bits // 8))
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
                                   pixel_bytes=-(-inp.out_channels * net.bits // 8))
+        self.images_done: set[int] = set()
+        if checked:
+            self.probe.subscribe(_ImageOnce(self.images_done))
 
     def blocked_report(self, unfinished: list[Core]) -> str:
         """What each unfinished core waits for, the cores not starved of input first (they are
         where a deadlock starts), then the routers holding packets and the image source."""
-        order = sorted(unfinished, key=lambda c: (c.cause in ("input", "done"), c.spec.id))
+        order = sorted(unfinished, key=lambda c: (c.cause in (StallCause.INPUT, None), c.spec.id))
         lines = [c.explain() for c in order[:8]]
         if len(order) > 8:
             lines.append(f"{len(order) - 8} more cores wait")
-        if self.noc is not None and hasattr(self.noc, "blocked_lines"):
-            lines.extend(self.noc.blocked_lines()[:4])
-        if self.source.sent < self.source.batch * self.source.pixels_per_image:
+        lines.extend(self.fabric.blocked_lines()[:4])
+        if not self.source.finished:
             lines.append(self.source.line())
         return "; ".join(lines)
 
-    @staticmethod
-    def _build_noc(env: simpy.Environment, scenario: Scenario, probe: Probe) -> Noc | LockstepNoc | None:
-        noc, chip = scenario.noc, scenario.chip
-        if noc.topology == "ideal":
-            return None
-        if chip.clocking == "timestep":
-            return LockstepNoc(chip.cycles_per_timestep, noc.link_width_bits, noc.link_cycles, noc.router_cycles,
-                               noc.header_bits, probe)
-        if noc.topology == "mesh":
-            graph = topology.mesh(chip.array_rows, chip.array_cols, (noc.dram_row, noc.dram_col))
-        else:
-            graph = topology.prism(chip.array_rows, chip.array_cols, noc.prism_k)
-        return Noc(env, graph, noc.link_width_bits, noc.link_cycles, noc.router_cycles, noc.buffer_depth_flits,
-                   noc.header_bits, probe)
+    def _simulate(self) -> None:
+        """Step SimPy until the queue is empty, the cycle limit, or no progress (the last
+        computed group or emitted pixel) for the watchdog's time."""
+        env, stats, source = self.env, self.stats, self.source
+        limit = self.scenario.run.max_timesteps * self.cpt
+        watchdog = self.scenario.run.watchdog_timesteps * self.cpt
+        step, peek = env.step, env.peek
+        deadline = watchdog + 1
+        while peek() < limit:
+            step()
+            if env.now >= deadline:  # the deadline moves with progress
+                deadline = max(stats.last_progress_cycle, source.last_emit_cycle) + watchdog + 1
+                if env.now >= deadline:
+                    return
 
     def run(self) -> RunRecord:
         """Simulate the whole batch; raise SimulationError on deadlock or the cycle limit."""
         t0 = time.perf_counter()
-        limit = self.scenario.run.max_timesteps * self.cpt
         env = self.env
-        checker = None
-        if self.scenario.run.check_invariants:
-            from cimsim.sim.invariants import InvariantChecker
-
-            checker = InvariantChecker(self)
-            self.probe.subscribers.append(checker)
-        watchdog = self.scenario.run.watchdog_timesteps * self.cpt
-        stats = self.stats
-        while env.peek() < limit:
-            env.step()
-            if env.now - max(stats.last_progress_cycle, self.source.last_emit_cycle) > watchdog:
-                break
-        unfinished = [c for c in self.cores.values() if c.group < c.total_groups]
+        self._simulate()
+        unfinished = [c for c in self.cores.values() if not c.finished]
         if unfinished:
+            limit = self.scenario.run.max_timesteps * self.cpt
             if env.peek() == float("inf"):
                 what = "deadlock: no component can make progress"
             elif env.peek() >= limit:
@@ -203,8 +186,8 @@ class Chip:
                 what = f"no progress for run.watchdog_timesteps = {self.scenario.run.watchdog_timesteps} timesteps"
             raise SimulationError(f"{what} at cycle {env.now} (timestep {env.now // self.cpt}): "
                                   f"{self.blocked_report(unfinished)}")
-        if checker is not None:
-            checker.finish()
+        if self.scenario.run.check_invariants:
+            self.check_drained()
         st = self.stats
         cores = [
             CoreRecord(c.spec.id, c.spec.name, c.spec.layer, st.active.get(c.spec.id, 0),
@@ -226,12 +209,47 @@ class Chip:
         return RunRecord(
             scenario=self.scenario, network=self.net, plan=self.plan, batch=self.batch,
             image_start_ts=list(self.source.image_start_ts), image_done_ts=done,
-            cycles=max(st.images[i][1] for i in range(self.batch)), events=st.events, cores=cores,
+            cycles=cycles, events=st.events, cores=cores,
             layer_first_ts=dict(st.first_ts), layer_last_ts=dict(st.last_ts),
             progress={k: list(v) for k, v in st.progress.items()},
             source_stall_timesteps=self.source.stall_timesteps, wall_seconds=time.perf_counter() - t0,
             extra=extra,
         )
+
+    def drained_problems(self) -> list[str]:
+        """After the run: what any component still holds or got wrong (empty: nothing).
+        Every pixel sent was delivered, every consumer received exactly its producers'
+        pixels, the fabric holds nothing, every image completed exactly once."""
+        per_image = {self.plan.input_name: self.source.pixels_per_image}
+        for c in self.cores.values():
+            per_image[c.spec.name] = 1 if c.pooled else c.n_out
+        problems = [p for port in self.ports for p in port.drained_problems()]
+        for c in self.cores.values():
+            problems.extend(c.drained_problems(per_image))
+        problems.extend(self.fabric.drained_problems())
+        if len(self.images_done) != self.batch:
+            problems.append(f"{len(self.images_done)} images completed, batch is {self.batch}")
+        return problems
+
+    def check_drained(self) -> None:
+        """Raise SimulationError naming the first problem `drained_problems` finds."""
+        problems = self.drained_problems()
+        if problems:
+            raise SimulationError(f"invariant violated: {problems[0]}")
+
+
+class _ImageOnce:
+    """Checks that each image completes exactly once (`run.check_invariants`)."""
+
+    def __init__(self, done: set[int]) -> None:
+        self.done = done
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """Fail on an image's second completion."""
+        if image in self.done:
+            raise SimulationError(f"invariant violated: image {image} completed twice (again at timestep "
+                                  f"{done_timestep})")
+        self.done.add(image)
 
 
 class _ResultWriter:
@@ -240,12 +258,6 @@ class _ResultWriter:
     def __init__(self, dram: Dram, nbytes: int) -> None:
         self.dram = dram
         self.nbytes = max(1, nbytes)
-
-    def compute(self, *args: object) -> None:
-        """Not needed."""
-
-    def stall(self, *args: object) -> None:
-        """Not needed."""
 
     def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
         """One write per image."""

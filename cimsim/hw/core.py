@@ -16,24 +16,27 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from cimsim.errors import SimulationError
+from cimsim.hw.clocking import Clocking
 from cimsim.hw.datapath import Datapath
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.hw.ports import InputPort, OutputPort
 from cimsim.mapping.plan import CoreSpec, LayerMapping
-from cimsim.sim.probe import Probe
+from cimsim.network.layers import EdgeRole
+from cimsim.sim.probe import Probe, StallCause
 
 
 @dataclass(frozen=True)
 class CoreTiming:
-    """Cycle costs and clocking shared by all cores of a chip."""
+    """Cycle costs shared by all cores of a chip."""
 
     cycles_per_timestep: int
-    elastic: bool
     mvm_cycles: int
+    """MVM cycles of the timing-only model (the functional datapath gives its own)."""
     digital_cycles: int
-    hop_timesteps: int
-    partial_sum_timesteps: int
+    """Digital-processor cycles per output pixel (and once more for a pooled layer's pool)."""
     sram_ports: int
+    """1: stores and reads share the SRAM port (cycles add up); 2: they overlap."""
 
 
 @dataclass(frozen=True)
@@ -48,134 +51,179 @@ class SramTiming:
 
 
 class Core:
-    """Input SRAM + dataflow controller + crossbar + digital processor of one core."""
+    """Input SRAM + dataflow controller + crossbar + digital processor of one core.
+
+    The per-group tables of the layer's geometry and SRAM layout are copied into plain
+    Python lists once: the controller loop reads them for every pixel and group.
+    """
 
     def __init__(self, env: simpy.Environment, spec: CoreSpec, mapping: LayerMapping, geom: LayerGeometry,
-                 sram: SramTiming, timing: CoreTiming, probe: Probe, batch: int, outputs: Sequence[OutputPort],
-                 main_sources: Sequence[str], residual_sources: Sequence[str], partial_sources: Sequence[str],
-                 emits_image_done: bool, pooled: bool, main_capacity: int, datapath: Datapath | None = None) -> None:
+                 sram: SramTiming, timing: CoreTiming, clocking: Clocking, probe: Probe, batch: int,
+                 outputs: Sequence[OutputPort], main_sources: Sequence[str], residual_sources: Sequence[str],
+                 partial_sources: Sequence[str], emits_image_done: bool, pooled: bool, main_capacity: int,
+                 datapath: Datapath | None = None, check_invariants: bool = False) -> None:
         self.env = env
         self.spec = spec
         self.map = mapping
         self.geom = geom
         self.sram = sram
         self.t = timing
+        self.clock = clocking
         self.probe = probe
         self.batch = batch
         self.outputs = list(outputs)
         self.emits_image_done = emits_image_done
         self.pooled = pooled
         self.datapath = datapath
+        """Real values (functional model), or None for timing only."""
+        self.base_mvm_cycles = datapath.base_mvm_cycles if datapath is not None else timing.mvm_cycles
+        """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery."""
         self.is_writer = spec.id == mapping.merge_cores[0]
         """The core whose digital processor writes the layer's output values."""
-        """Real values (functional model), or None for timing only."""
-        self.main = InputPort(self, "main", main_sources, capacity=main_capacity)
-        self.residual = InputPort(self, "residual", residual_sources, capacity=mapping.residual_capacity)
-        self.partial = InputPort(self, "partial", partial_sources, capacity=None)
+        self.check_invariants = check_invariants
+        """Check the dataflow invariants at every step (`run.check_invariants`)."""
+        name = spec.name
+        self.main = InputPort(self, EdgeRole.MAIN, main_sources, capacity=main_capacity, name=name)
+        self.residual = InputPort(self, EdgeRole.RESIDUAL, residual_sources, capacity=mapping.residual_capacity,
+                                  name=name)
+        self.partial = InputPort(self, EdgeRole.PARTIAL, partial_sources, capacity=None, name=name)
         self.slots = geom.slot_columns * geom.in_h
+        # plain-list copies of the tables (hot path)
+        self.n_groups = geom.n_groups
+        self.n_in = geom.n_in
+        self.n_out = geom.n_out
+        self._need = geom.group_need.tolist()
+        self._out_need = geom.group_out_need.tolist()
+        self._done = geom.group_done.tolist()
+        self._count = geom.group_count.tolist()
+        self._first_input = geom.group_first_input.tolist()
+        self._last_group = geom.last_group.tolist()
+        self._origin = [tuple(o) for o in geom.group_origin.tolist()]
+        self._write = sram.write.tolist()
+        self._read = sram.read.tolist()
+        released = geom.group_released.tolist()
+        self._released = released
+        if pooled:
+            self._send = [0] * (self.n_groups - 1) + [1]
+        elif not self.outputs or self.outputs[0].role is EdgeRole.PARTIAL:
+            self._send = list(self._count)
+        else:
+            self._send = [r - (released[g - 1] if g else 0) for g, r in enumerate(released)]
+        """Pixels sent to each output port when group g completes."""
         self.stored = 0
         self.done = 0
         """Outputs computed so far (all images)."""
         self.group = 0
-        self.total_groups = batch * geom.n_groups
+        self.total_groups = batch * self.n_groups
         self.busy_until_ts = -1
         self.store_cycles = 0
         self.store_ts = -1
         self.started = False
         self.mark_ts = 0
-        self.cause = "input"
+        self.cause: StallCause | None = StallCause.INPUT
+        """What the core waits for now (None: it has finished)."""
+        self._last_step_ts = -1
         self._wake: simpy.Event | None = None
         self.process = env.process(self.run())
 
     # --- wiring ---------------------------------------------------------------------------------
     def kick(self) -> None:
         """Wake the core if it sleeps (new input, or space freed downstream)."""
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        wake = self._wake
+        if wake is not None and not wake.triggered:
+            wake.succeed()
+
+    @property
+    def finished(self) -> bool:
+        """True when every group of the batch has been computed."""
+        return self.group >= self.total_groups
 
     def line(self) -> str:
         """One-line state for debugging and deadlock reports."""
         return (f"{self.spec.name}: group {self.group}/{self.total_groups}, stored {self.stored}, "
                 f"arrived {self.main.arrived}, residual {self.residual.arrived}, partial {self.partial.arrived}, "
-                f"outputs {self.done}, waits for {self.cause}")
+                f"outputs {self.done}, waits for {self.cause or 'nothing (done)'}")
 
     def explain(self) -> str:
         """What the core waits for, in words, for deadlock and watchdog reports."""
-        geom = self.geom
-        if self.group >= self.total_groups:
+        if self.finished:
             return f"{self.spec.name}: done"
-        image, gi = divmod(self.group, geom.n_groups)
-        r, c = (int(v) for v in geom.group_origin[gi])
+        image, gi = divmod(self.group, self.n_groups)
+        r, c = self._origin[gi]
         what = f"{self.spec.name} (image {image}, outputs from row {r} col {c})"
-        need = int(geom.group_need[gi])
-        nc, nr = divmod(need, geom.in_h)
+        nc, nr = divmod(self._need[gi], self.geom.in_h)
         pixel = f"input pixel row {nr} col {nc} of image {image}"
         cause = self.cause
-        if cause in ("input", "dram"):
+        if cause in (StallCause.INPUT, StallCause.DRAM):
             src = ", ".join(self.main.sources)
-            return f"{what} waits for {pixel} from {src} ({self.main.arrived - image * geom.n_in} of image {image} arrived)"
-        if cause == "sram":
+            return f"{what} waits for {pixel} from {src} ({self.main.arrived - image * self.n_in} of image {image} arrived)"
+        if cause is StallCause.SRAM:
             return (f"{what} waits to store {pixel}: its SRAM slot still holds a pixel a pending window needs "
                     f"({self.stored} stored, {self.main.arrived} arrived, {self.slots} slots)")
-        if cause in ("noc", "recovery"):
+        if cause in (StallCause.NOC, StallCause.RECOVERY):
             return f"{what} waits for {pixel}, sent but still in the fabric ({cause})"
-        if cause == "residual":
+        if cause is StallCause.RESIDUAL:
             return (f"{what} waits for residual pixels from {', '.join(self.residual.sources)} "
                     f"({self.residual.arrived} arrived)")
-        if cause == "partial":
+        if cause is StallCause.PARTIAL:
             return (f"{what} waits for partial sums from {', '.join(self.partial.sources)} "
                     f"({self.partial.arrived} arrived)")
-        if cause == "output":
+        if cause is StallCause.OUTPUT:
             full = [p for p in self.outputs if p.blocked(1) is not None]
-            names = ", ".join(f"{p.target.role} buffer of {getattr(p.target.owner, 'spec', None) and p.target.owner.spec.name}"
+            names = ", ".join(f"{p.role} buffer of {p.target.name or 'the consumer'}"
                               f" ({p.target.counts[p.source] - p.target.consumed}/{p.target.capacity} pixels)"
                               for p in full) or "a consumer"
             return f"{what} waits for space in the {names}"
         return f"{what} waits for {cause}"
 
     # --- Algorithm 2: circular store ------------------------------------------------------------
-    def _slot_free(self, g: int) -> bool:
-        prev = g - self.slots
-        if prev < 0:
-            return True
-        geom = self.geom
-        last = int(geom.last_group[prev % geom.n_in])
-        return last < 0 or self.group > (prev // geom.n_in) * geom.n_groups + last
-
     def _store(self) -> None:
-        geom = self.geom
-        before = self.stored
+        """Store arrived pixels while their slot's previous pixel is no longer needed."""
+        arrived = self.main.arrived
+        stored = self.stored
+        if stored >= arrived:
+            return
+        before = stored
+        n_in, in_h, in_w = self.n_in, self.geom.in_h, self.geom.in_w
+        cols, slots, n_groups, group = self.geom.slot_columns, self.slots, self.n_groups, self.group
+        last_group, write = self._last_group, self._write
         cycles = 0
-        while self.stored < self.main.arrived and self._slot_free(self.stored):
-            image, k = divmod(self.stored, geom.n_in)
-            col, x = divmod(k, geom.in_h)
-            cycles += int(self.sram.write[x, (image * geom.in_w + col) % geom.slot_columns])
-            self.stored += 1
-        if self.stored != before:
+        while stored < arrived:
+            prev = stored - slots
+            if prev >= 0:
+                last = last_group[prev % n_in]
+                if last >= 0 and group <= (prev // n_in) * n_groups + last:
+                    break  # the slot still holds a pixel a pending window needs
+            image, k = divmod(stored, n_in)
+            col, x = divmod(k, in_h)
+            cycles += write[x][(image * in_w + col) % cols]
+            stored += 1
+        if stored != before:
+            self.stored = stored
             now_ts = self.env.now // self.t.cycles_per_timestep
             if now_ts != self.store_ts:
                 self.store_ts, self.store_cycles = now_ts, 0
             self.store_cycles += cycles
-            self.main.consume_to(self.stored)
+            self.main.consume_to(stored)
 
     # --- Algorithm 1: conditions_to_compute -----------------------------------------------------
-    def _blocked(self) -> str | None:
-        geom = self.geom
-        image, gi = divmod(self.group, geom.n_groups)
-        need = image * geom.n_in + int(geom.group_need[gi]) + 1
+    def _blocked(self) -> StallCause | None:
+        image, gi = divmod(self.group, self.n_groups)
+        main = self.main
+        need = image * self.n_in + self._need[gi] + 1
         if self.stored < need:
-            if self.main.arrived >= need:
-                return "sram"
-            if self.main.upstream_cause is not None:
-                return self.main.upstream_cause
-            if self.main.arrived + self.main.in_flight >= need:
-                return "noc"
-            return "dram" if getattr(self.main.upstream, "dram_waiting", False) else "input"
-        if self.residual.sources and self.residual.arrived < image * geom.n_out + int(geom.group_out_need[gi]):
-            return "residual"
-        if self.partial.sources and self.partial.arrived < image * geom.n_out + int(geom.group_done[gi]):
-            return "partial"
-        count = self._release_count(gi)
+            if main.arrived >= need:
+                return StallCause.SRAM
+            if main.upstream_cause is not None:
+                return main.upstream_cause
+            if main.arrived + main.in_flight >= need:
+                return StallCause.NOC
+            return StallCause.DRAM if main.dram_waiting else StallCause.INPUT
+        if self.residual.sources and self.residual.arrived < image * self.n_out + self._out_need[gi]:
+            return StallCause.RESIDUAL
+        if self.partial.sources and self.partial.arrived < image * self.n_out + self._done[gi]:
+            return StallCause.PARTIAL
+        count = self._send[gi]
         for port in self.outputs:
             blocked = port.blocked(count)
             if blocked is not None:
@@ -183,42 +231,35 @@ class Core:
                 return blocked
         return None
 
-    def _release_count(self, gi: int) -> int:
-        """Pixels sent to each output port when group `gi` completes."""
-        geom = self.geom
-        if self.pooled:
-            return 1 if gi == geom.n_groups - 1 else 0
-        if not self.outputs or self.outputs[0].target.role == "partial":
-            return int(geom.group_count[gi])
-        return int(geom.group_released[gi] - (geom.group_released[gi - 1] if gi else 0))
-
     def _account(self, now_ts: int) -> None:
         """Charge the timesteps since the last mark to the cause in force."""
         if self.started and now_ts > self.mark_ts:
+            assert self.cause is not None
             self.probe.stall(self.spec.id, self.spec.layer, self.cause, self.mark_ts, now_ts - self.mark_ts)
             self.mark_ts = now_ts
 
     def _step_cycles(self, image: int, gi: int, now_ts: int, mvm: int) -> tuple[int, int]:
         """(SRAM cycles, total cycles) of computing group `gi` now with an MVM of `mvm` cycles."""
-        geom, t = self.geom, self.t
+        t = self.t
         if self.store_ts != now_ts:
             self.store_cycles = 0
-        phase = (image * geom.in_w) % geom.slot_columns
-        reads = int(self.sram.read[phase, gi])
+        reads = self._read[(image * self.geom.in_w) % self.geom.slot_columns][gi]
         sram = self.store_cycles + reads if t.sram_ports == 1 else max(self.store_cycles, reads)
-        digital = t.digital_cycles * int(geom.group_count[gi])
-        if self.pooled and gi == geom.n_groups - 1:
+        digital = t.digital_cycles * self._count[gi]
+        if self.pooled and gi == self.n_groups - 1:
             digital += t.digital_cycles
         return sram, sram + mvm + digital
 
-    def run(self):  # SimPy generator
+    def run(self):  # type: ignore[no-untyped-def]  # SimPy generator
         """The controller loop: one iteration per parallel group computed."""
-        env, t, geom = self.env, self.t, self.geom
-        cpt = t.cycles_per_timestep
+        env, clock, probe = self.env, self.clock, self.probe
+        cpt = self.t.cycles_per_timestep
+        core_id, layer, n_groups = self.spec.id, self.spec.layer, self.n_groups
         while self.group < self.total_groups:
             self._store()
             cause = self._blocked()
-            now_ts = env.now // cpt
+            now = env.now
+            now_ts = now // cpt
             if not self.started and self.main.arrived > 0:
                 self.started, self.mark_ts = True, now_ts
             if cause is not None:
@@ -229,61 +270,105 @@ class Core:
                 yield self._wake
                 self._wake = None
                 continue
-            if not t.elastic and now_ts <= self.busy_until_ts:
-                yield env.timeout((self.busy_until_ts + 1) * cpt - env.now)
+            wait = clock.hold_off(now, self.busy_until_ts)
+            if wait:
+                yield env.timeout(wait)
                 continue
             self._account(now_ts)
-            image, gi = divmod(self.group, geom.n_groups)
-            mvm = t.mvm_cycles
+            image, gi = divmod(self.group, n_groups)
+            if self.check_invariants:
+                self._check_step(image, gi, now_ts)
+            mvm = self.t.mvm_cycles
             if self.datapath is not None:
-                mvm = self.datapath.mvm(self.spec.layer, image, gi, len(self.map.cores))
+                mvm = self.datapath.mvm(layer, image, gi, len(self.map.cores))
             sram, cycles = self._step_cycles(image, gi, now_ts, mvm)
             self.store_cycles = 0
-            steps = 1
-            late = None
-            if t.elastic:
-                recovery = mvm - self.datapath.base_mvm_cycles if self.datapath is not None else 0
-                if recovery > 0:  # the consumers now wait on this core's recovery cycles
-                    for port in self.outputs:
-                        port.target.upstream_cause = "recovery"
-                        port.target.owner.kick()
-                    end = env.now + cycles
-                    lost = end // cpt - (end - recovery) // cpt
-                    self.probe.stall(self.spec.id, self.spec.layer, "recovery", (end - recovery) // cpt + 1, lost)
-                yield env.timeout(cycles)
-                deliver_cycle = env.now
-            else:
-                steps = max(1, -(-cycles // cpt))
-                deliver_cycle = max(env.now, (now_ts + steps - 1) * cpt)
-                if steps > 1:
-                    cause = "compute" if cycles - sram > cpt else "sram"
-                    recovery = mvm - self.datapath.base_mvm_cycles if self.datapath is not None else 0
-                    if recovery > 0 and -(-(cycles - recovery) // cpt) < steps:
-                        cause = "recovery"
-                    late = cause
-                    self.probe.stall(self.spec.id, self.spec.layer, cause, now_ts + 1, steps - 1)
-            count = int(geom.group_count[gi])
-            before = int(geom.group_done[gi]) - count
-            row, col = (int(v) for v in geom.group_origin[gi])
-            self.probe.compute(env.now, now_ts, self.spec.id, self.spec.layer, image, before, count, cycles, row, col)
+            plan = clock.step(now, sram, cycles, mvm - self.base_mvm_cycles)
+            if plan.announce is not None:  # the consumers now wait on this core, not the fabric
+                for port in self.outputs:
+                    port.announce(plan.announce)
+            if plan.stall is not None:
+                probe.stall(core_id, layer, plan.stall, plan.stall_start_timestep, plan.stall_timesteps)
+            if plan.wait_cycles:
+                yield env.timeout(plan.wait_cycles)
+            count = self._count[gi]
+            row, col = self._origin[gi]
+            probe.compute(plan.start_cycle, now_ts, core_id, layer, image, self._done[gi] - count, count, cycles,
+                          row, col)
             if self.datapath is not None and self.is_writer:
-                self.datapath.finish(self.spec.layer, image, gi)
-            send = self._release_count(gi)
+                self.datapath.finish(layer, image, gi)
+            send = self._send[gi]
             self.group += 1
             self.done += count
-            self.residual.consume_to(image * geom.n_out + int(geom.group_released[gi]))
-            self.partial.consume_to(image * geom.n_out + int(geom.group_done[gi]))
+            self.residual.consume_to(image * self.n_out + self._released[gi])
+            self.partial.consume_to(image * self.n_out + self._done[gi])
             self._store()
             if send:
+                deliver, late = plan.deliver_cycle, plan.late_cause
                 for port in self.outputs:
-                    port.send(send, deliver_cycle, late)
-            if self.emits_image_done and gi == geom.n_groups - 1:
-                self.probe.image_done(image, -1, deliver_cycle // cpt, deliver_cycle)
-            self.busy_until_ts = now_ts + steps - 1
-            self.mark_ts = self.busy_until_ts + 1 if not t.elastic else env.now // cpt + 1
-        self.cause = "done"
+                    port.send(send, deliver, late)
+            if self.emits_image_done and gi == n_groups - 1:
+                probe.image_done(image, -1, plan.deliver_cycle // cpt, plan.deliver_cycle)
+            self.busy_until_ts = plan.busy_until_timestep
+            self.mark_ts = plan.next_mark_timestep
+        self.cause = None
         # Pixels no window uses (e.g. the odd rows of a stride-2 1 x 1 layer) may still
         # arrive after the last output: accept them so producers are never held up.
         for port in (self.main, self.residual):
             port.capacity = None
             port.release()
+
+    # --- invariants -----------------------------------------------------------------------------
+    def _check_step(self, image: int, gi: int, timestep: int) -> None:
+        """The group about to be computed has all it needs, and nothing it needs was overwritten."""
+        name = self.spec.name
+        end = self._done[gi]
+        start = end - self._count[gi]
+        if self.clock.one_step_per_timestep:
+            if timestep <= self._last_step_ts:
+                _fail(f"{name}: computed two groups in timestep {timestep} (previous at {self._last_step_ts})")
+            self._last_step_ts = timestep
+        what = f"group {self.group} (image {image}, outputs {start}..{end - 1})"
+        need = image * self.n_in + self._need[gi] + 1
+        if self.stored < need:
+            _fail(f"{name}: {what} needs {need} stored input pixels, only {self.stored} stored "
+                  f"({self.main.arrived} arrived) at timestep {timestep}")
+        if self.stored > self.main.arrived:
+            _fail(f"{name}: {self.stored} input pixels stored but only {self.main.arrived} arrived")
+        # pixel i lives in slot i % slots until pixel i + slots is stored, so the stored
+        # window is [stored - slots, stored)
+        oldest = image * self.n_in + self._first_input[gi]
+        if oldest < self.stored - self.slots:
+            _fail(f"{name}: {what} needs input pixel {oldest}, overwritten: {self.stored} stored in "
+                  f"{self.slots} slots (H x F) at timestep {timestep}")
+        for port in (self.main, self.residual):
+            for problem in port.invariant_problems():
+                _fail(problem)
+        res_end = image * self.n_out + self._out_need[gi]
+        if self.residual.sources and self.residual.arrived < res_end:
+            _fail(f"{name}: {what} needs {res_end} residual pixels, {self.residual.arrived} arrived "
+                  f"at timestep {timestep}")
+        out_end = image * self.n_out + end
+        if self.partial.sources and self.partial.arrived < out_end:
+            _fail(f"{name}: {what} needs {out_end} partial sums, {self.partial.arrived} arrived "
+                  f"at timestep {timestep}")
+
+    def drained_problems(self, per_image: dict[str, int]) -> list[str]:
+        """After the run: every group computed, and each input received exactly what its
+        producers emit (`per_image`: pixels per image of each producer)."""
+        name, batch = self.spec.name, self.batch
+        problems = []
+        if self.group != self.total_groups or self.done != batch * self.n_out:
+            problems.append(f"{name}: finished {self.group}/{self.total_groups} groups, {self.done} outputs "
+                            f"(expected {batch * self.n_out})")
+        for port in (self.main, self.residual, self.partial):
+            for src, got in port.counts.items():
+                expected = per_image[src] * batch
+                if got != expected:
+                    problems.append(f"{name}: {port.role} input from {src} received {got} pixels, the producer "
+                                    f"emits {per_image[src]} per image x batch {batch} = {expected}")
+        return problems
+
+
+def _fail(message: str) -> None:
+    raise SimulationError(f"invariant violated: {message}")

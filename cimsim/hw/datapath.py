@@ -17,7 +17,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from cimsim.config.schema import Scenario
@@ -32,7 +31,7 @@ from cimsim.functional.reference import (
 )
 from cimsim.functional.weights import load_images, load_params, make_images, make_params
 from cimsim.hw.geometry import LayerGeometry
-from cimsim.mapping.plan import MappingPlan
+from cimsim.mapping.plan import MappingPlan, dataflow_order
 from cimsim.network import Network
 
 
@@ -76,10 +75,7 @@ class Datapath:
                 "pool": any(f.kind == "avgpool" for f in fused), "fc": fc,
                 "net_output": fused[-1].name if fused else name,
             }
-        deps = nx.DiGraph()
-        deps.add_nodes_from(plan.layers)
-        deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
-        self.order = list(nx.lexicographical_topological_sort(deps, key=list(plan.layers).index))
+        self.order = dataflow_order(plan)
         self.act: dict[tuple[str, int], np.ndarray] = {}
         self.filled: dict[tuple[str, int], np.ndarray] = {}
         self.pending: dict[tuple[str, int, int], list[Any]] = {}

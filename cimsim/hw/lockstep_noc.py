@@ -14,8 +14,17 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from cimsim.hw.fabric import Fabric
+from cimsim.mapping.topology import node_name, packet_flits
+from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe
+
+if TYPE_CHECKING:
+    import simpy
+
+    from cimsim.hw.ports import OutputPort
 
 
 @dataclass
@@ -27,29 +36,49 @@ class LockstepLink:
     """First cycle the link can start serialising another packet."""
 
 
-class LockstepNoc:
+class LinkBudgetFabric(Fabric):
     """Links as serialising resources; every transfer starts at its timestep's start."""
 
-    def __init__(self, cycles_per_timestep: int, link_width_bits: int, link_cycles: int, router_cycles: int,
-                 header_bits: int, probe: Probe) -> None:
+    def __init__(self, env: simpy.Environment, cycles_per_timestep: int, link_width_bits: int, link_cycles: int,
+                 router_cycles: int, header_bits: int, partial_sum_timesteps: int, probe: Probe) -> None:
+        self.env = env
         self.probe = probe
         self.cpt = cycles_per_timestep
         self.link_width_bits = link_width_bits
         self.hop_cycles = link_cycles + router_cycles
         self.header_bits = header_bits
+        self.partial_hold = partial_sum_timesteps
+        """A partial sum produced in timestep t is handed over no earlier than timestep t + hold."""
         self.links: dict[tuple[object, object], LockstepLink] = {}
 
     def flits(self, payload_bits: int) -> int:
         """Flits of a packet carrying `payload_bits` (plus the header)."""
-        return -(-(payload_bits + self.header_bits) // self.link_width_bits)
+        return packet_flits(payload_bits, self.header_bits, self.link_width_bits)
+
+    def transmit(self, port: OutputPort, count: int, at_cycle: int) -> None:
+        """Reserve the route once per pixel; deliver each when its last flit has arrived."""
+        cpt = self.cpt
+        ts = at_cycle // cpt
+        hold = self.partial_hold if port.role is EdgeRole.PARTIAL else 0
+        earliest = max(at_cycle, (ts + hold) * cpt)
+        pending, when = 0, -1
+        for _ in range(count):
+            arrive = max(earliest, self.schedule_packet(port.route, port.flits, ts, port.source) * cpt)
+            if arrive != when and pending:
+                self.schedule(self.env, port, pending, when)
+                pending = 0
+            when = arrive
+            pending += 1
+        if pending:
+            self.schedule(self.env, port, pending, when)
 
     def _link(self, a: object, b: object) -> LockstepLink:
         link = self.links.get((a, b))
         if link is None:
-            link = self.links[(a, b)] = LockstepLink(f"{_name(a)}->{_name(b)}")
+            link = self.links[(a, b)] = LockstepLink(f"{node_name(a)}->{node_name(b)}")
         return link
 
-    def schedule(self, route: tuple[object, ...], flits: int, timestep: int, source: str) -> int:
+    def schedule_packet(self, route: tuple[object, ...], flits: int, timestep: int, source: str) -> int:
         """Reserve the route for one packet produced in `timestep`; return the timestep in
         which its last flit arrives (the producing timestep itself when it fits)."""
         cpt = self.cpt
@@ -63,7 +92,3 @@ class LockstepNoc:
             self.probe.link(start, link.name, source, flits, flits)
             head = start
         return max(timestep, (end - 1) // cpt)
-
-
-def _name(node: object) -> str:
-    return node if isinstance(node, str) else f"r{node[0]}.{node[1]}"

@@ -15,25 +15,38 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import simpy
 
+from cimsim.hw.fabric import Fabric
+from cimsim.mapping.topology import node_name as _name
+from cimsim.mapping.topology import packet_flits
+from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe
+
+if TYPE_CHECKING:
+    from cimsim.hw.ports import OutputMemory, OutputPort
 
 Node = object
 
 
-@dataclass
+@dataclass(eq=False)
 class Packet:
     """One pixel (or partial-sum vector) on its way from one core to another."""
 
     flits: int
     route: tuple[Node, ...]
-    deliver: Callable[[], None]
+    deliver: Callable[[Packet], None]
+    """Called with the packet when its tail has reached the destination core."""
     source: str
-    left: Callable[[], None] | None = None
-    """Called when the packet leaves its core's output memory (granted by the first router)."""
+    left: OutputMemory | None = None
+    """The output memory the packet leaves when the first router grants it."""
+    port: OutputPort | None = None
+    """The output port that sent it (the router fabric delivers to it)."""
+    earliest: int = 0
+    """First cycle the consumer may use the packet (a partial sum's hold)."""
     hop: int = 0
     head_at: int = 0
     """Cycle the head flit reached the router at route[hop]."""
@@ -143,7 +156,7 @@ class Router:
         self.busy_until[out] = tail_leaves
         stats = self.outputs[out]
         if pkt.hop == 0 and pkt.left is not None:
-            pkt.left()
+            pkt.left.give_back()
         if buf.capacity is not None:  # this buffer's credits go back when the tail has left
             up = buf.upstream
             flits = pkt.flits
@@ -157,7 +170,7 @@ class Router:
         head = now + cfg.router_cycles + cfg.link_cycles
         if out == "local":
             self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
-            env.timeout(head + pkt.flits - 1 - now).callbacks.append(lambda _e: pkt.deliver())
+            simpy.Timeout(env, head + pkt.flits - 1 - now, pkt).callbacks.append(_ejected)
             return
         down.reserved += pkt.flits
         down.stats.peak_buffer_flits = max(down.stats.peak_buffer_flits, down.reserved)
@@ -170,6 +183,11 @@ class Router:
             nxt._wake_at(head)
         else:
             nxt.kick()
+
+
+def _ejected(event: simpy.Event) -> None:
+    pkt = event.value
+    pkt.deliver(pkt)
 
 
 class Noc:
@@ -195,7 +213,7 @@ class Noc:
 
     def flits(self, payload_bits: int) -> int:
         """Flits of a packet carrying `payload_bits` (plus the header)."""
-        return -(-(payload_bits + self.header_bits) // self.link_width_bits)
+        return packet_flits(payload_bits, self.header_bits, self.link_width_bits)
 
     def inject(self, pkt: Packet) -> None:
         """Queue a packet at its source router's local input port (the core's output memory)."""
@@ -228,5 +246,73 @@ class Noc:
         return [s for r in self.routers.values() for s in r.outputs.values()]
 
 
-def _name(node: Node) -> str:
-    return node if isinstance(node, str) else f"r{node[0]}.{node[1]}"
+    def drained_problems(self) -> list[str]:
+        """After the run: no router holds a packet or reserved flits, no buffer overflowed."""
+        problems = []
+        for router in self.routers.values():
+            for port, buf in router.inputs.items():
+                if buf.queue or buf.reserved:
+                    problems.append(f"router {_name(router.node)} input {_name(port)}: {len(buf.queue)} packets, "
+                                    f"{buf.reserved} flits still held after the run (flits not conserved)")
+                if buf.capacity is not None and buf.stats is not None and buf.stats.peak_buffer_flits > buf.capacity:
+                    problems.append(f"router {_name(router.node)} input {_name(port)}: "
+                                    f"{buf.stats.peak_buffer_flits} flits, depth {buf.capacity}")
+        return problems
+
+
+class RouterFabric(Fabric):
+    """The router NoC as the chip's fabric: a port's pixels become packets at its router."""
+
+    def __init__(self, env: simpy.Environment, graph: nx.DiGraph, link_width_bits: int, link_cycles: int,
+                 router_cycles: int, buffer_depth_flits: int, header_bits: int, cycles_per_timestep: int,
+                 partial_sum_timesteps: int, probe: Probe) -> None:
+        self.env = env
+        self.noc = Noc(env, graph, link_width_bits, link_cycles, router_cycles, buffer_depth_flits, header_bits,
+                       probe)
+        self.cpt = cycles_per_timestep
+        self.partial_hold = partial_sum_timesteps
+        """A partial sum produced in timestep t is handed over no earlier than timestep t + hold."""
+        self._delivered = self.delivered
+
+    def flits(self, payload_bits: int) -> int:
+        """Flits of a packet carrying `payload_bits` (plus the header)."""
+        return self.noc.flits(payload_bits)
+
+    def output_memory(self, packets: int) -> OutputMemory:
+        """The core's output memory: packets wait there for their router."""
+        from cimsim.hw.ports import OutputMemory
+
+        return OutputMemory(packets)
+
+    def transmit(self, port: OutputPort, count: int, at_cycle: int) -> None:
+        """Queue `count` packets in the output memory; inject them at `at_cycle`."""
+        if port.out_memory is not None:
+            port.out_memory.take(count)
+        hold = self.partial_hold if port.role is EdgeRole.PARTIAL else 0
+        earliest = (at_cycle // self.cpt + hold) * self.cpt
+        delay = at_cycle - self.env.now
+        if delay <= 0:
+            self._inject(port, count, earliest)
+        else:
+            simpy.Timeout(self.env, delay, (port, count, earliest)).callbacks.append(self._inject_later)
+
+    def _inject_later(self, event: simpy.Event) -> None:
+        self._inject(*event.value)
+
+    def _inject(self, port: OutputPort, count: int, earliest: int) -> None:
+        noc, deliver = self.noc, self._delivered
+        for _ in range(count):
+            noc.inject(Packet(port.flits, port.route, deliver, port.source, port.out_memory, port, earliest))
+
+    def delivered(self, pkt: Packet) -> None:
+        """A packet's tail reached its core: hand it over from its earliest cycle."""
+        assert pkt.port is not None
+        self.schedule(self.env, pkt.port, 1, pkt.earliest)
+
+    def blocked_lines(self) -> list[str]:
+        """Routers holding packets and what each waits for."""
+        return self.noc.blocked_lines()
+
+    def drained_problems(self) -> list[str]:
+        """Packets or flits still in the routers."""
+        return self.noc.drained_problems()

@@ -2,20 +2,22 @@
 
 Pixels of one stream arrive in order, so a port only counts them. A consumer with
 several producers on one port (the column parts of a split layer, Eq. 6) has a
-pixel once every producer has delivered its slice. On the ideal fabric an OutputPort
-delivers after a fixed delay; on a simulated NoC it sends one packet per pixel through
-the routers.
+pixel once every producer has delivered its slice. An OutputPort hands what it sends to
+the chip's fabric (`cimsim.hw.fabric.Fabric`), whichever it is, and the fabric calls
+`OutputPort.arrive` when pixels reach the consumer.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from cimsim.network.layers import EdgeRole
+from cimsim.sim.probe import StallCause
+
 if TYPE_CHECKING:
     import simpy
 
-    from cimsim.hw.lockstep_noc import LockstepNoc
-    from cimsim.hw.noc import Noc
+    from cimsim.hw.fabric import Fabric
 
 
 class Wakeable(Protocol):
@@ -28,9 +30,12 @@ class Wakeable(Protocol):
 class InputPort:
     """The receiving end of one stream role (main, residual or partial) of a core."""
 
-    def __init__(self, owner: Wakeable, role: str, sources: list[str] | tuple[str, ...], capacity: int | None) -> None:
+    def __init__(self, owner: Wakeable, role: EdgeRole, sources: list[str] | tuple[str, ...],
+                 capacity: int | None, name: str = "") -> None:
         self.owner = owner
         self.role = role
+        self.name = name
+        """The owning core's name (for messages)."""
         self.sources = tuple(sources)
         self.capacity = capacity
         self.counts = dict.fromkeys(self.sources, 0)
@@ -40,19 +45,21 @@ class InputPort:
         """Pixels sent to this port that have not arrived yet (all sources)."""
         self.peak = 0
         self.waiters: set[Wakeable] = set()
-        self.upstream_cause: str | None = None
+        self.upstream_cause: StallCause | None = None
         """Why pixels already sent to this port are late, when the producer knows: its step
-        overran the timestep ("recovery", "sram", "compute"); None: the fabric ("noc")."""
-        self.upstream: object | None = None
-        """The image source when this port is fed by it (to tell `dram` stalls from `input`)."""
+        overran the timestep (recovery, sram, compute); None: the fabric (noc)."""
+        self.dram_waiting = False
+        """Fed by the image source: True while it waits for the DRAM (`dram` stalls)."""
 
     def deliver(self, source: str, count: int) -> None:
         """`count` pixels from `source` have arrived."""
-        self.counts[source] += count
-        arrived = min(self.counts.values())
+        counts = self.counts
+        counts[source] += count
+        arrived = counts[source] if len(counts) == 1 else min(counts.values())
         if arrived != self.arrived:
             self.arrived = arrived
-            self.peak = max(self.peak, arrived - self.consumed)
+            if arrived - self.consumed > self.peak:
+                self.peak = arrived - self.consumed
             self.owner.kick()
 
     def space(self, source: str) -> int | None:
@@ -64,8 +71,9 @@ class InputPort:
     def consume_to(self, n: int) -> None:
         """The owner no longer needs pixels before index `n`; wake blocked producers."""
         if n > self.consumed:
-            self.consumed = min(n, self.arrived)
-            self.release()
+            self.consumed = n if n < self.arrived else self.arrived
+            if self.waiters:
+                self.release()
 
     def release(self) -> None:
         """Wake every producer that waited for space."""
@@ -73,6 +81,13 @@ class InputPort:
             waiters, self.waiters = self.waiters, set()
             for w in waiters:
                 w.kick()
+
+    def invariant_problems(self) -> list[str]:
+        """What is wrong with the buffer now (empty: nothing)."""
+        held = self.arrived - self.consumed
+        if self.capacity is not None and held > self.capacity:
+            return [f"{self.name}: {self.role} buffer holds {held} pixels, capacity {self.capacity}"]
+        return []
 
 
 class OutputMemory:
@@ -99,37 +114,36 @@ class OutputMemory:
 
 
 class OutputPort:
-    """The sending end of one flow: delivers to one InputPort after the fabric's delay,
-    or through the NoC (`noc` and `route` given)."""
+    """The sending end of one flow: counts what it sent and hands it to the fabric."""
 
-    def __init__(self, env: simpy.Environment, source: str, target: InputPort, delay_cycles: int = 0,
-                 noc: Noc | LockstepNoc | None = None, route: tuple[object, ...] = (), payload_bits: int = 0,
-                 out_memory: OutputMemory | None = None, hold_until_timestep: tuple[int, int] = (0, 1)) -> None:
+    def __init__(self, env: simpy.Environment, source: str, target: InputPort, fabric: Fabric,
+                 route: tuple[object, ...] = (), payload_bits: int = 0, out_memory: OutputMemory | None = None,
+                 source_id: int = -1) -> None:
         self.env = env
         self.source = source
+        self.source_id = source_id
+        """The sending core's id (-1: the image source)."""
         self.target = target
-        self.delay_cycles = delay_cycles
-        """Fabric latency added to every delivery (ideal fabric)."""
-        self.noc = noc
-        self.lockstep = noc is not None and not hasattr(noc, "inject")
-        """True for the per-timestep link budget NoC of `timestep` clocking."""
+        self.role = target.role
+        self.fabric = fabric
         self.route = route
-        self.flits = noc.flits(payload_bits) if noc is not None else 0
+        """Router positions from source to destination (empty on the ideal fabric)."""
+        self.flits = fabric.flits(payload_bits)
         self.out_memory = out_memory
-        """The sending core's output memory, shared by its ports (NoC only)."""
-        self.hold, self.cpt = hold_until_timestep
-        """NoC: a packet sent in timestep t is handed over no earlier than timestep t + hold."""
+        """The sending core's output memory, shared by its ports (router fabric only)."""
         self.in_flight = 0
         self.sent = 0
+        self.on_arrival = self._on_arrival
+        """Callback for a SimPy event whose value is the number of pixels that arrive."""
 
-    def blocked(self, count: int) -> str | None:
-        """None if `count` more pixels can be sent now, else the cause: "output" (the
-        receiver's buffer is full) or "noc" (the core's output memory is full)."""
+    def blocked(self, count: int) -> StallCause | None:
+        """None if `count` more pixels can be sent now, else the cause: `output` (the
+        receiver's buffer is full) or `noc` (the core's output memory is full)."""
         space = self.target.space(self.source)
         if space is not None and space - self.in_flight < count:
-            return "output" if space < count else "noc"
+            return StallCause.OUTPUT if space < count else StallCause.NOC
         if self.out_memory is not None and self.out_memory.free < count:
-            return "noc"
+            return StallCause.NOC
         return None
 
     def has_space(self, count: int) -> bool:
@@ -142,51 +156,38 @@ class OutputPort:
         if self.out_memory is not None:
             self.out_memory.waiters.add(who)
 
-    def send(self, count: int, at_cycle: int, late_cause: str | None = None) -> None:
-        """Deliver `count` pixels at `at_cycle` (now or later) plus the fabric's delay;
+    def announce(self, cause: StallCause) -> None:
+        """Tell the consumer that what it waits for from this port is late, and why."""
+        self.target.upstream_cause = cause
+        self.target.owner.kick()
+
+    def send(self, count: int, at_cycle: int, late_cause: StallCause | None = None) -> None:
+        """Deliver `count` pixels from `at_cycle` (now or later) through the fabric;
         `late_cause` says why `at_cycle` is in the future (the producer's step overran)."""
         self.sent += count
+        target = self.target
         if late_cause is not None and at_cycle > self.env.now:
-            self.target.upstream_cause = late_cause
+            target.upstream_cause = late_cause
         self.in_flight += count
-        self.target.in_flight += count
-        self.target.owner.kick()  # the consumer now waits on the fabric, not on its producer
-        if self.noc is not None:
-            earliest = (at_cycle // self.cpt + self.hold) * self.cpt
-            if self.lockstep:
-                ts = at_cycle // self.cpt
-                for _ in range(count):
-                    when = max(at_cycle, self.noc.schedule(self.route, self.flits, ts, self.source) * self.cpt, earliest)
-                    self._when(when, lambda: self._arrive(1))
-                return
-            if self.out_memory is not None:
-                self.out_memory.take(count)
-            self._when(at_cycle, lambda: self._inject(count, earliest))
-            return
-        self._when(at_cycle + self.delay_cycles, lambda: self._arrive(count))
+        target.in_flight += count
+        target.owner.kick()  # the consumer now waits on the fabric, not on its producer
+        self.fabric.transmit(self, count, at_cycle)
 
-    def _when(self, cycle: int, action: object) -> None:
-        delay = cycle - self.env.now
-        if delay <= 0:
-            action()
-        else:
-            self.env.timeout(delay).callbacks.append(lambda _e: action())
-
-    def _arrive(self, count: int) -> None:
-        self.target.upstream_cause = None
+    def arrive(self, count: int) -> None:
+        """The fabric delivered `count` pixels to the consumer."""
+        target = self.target
+        target.upstream_cause = None
         self.in_flight -= count
-        self.target.in_flight -= count
-        self.target.deliver(self.source, count)
+        target.in_flight -= count
+        target.deliver(self.source, count)
 
-    def _inject(self, count: int, earliest: int) -> None:
-        from cimsim.hw.noc import Packet
+    def _on_arrival(self, event: simpy.Event) -> None:
+        self.arrive(event.value)
 
-        def arrived() -> None:
-            self._when(earliest, lambda: self._arrive(1))
-
-        for _ in range(count):
-            self.noc.inject(Packet(self.flits, self.route, arrived, self.source, self._left))
-
-    def _left(self) -> None:
-        if self.out_memory is not None:
-            self.out_memory.give_back()
+    def drained_problems(self) -> list[str]:
+        """After the run: every pixel sent was delivered."""
+        got = self.target.counts[self.source]
+        if self.sent != got or self.in_flight:
+            return [f"port {self.source} -> {self.role} of {self.target.name or '?'}: sent {self.sent}, "
+                    f"delivered {got}, in flight {self.in_flight}"]
+        return []

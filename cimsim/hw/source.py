@@ -34,14 +34,10 @@ class ImageSource:
         self.image_start_ts: list[int] = []
         self.stall_timesteps = 0
         self.dram_stall_timesteps = 0
-        self.dram_waiting = False
-        """True while the next pixels are due but the DRAM has not delivered them."""
         self._ready: deque[int] = deque()
         self._outstanding = [0]
         self._wake: simpy.Event | None = None
         self._fetch_wake: simpy.Event | None = None
-        for p in outputs:
-            p.target.upstream = self
         self.process = env.process(self.run())
         if dram is not None:
             env.process(self.fetch())
@@ -50,6 +46,18 @@ class ImageSource:
         """Resume after a consumer freed buffer space or the DRAM delivered."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+
+    def _set_dram_waiting(self, waiting: bool) -> None:
+        """Tell the consumers whether the pixels they wait for are late from the DRAM."""
+        for p in self.outputs:
+            p.target.dram_waiting = waiting
+            if waiting:
+                p.target.owner.kick()
+
+    @property
+    def finished(self) -> bool:
+        """True when every pixel of the batch has been sent."""
+        return self.sent >= self.batch * self.pixels_per_image
 
     def line(self) -> str:
         """One-line state."""
@@ -95,14 +103,12 @@ class ImageSource:
                 yield self.env.timeout(ts * self.cpt - self.env.now)
                 continue
             if self.dram is not None and not self._ready:
-                self.dram_waiting = True
-                for p in self.outputs:
-                    p.target.owner.kick()
+                self._set_dram_waiting(True)
                 self._wake = self.env.event()
                 yield self._wake
                 self._wake = None
                 self.dram_stall_timesteps += -(-self.env.now // self.cpt) - ts
-                self.dram_waiting = False
+                self._set_dram_waiting(False)
                 continue
             if any(not p.has_space(count) for p in self.outputs):
                 for p in self.outputs:

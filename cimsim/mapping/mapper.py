@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from cimsim.config.schema import Scenario
+import networkx as nx
+
+from cimsim.config.schema import FabricKind, Scenario
 from cimsim.errors import MappingError
 from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
@@ -18,6 +20,7 @@ from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
 from cimsim.mapping.sram import auto_method, make_layout
 from cimsim.network import Layer, Network
+from cimsim.network.layers import EdgeRole
 
 
 def layer_rate(layer: Layer, scenario: Scenario) -> int:
@@ -175,25 +178,26 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
             sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
             fused=tuple(fused[layer.name]), main_input=main, residual_input=residual, note=note,
         )
-        edges.append((main, layer.name, "main"))
+        edges.append((main, layer.name, EdgeRole.MAIN))
         if residual is not None:
-            edges.append((residual, layer.name, "residual"))
+            edges.append((residual, layer.name, EdgeRole.RESIDUAL))
     plan = MappingPlan(
         layers=layers, cores=tuple(cores), edges=tuple(edges), input_name=net.input_layer.name,
         output_layer=emit[net.output_layer.name], array=(chip.array_rows, chip.array_cols),
         warnings=tuple(warnings),
     )
-    return replace(plan, flows=tuple(_routed_flows(plan, net, scenario)))
+    flows, graph = _routed_flows(plan, net, scenario)
+    return replace(plan, flows=tuple(flows), topology=graph)
 
 
-def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> list[Flow]:
+def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[list[Flow], nx.DiGraph | None]:
     """Core-level packet streams of the plan, routed on the scenario's topology; an edge
     the topology cannot carry is a mapping error naming the two layers."""
     noc, chip = scenario.noc, scenario.chip
     flows = []
     for src_layer, dst_layer, role in plan.edges:
         dst = plan.layers[dst_layer]
-        targets = dst.cores if role == "main" else dst.merge_cores
+        targets = dst.cores if role is EdgeRole.MAIN else dst.merge_cores
         if src_layer == plan.input_name:
             inp = net.input_layer
             sources: list[int | None] = [None]
@@ -214,27 +218,25 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> list[F
                 spec = plan.cores[cid]
                 merge = lm.merge_cores[spec.col_part]
                 if cid != merge:
-                    flows.append(Flow(cid, merge, "partial", lm.layer, lm.layer, bits, lm.rate))
-    if noc.topology == "ideal":
-        return flows
+                    flows.append(Flow(cid, merge, EdgeRole.PARTIAL, lm.layer, lm.layer, bits, lm.rate))
+    if scenario.fabric is FabricKind.IDEAL:
+        return flows, None
     biggest = max((f.packet_bits for f in flows), default=0)
-    flits = -(-(biggest + noc.header_bits) // noc.link_width_bits)
-    if chip.clocking == "elastic" and flits > noc.buffer_depth_flits:
+    flits = topology.packet_flits(biggest, noc.header_bits, noc.link_width_bits)
+    if scenario.fabric is FabricKind.ROUTERS and flits > noc.buffer_depth_flits:
         raise MappingError(
             f"{scenario.source}: noc.buffer_depth_flits = {noc.buffer_depth_flits} is smaller than the largest "
             f"packet ({biggest} + {noc.header_bits} header bits = {flits} flits of {noc.link_width_bits} bits); "
             "routers move whole packets (virtual cut-through)"
         )
+    dram = (noc.dram_row, noc.dram_col)
     if noc.topology == "mesh":
-        dram = (noc.dram_row, noc.dram_col)
         rows, cols = chip.array_rows, chip.array_cols
         if not (0 <= noc.dram_row < rows and 0 <= noc.dram_col < cols) or not (
                 noc.dram_row in (0, rows - 1) or noc.dram_col in (0, cols - 1)):
             raise MappingError(f"{scenario.source}: noc.dram_row, noc.dram_col = {dram}: must be a router on the "
                                f"edge of the {rows} x {cols} mesh")
-        graph = topology.mesh(rows, cols, dram)
-    else:
-        graph = topology.prism(chip.array_rows, chip.array_cols, noc.prism_k)
+    graph = topology.build_topology(noc.topology, chip.array_rows, chip.array_cols, dram, noc.prism_k)
     routing = topology.ROUTING[noc.topology]
     routed = []
     for f in flows:
@@ -249,7 +251,7 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> list[F
                 + (f" (noc.prism_k = {noc.prism_k})" if noc.topology == "prism" else "")
             )
         routed.append(replace(f, route=tuple(path)))
-    return routed
+    return routed, graph
 
 
 def _choose_shape(layer: Layer, kernel: int, stride: int, rate: int,

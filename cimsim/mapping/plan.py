@@ -5,7 +5,11 @@ Pure data, no SimPy: built by `cimsim.mapping.mapper.map_network`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from cimsim.network.layers import EdgeRole
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,7 @@ class Flow:
 
     src: int | None
     dst: int
-    role: str
-    """main | residual | partial."""
+    role: EdgeRole
     src_layer: str
     dst_layer: str
     packet_bits: int
@@ -105,7 +108,7 @@ class MappingPlan:
     layers: dict[str, LayerMapping]
     """Compute layers in topological order."""
     cores: tuple[CoreSpec, ...]
-    edges: tuple[tuple[str, str, str], ...]
+    edges: tuple[tuple[str, str, EdgeRole], ...]
     """(producer, consumer, role) between compute layers; role main|residual; the
     network input is the producer name of the first layer's main edge."""
     input_name: str
@@ -115,8 +118,19 @@ class MappingPlan:
     warnings: tuple[str, ...] = ()
     flows: tuple[Flow, ...] = ()
     """Every core-to-core (and input-to-core) packet stream, with its route."""
+    topology: nx.DiGraph | None = field(default=None, compare=False, repr=False)
+    """The NoC's router graph the flows are routed on (None: the ideal fabric)."""
 
     @property
     def core_count(self) -> int:
         """Number of IMC cores used."""
         return len(self.cores)
+
+
+def dataflow_order(plan: MappingPlan) -> list[str]:
+    """Compute layers producers first (ties in plan order): the order values flow in."""
+    deps = nx.DiGraph()
+    deps.add_nodes_from(plan.layers)
+    deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
+    index = list(plan.layers).index
+    return list(nx.lexicographical_topological_sort(deps, key=index))

@@ -79,3 +79,23 @@ def direct_route(g: nx.DiGraph, src: Node, dst: Node) -> list[Node] | None:
 
 
 ROUTING: dict[str, RoutingPolicy] = {"mesh": xy_route, "prism": direct_route}
+
+
+def node_name(node: object) -> str:
+    """A router's name in messages and link names: ``r<row>.<col>``, or the port's own name."""
+    if isinstance(node, str):
+        return node
+    row, col = node  # type: ignore[misc]
+    return f"r{row}.{col}"
+
+
+def packet_flits(payload_bits: int, header_bits: int, link_width_bits: int) -> int:
+    """Flits of one packet: payload plus header, in link-width units, rounded up."""
+    return -(-(payload_bits + header_bits) // link_width_bits)
+
+
+def build_topology(kind: str, rows: int, cols: int, dram: tuple[int, int], prism_k: int) -> nx.DiGraph:
+    """The router graph a scenario names (`noc.topology` mesh or prism)."""
+    if kind == "mesh":
+        return mesh(rows, cols, dram)
+    return prism(rows, cols, prism_k)

@@ -7,6 +7,7 @@ subscribed turns the calls into statistics or trace records.
 from __future__ import annotations
 
 from enum import StrEnum
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 
@@ -42,51 +43,73 @@ class EventKind(StrEnum):
 
 
 class Subscriber(Protocol):
-    """Receives the events of a run."""
+    """Receives the events of a run. A subscriber defines only the methods of the events
+    it uses; the probe dispatches each kind of event only to those that define it."""
+
+
+class ComputeSubscriber(Protocol):
+    """The compute event (and its contract)."""
 
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
                 cycles: int, row: int, col: int) -> None:
-        """A core computed `count` outputs of `image` in `timestep` (`first` of the image's
-        outputs were done before), a group whose top-left output is (`row`, `col`); the step
-        took `cycles` cycles."""
+        """A core computed `count` outputs of `image` (`first` of the image's outputs were done
+        before), a group whose top-left output is (`row`, `col`). The step started at cycle
+        `cycle`, in timestep `timestep`, and took `cycles` cycles, whatever the clocking."""
 
-    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
-        """A core that had work left could not compute for `timesteps` timesteps."""
 
-    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
-        """The network output of `image` was produced."""
+def _fanout(name: str, subscribers: list[object]) -> Callable[..., None]:
+    """One callable for event `name`: the only subscriber's bound method, a loop over
+    several, or a no-op."""
+    methods = [getattr(s, name) for s in subscribers if callable(getattr(s, name, None))]
+    if not methods:
+        return _ignore
+    if len(methods) == 1:
+        return methods[0]  # type: ignore[no-any-return]
 
-    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
-        """A NoC link carried `flits` flits of a packet from core `source`, busy for `cycles`
-        cycles; the input buffer it feeds then held `buffer_flits` flits (-1: not modelled)."""
+    def fan(*args: object) -> None:
+        for m in methods:
+            m(*args)
+
+    return fan
+
+
+def _ignore(*args: object) -> None:
+    """No subscriber uses this event."""
+
+
+EVENTS = ("compute", "stall", "image_done", "link")
+"""The probe's event methods."""
 
 
 class Probe:
-    """Fans events out to subscribers (none: the calls cost one loop over an empty list)."""
+    """Fans events out to the subscribers that use them.
 
-    def __init__(self, subscribers: list[Subscriber] | None = None) -> None:
-        self.subscribers: list[Subscriber] = list(subscribers or [])
+    The event methods (`compute`, `stall`, `image_done`, `link`) are rebound whenever a
+    subscriber is added, so an event nobody uses costs one call to a no-op.
+    """
 
-    def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int, row: int, col: int) -> None:
-        """Forward a compute event."""
-        for s in self.subscribers:
-            s.compute(cycle, timestep, core, layer, image, first, count, cycles, row, col)
+    def __init__(self, subscribers: Iterable[object] | None = None) -> None:
+        self.subscribers: list[object] = list(subscribers or [])
+        self._bind()
 
-    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
-        """Forward a stall interval."""
+    def subscribe(self, subscriber: object) -> None:
+        """Add a subscriber (before or during the run)."""
+        self.subscribers.append(subscriber)
+        self._bind()
+
+    def _bind(self) -> None:
+        self.compute: Callable[[int, int, int, str, int, int, int, int, int, int], None] = _fanout(
+            "compute", self.subscribers)
+        """Forward a compute event (see `ComputeSubscriber.compute`)."""
+        self._stall = _fanout("stall", self.subscribers)
+        self.image_done: Callable[[int, int, int, int], None] = _fanout("image_done", self.subscribers)
+        """Forward an image completion: image, start timestep, done timestep, cycle."""
+        self.link: Callable[..., None] = _fanout("link", self.subscribers)
+        """Forward a link transfer: cycle, link name, source core name, flits, busy cycles,
+        and the flits the input buffer it feeds then held (-1: not modelled)."""
+
+    def stall(self, core: int, layer: str, cause: StallCause, start_timestep: int, timesteps: int) -> None:
+        """A core that had work left could not compute for `timesteps` timesteps (from
+        `start_timestep`) because of `cause`."""
         if timesteps > 0:
-            for s in self.subscribers:
-                s.stall(core, layer, cause, start_timestep, timesteps)
-
-    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
-        """Forward an image completion."""
-        for s in self.subscribers:
-            s.image_done(image, start_timestep, done_timestep, cycle)
-
-    def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
-        """Forward a link transfer to the subscribers that record links."""
-        for s in self.subscribers:
-            fn = getattr(s, "link", None)
-            if fn is not None:
-                fn(cycle, link, source, flits, cycles, buffer_flits)
+            self._stall(core, layer, StallCause(cause), start_timestep, timesteps)

@@ -53,15 +53,6 @@ class LinkCollector:
         self.links: dict[str, dict[str, int]] = {}
         self._bin: dict[str, tuple[int, int]] = {}
 
-    def compute(self, *args: object) -> None:
-        """Not needed."""
-
-    def stall(self, *args: object) -> None:
-        """Not needed."""
-
-    def image_done(self, *args: object) -> None:
-        """Not needed."""
-
     def link(self, cycle: int, link: str, source: str, flits: int, cycles: int, buffer_flits: int = -1) -> None:
         """Count one packet on `link`."""
         row = self.links.get(link)

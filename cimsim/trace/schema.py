@@ -8,6 +8,7 @@ attribute changes meaning (appending a name to a table does not).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from typing import Any
@@ -87,8 +88,9 @@ SUMMARY_LAYER_DTYPE = [
 
 
 def plan_to_dict(plan: MappingPlan) -> dict[str, Any]:
-    """The mapping plan as a JSON-able dict (stored as `/mapping` attribute `plan_json`)."""
-    return dataclasses.asdict(plan)
+    """The mapping plan as a JSON-able dict (stored as `/mapping` attribute `plan_json`); the
+    topology graph is not stored (the scenario rebuilds it)."""
+    return dataclasses.asdict(dataclasses.replace(plan, topology=None))
 
 
 def _tuples(value: Any) -> Any:
@@ -103,6 +105,8 @@ def _rebuild(hint: Any, value: Any) -> Any:
     tuples, dicts and optionals are rebuilt; anything else has its lists turned into tuples."""
     if value is None:
         return None
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         hints = typing.get_type_hints(hint)
         names = {f.name for f in dataclasses.fields(hint)}

@@ -77,7 +77,6 @@ class TraceWriter:
         self.partial = partial_path(self.path)
         self.level = level
         self.records_events = level == "events"
-        self.elastic = scenario.chip.clocking == "elastic"
         self.cpt = scenario.chip.cycles_per_timestep
         self.plan = plan
         self._layer_index = {name: i for i, name in enumerate(plan.layers)}
@@ -152,9 +151,7 @@ class TraceWriter:
     # --- probe subscriber -------------------------------------------------------------------
     def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
                 cycles: int, row: int, col: int) -> None:
-        """Record a compute step (elastic clocking reports its end: store its start)."""
-        if self.elastic:
-            cycle -= cycles
+        """Record a compute step (its start cycle and duration)."""
         self._ev[self._n_ev] = (cycle, timestep, 0, 0, core, self._layer_index[layer], image, row, col, first,
                                 count, cycles)
         self._n_ev += 1
