@@ -10,6 +10,7 @@ order. A core with nothing to do sleeps on an event; producers and consumers wak
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,8 @@ class Core:
         self.n_groups = geom.n_groups
         self.n_in = geom.n_in
         self.n_out = geom.n_out
+        self._in_h, self._in_w, self._slot_columns = geom.in_h, geom.in_w, geom.slot_columns
+        self._cpt = timing.cycles_per_timestep
         self._need = geom.group_need.tolist()
         self._out_need = geom.group_out_need.tolist()
         self._done = geom.group_done.tolist()
@@ -99,7 +102,12 @@ class Core:
         self._first_input = geom.group_first_input.tolist()
         self._last_group = geom.last_group.tolist()
         self._origin = [tuple(o) for o in geom.group_origin.tolist()]
-        self._write = sram.write.tolist()
+        # SRAM words written storing pixel k of an image, per image modulo the period of the
+        # circular buffer's rotation (image i starts at global column i * in_w)
+        write = sram.write.tolist()
+        period = geom.slot_columns // math.gcd(geom.in_w, geom.slot_columns)
+        self._write_cost = [[write[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
+                             for k in range(geom.n_in)] for i in range(period)]
         self._read = sram.read.tolist()
         released = geom.group_released.tolist()
         self._released = released
@@ -130,7 +138,8 @@ class Core:
     def kick(self) -> None:
         """Wake the core if it sleeps (new input, or space freed downstream)."""
         wake = self._wake
-        if wake is not None and not wake.triggered:
+        if wake is not None:
+            self._wake = None  # one wake-up is enough
             wake.succeed()
 
     @property
@@ -180,27 +189,28 @@ class Core:
     def _store(self) -> None:
         """Store arrived pixels while their slot's previous pixel is no longer needed."""
         arrived = self.main.arrived
-        stored = self.stored
-        if stored >= arrived:
-            return
-        before = stored
-        n_in, in_h, in_w = self.n_in, self.geom.in_h, self.geom.in_w
-        cols, slots, n_groups, group = self.geom.slot_columns, self.slots, self.n_groups, self.group
-        last_group, write = self._last_group, self._write
+        stored = before = self.stored
+        n_in, slots, n_groups, group = self.n_in, self.slots, self.n_groups, self.group
+        last_group, write_cost = self._last_group, self._write_cost
+        image, k = divmod(stored, n_in)
+        costs = write_cost[image % len(write_cost)]
         cycles = 0
         while stored < arrived:
             prev = stored - slots
             if prev >= 0:
-                last = last_group[prev % n_in]
-                if last >= 0 and group <= (prev // n_in) * n_groups + last:
+                prev_image, prev_k = divmod(prev, n_in)
+                last = last_group[prev_k]
+                if last >= 0 and group <= prev_image * n_groups + last:
                     break  # the slot still holds a pixel a pending window needs
-            image, k = divmod(stored, n_in)
-            col, x = divmod(k, in_h)
-            cycles += write[x][(image * in_w + col) % cols]
+            cycles += costs[k]
             stored += 1
+            k += 1
+            if k == n_in:
+                image, k = image + 1, 0
+                costs = write_cost[image % len(write_cost)]
         if stored != before:
             self.stored = stored
-            now_ts = self.env.now // self.t.cycles_per_timestep
+            now_ts = self.env.now // self._cpt
             if now_ts != self.store_ts:
                 self.store_ts, self.store_cycles = now_ts, 0
             self.store_cycles += cycles
@@ -251,16 +261,25 @@ class Core:
         return sram, sram + mvm + digital
 
     def run(self):  # type: ignore[no-untyped-def]  # SimPy generator
-        """The controller loop: one iteration per parallel group computed."""
+        """The controller loop: one iteration per parallel group computed.
+
+        Subscribe to the probe before the run starts: the loop binds its event methods once.
+        """
         env, clock, probe = self.env, self.clock, self.probe
-        cpt = self.t.cycles_per_timestep
-        core_id, layer, n_groups = self.spec.id, self.spec.layer, self.n_groups
+        compute_event, stall_event = probe.compute, probe.stall
+        cpt = self._cpt
+        core_id, layer, n_groups, n_out = self.spec.id, self.spec.layer, self.n_groups, self.n_out
+        main, residual, partial, outputs = self.main, self.residual, self.partial, self.outputs
+        counts, done_at, origin, send_at, released = self._count, self._done, self._origin, self._send, self._released
+        datapath, checked = self.datapath, self.check_invariants
+        n_cores = len(self.map.cores)
         while self.group < self.total_groups:
-            self._store()
+            if self.stored < main.arrived:
+                self._store()
             cause = self._blocked()
             now = env.now
             now_ts = now // cpt
-            if not self.started and self.main.arrived > 0:
+            if not self.started and main.arrived > 0:
                 self.started, self.mark_ts = True, now_ts
             if cause is not None:
                 if cause != self.cause:
@@ -268,90 +287,93 @@ class Core:
                     self.cause = cause
                 self._wake = env.event()
                 yield self._wake
-                self._wake = None
                 continue
             wait = clock.hold_off(now, self.busy_until_ts)
             if wait:
                 yield env.timeout(wait)
                 continue
-            self._account(now_ts)
+            if self.started and now_ts > self.mark_ts:
+                self._account(now_ts)
             image, gi = divmod(self.group, n_groups)
-            if self.check_invariants:
+            if checked:
                 self._check_step(image, gi, now_ts)
-            mvm = self.t.mvm_cycles
-            if self.datapath is not None:
-                mvm = self.datapath.mvm(layer, image, gi, len(self.map.cores))
+            mvm = self.t.mvm_cycles if datapath is None else datapath.mvm(layer, image, gi, n_cores)
             sram, cycles = self._step_cycles(image, gi, now_ts, mvm)
             self.store_cycles = 0
             plan = clock.step(now, sram, cycles, mvm - self.base_mvm_cycles)
             if plan.announce is not None:  # the consumers now wait on this core, not the fabric
-                for port in self.outputs:
+                for port in outputs:
                     port.announce(plan.announce)
             if plan.stall is not None:
-                probe.stall(core_id, layer, plan.stall, plan.stall_start_timestep, plan.stall_timesteps)
+                stall_event(core_id, layer, plan.stall, plan.stall_start_timestep, plan.stall_timesteps)
             if plan.wait_cycles:
                 yield env.timeout(plan.wait_cycles)
-            count = self._count[gi]
-            row, col = self._origin[gi]
-            probe.compute(plan.start_cycle, now_ts, core_id, layer, image, self._done[gi] - count, count, cycles,
-                          row, col)
-            if self.datapath is not None and self.is_writer:
-                self.datapath.finish(layer, image, gi)
-            send = self._send[gi]
+            count = counts[gi]
+            row, col = origin[gi]
+            compute_event(plan.start_cycle, now_ts, core_id, layer, image, done_at[gi] - count, count, cycles, row, col)
+            if datapath is not None and self.is_writer:
+                datapath.finish(layer, image, gi)
             self.group += 1
             self.done += count
-            self.residual.consume_to(image * self.n_out + self._released[gi])
-            self.partial.consume_to(image * self.n_out + self._done[gi])
-            self._store()
+            base = image * n_out
+            if residual.sources:
+                residual.consume_to(base + released[gi])
+            if partial.sources:
+                partial.consume_to(base + done_at[gi])
+            if self.stored < main.arrived:
+                self._store()
+            send = send_at[gi]
             if send:
                 deliver, late = plan.deliver_cycle, plan.late_cause
-                for port in self.outputs:
+                for port in outputs:
                     port.send(send, deliver, late)
-            if self.emits_image_done and gi == n_groups - 1:
+            if gi == n_groups - 1 and self.emits_image_done:
                 probe.image_done(image, -1, plan.deliver_cycle // cpt, plan.deliver_cycle)
             self.busy_until_ts = plan.busy_until_timestep
             self.mark_ts = plan.next_mark_timestep
         self.cause = None
         # Pixels no window uses (e.g. the odd rows of a stride-2 1 x 1 layer) may still
         # arrive after the last output: accept them so producers are never held up.
-        for port in (self.main, self.residual):
+        for port in (main, residual):
             port.capacity = None
             port.release()
 
     # --- invariants -----------------------------------------------------------------------------
     def _check_step(self, image: int, gi: int, timestep: int) -> None:
         """The group about to be computed has all it needs, and nothing it needs was overwritten."""
-        name = self.spec.name
-        end = self._done[gi]
-        start = end - self._count[gi]
         if self.clock.one_step_per_timestep:
             if timestep <= self._last_step_ts:
-                _fail(f"{name}: computed two groups in timestep {timestep} (previous at {self._last_step_ts})")
+                _fail(f"{self.spec.name}: computed two groups in timestep {timestep} "
+                      f"(previous at {self._last_step_ts})")
             self._last_step_ts = timestep
-        what = f"group {self.group} (image {image}, outputs {start}..{end - 1})"
+        stored, main, residual = self.stored, self.main, self.residual
         need = image * self.n_in + self._need[gi] + 1
-        if self.stored < need:
-            _fail(f"{name}: {what} needs {need} stored input pixels, only {self.stored} stored "
-                  f"({self.main.arrived} arrived) at timestep {timestep}")
-        if self.stored > self.main.arrived:
-            _fail(f"{name}: {self.stored} input pixels stored but only {self.main.arrived} arrived")
+        if stored < need:
+            self._fail_step(image, gi, f"needs {need} stored input pixels, only {stored} stored "
+                            f"({main.arrived} arrived) at timestep {timestep}")
+        if stored > main.arrived:
+            _fail(f"{self.spec.name}: {stored} input pixels stored but only {main.arrived} arrived")
         # pixel i lives in slot i % slots until pixel i + slots is stored, so the stored
         # window is [stored - slots, stored)
         oldest = image * self.n_in + self._first_input[gi]
-        if oldest < self.stored - self.slots:
-            _fail(f"{name}: {what} needs input pixel {oldest}, overwritten: {self.stored} stored in "
-                  f"{self.slots} slots (H x F) at timestep {timestep}")
-        for port in (self.main, self.residual):
-            for problem in port.invariant_problems():
-                _fail(problem)
-        res_end = image * self.n_out + self._out_need[gi]
-        if self.residual.sources and self.residual.arrived < res_end:
-            _fail(f"{name}: {what} needs {res_end} residual pixels, {self.residual.arrived} arrived "
-                  f"at timestep {timestep}")
-        out_end = image * self.n_out + end
-        if self.partial.sources and self.partial.arrived < out_end:
-            _fail(f"{name}: {what} needs {out_end} partial sums, {self.partial.arrived} arrived "
-                  f"at timestep {timestep}")
+        if oldest < stored - self.slots:
+            self._fail_step(image, gi, f"needs input pixel {oldest}, overwritten: {stored} stored in "
+                            f"{self.slots} slots (H x F) at timestep {timestep}")
+        if main.capacity is not None and main.arrived - main.consumed > main.capacity:
+            _fail(main.invariant_problems()[0])
+        if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
+            _fail(residual.invariant_problems()[0])
+        if residual.sources and residual.arrived < image * self.n_out + self._out_need[gi]:
+            self._fail_step(image, gi, f"needs {image * self.n_out + self._out_need[gi]} residual pixels, "
+                            f"{residual.arrived} arrived at timestep {timestep}")
+        if self.partial.sources and self.partial.arrived < image * self.n_out + self._done[gi]:
+            self._fail_step(image, gi, f"needs {image * self.n_out + self._done[gi]} partial sums, "
+                            f"{self.partial.arrived} arrived at timestep {timestep}")
+
+    def _fail_step(self, image: int, gi: int, problem: str) -> None:
+        end = self._done[gi]
+        _fail(f"{self.spec.name}: group {self.group} (image {image}, outputs {end - self._count[gi]}..{end - 1}) "
+              f"{problem}")
 
     def drained_problems(self, per_image: dict[str, int]) -> list[str]:
         """After the run: every group computed, and each input received exactly what its

@@ -75,8 +75,11 @@ class IdealFabric(Fabric):
 
     def transmit(self, port: OutputPort, count: int, at_cycle: int) -> None:
         """Deliver after the role's delay."""
-        delay = self.partial_cycles if port.role is EdgeRole.PARTIAL else self.hop_cycles
-        self.schedule(self.env, port, count, at_cycle + delay)
+        delay = (self.partial_cycles if port.role is EdgeRole.PARTIAL else self.hop_cycles) + at_cycle - self.env.now
+        if delay <= 0:
+            port.arrive(count)
+        else:
+            simpy.Timeout(self.env, delay, count).callbacks.append(port.on_arrival)
 
 
 def build_fabric(env: simpy.Environment, scenario: Scenario, plan: MappingPlan, probe: Probe) -> Fabric:
