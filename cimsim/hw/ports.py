@@ -58,8 +58,7 @@ class InputPort:
         arrived = counts[source] if len(counts) == 1 else min(counts.values())
         if arrived != self.arrived:
             self.arrived = arrived
-            if arrived - self.consumed > self.peak:
-                self.peak = arrived - self.consumed
+            self.peak = max(self.peak, arrived - self.consumed)
             self.owner.kick()
 
     def space(self, source: str) -> int | None:
@@ -71,7 +70,7 @@ class InputPort:
     def consume_to(self, n: int) -> None:
         """The owner no longer needs pixels before index `n`; wake blocked producers."""
         if n > self.consumed:
-            self.consumed = n if n < self.arrived else self.arrived
+            self.consumed = min(self.arrived, n)
             if self.waiters:
                 self.release()
 

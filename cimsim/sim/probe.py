@@ -6,8 +6,8 @@ subscribed turns the calls into statistics or trace records.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Protocol
 
 
