@@ -312,8 +312,9 @@ def test_perfetto_export(capsys: pytest.CaptureFixture[str], traced: tuple[Path,
     with tracelib.open(traced[0]) as tr:
         cores = tr.mapping["cores"]
         n_compute = int((tr.events["kind"] == tr.kind_names.index("compute")).sum())
-    core_tracks = [name for name in threads.values() if "(core " in name]
-    assert len(core_tracks) == len(cores) == len(set(core_tracks))
+    core_tracks = [name for name in threads.values() if "(core " in name and not name.endswith(" stalls")]
+    stall_tracks = [name for name in threads.values() if name.endswith(" stalls")]
+    assert len(core_tracks) == len(cores) == len(set(core_tracks)) == len(stall_tracks)
     slices = [e for e in events if e["ph"] == "X"]
     assert sum(e["cat"] == "compute" for e in slices) == n_compute
     by_track: dict[tuple[int, int], list[tuple[float, float]]] = defaultdict(list)

@@ -207,6 +207,15 @@ class CrossbarConfig:
         """Crossbar cycles of one MVM in the worst case (11 speculating, 8 with policy off)."""
         return self.recovery_cycles + (0 if self.policy == "off" else self.speculative_cycles)
 
+    @property
+    def base_cycles(self) -> int:
+        """Crossbar cycles of an MVM that needs no data-dependent recovery: every recovery
+        slice (off), speculative plus recovery slices (always), the speculative slices
+        alone (on_failure); a longer MVM ran recovery cycles."""
+        if self.policy == "on_failure":
+            return self.speculative_cycles
+        return self.max_cycles
+
 
 @dataclass(frozen=True, eq=False)
 class MvmResult:
@@ -487,11 +496,3 @@ class Crossbar(_EntryRecovery):
             cycles=cycles,
             clipped_mask=clipped_mask,
         )
-
-    def mvm_explicit(self, x: np.ndarray) -> MvmResult:
-        """Same as `mvm`, computed the slow, literal way: every conversion is
-        evaluated, clipped, flagged and shift-added (the executable specification
-        the tests hold `mvm` to; `cimsim.functional.crossbar_reference.mvm_explicit`)."""
-        from cimsim.functional.crossbar_reference import mvm_explicit  # imports this module
-
-        return mvm_explicit(self, x)

@@ -1,6 +1,6 @@
 """The slow, literal crossbar MVM: the executable specification `Crossbar.mvm` is held to.
 
-`mvm_explicit` (called as `Crossbar.mvm_explicit`) evaluates every ADC conversion of
+`mvm_explicit(xbar, x)` evaluates every ADC conversion of
 the model in the `cimsim.functional.crossbar` docstring, clips it, flags it and
 shift-adds it: one float32 product of the 8 input bit-planes with the sliced weights
 (`_bit_plane_sums`), every speculative and recovery slice sum formed from those, and

@@ -59,7 +59,7 @@ class Datapath:
         self.mode = cfg.mode
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         """batched mode: (layer, image) -> (outputs (H, W, C) or pooled, per-window crossbar cycles (H, W))."""
-        self.base_mvm_cycles = {"off": 8, "always": 11, "on_failure": 3}[cfg.policy] * cfg.crossbar_cycle_cycles
+        self.base_mvm_cycles = xcfg.base_cycles * cfg.crossbar_cycle_cycles
         """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery."""
         self.maths: dict[str, LayerMath] = {}
         self.post: dict[str, dict[str, Any]] = {}

@@ -187,6 +187,7 @@ class OutputPort:
         """After the run: every pixel sent was delivered."""
         got = self.target.counts[self.source]
         if self.sent != got or self.in_flight:
-            return [f"port {self.source} -> {self.role} of {self.target.name or '?'}: sent {self.sent}, "
-                    f"delivered {got}, in flight {self.in_flight}"]
+            owner = self.target.name or "?"
+            return [f"port {self.source} -> {self.role} of {owner}: sent {self.sent}, delivered {got}, "
+                    f"in flight {self.in_flight}"]
         return []

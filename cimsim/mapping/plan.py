@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from cimsim.network.layers import EdgeRole
+from cimsim.network.layers import EdgeRole, LayerKind, Network
 
 
 @dataclass(frozen=True)
@@ -134,3 +134,12 @@ def dataflow_order(plan: MappingPlan) -> list[str]:
     deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
     index = list(plan.layers).index
     return list(nx.lexicographical_topological_sort(deps, key=index))
+
+
+def layer_pixels(net: Network, plan: MappingPlan) -> dict[str, int]:
+    """Output pixels per image of every compute layer (1 for an FC)."""
+    out = {}
+    for name in plan.layers:
+        layer = net.layer(name)
+        out[name] = layer.out_h * layer.out_w if layer.kind is LayerKind.CONV else 1
+    return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cimsim.config.load import scenario_to_dict
-from cimsim.mapping.plan import MappingPlan
+from cimsim.mapping.plan import MappingPlan, layer_pixels
 from cimsim.network import Network
 from cimsim.report.noc import noc_summary
 from cimsim.sim.probe import StallCause
@@ -95,15 +95,6 @@ class ReportInput:
     source_stall_timesteps: int
     extra: dict[str, Any] = field(default_factory=dict)
     """Fabric and DRAM statistics of the run: "links" (list of per-link dicts), "dram"."""
-
-
-def layer_pixels(net: Network, plan: MappingPlan) -> dict[str, int]:
-    """Output pixels per image of every compute layer (1 for an FC)."""
-    out = {}
-    for name in plan.layers:
-        layer = net.layer(name)
-        out[name] = layer.out_h * layer.out_w if layer.kind == "conv" else 1
-    return out
 
 
 def report_input(record: RunRecord) -> ReportInput:

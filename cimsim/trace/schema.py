@@ -13,6 +13,7 @@ import types
 import typing
 from typing import Any
 
+import h5py
 import numpy as np
 
 from cimsim.mapping.plan import MappingPlan
@@ -32,14 +33,19 @@ KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
 """Event kinds, by index. Append new kinds (speculation, recovery, ...) at the end: indices
 of existing kinds never change. Readers use the file's `kind_names` attribute."""
 CAUSES: tuple[str, ...] = ("", *(c.value for c in StallCause))
-"""Stall causes, by index; 0 = no cause (compute and image_done events). A cause the writer
-has not seen before is appended to the file's `cause_names` attribute."""
+"""Stall causes, by index; 0 = no cause (compute and image_done events). Readers use the
+file's `cause_names` attribute (older traces may list more causes)."""
+
+KIND_ENUM = h5py.enum_dtype({k: i for i, k in enumerate(KINDS)}, basetype="u1")
+"""HDF5 enum type of the `kind` column (readers that know HDF5 enums see the names)."""
+CAUSE_ENUM = h5py.enum_dtype({(c or "none"): i for i, c in enumerate(CAUSES)}, basetype="u1")
+"""HDF5 enum type of the `cause` column (0 = "none": not a stall)."""
 
 EVENT_DTYPE = np.dtype([
     ("cycle", "<i8"),            # start cycle of the event
     ("timestep", "<i4"),         # compute: its timestep; stall: first timestep; image_done: done timestep
-    ("kind", "u1"),              # index into kind_names
-    ("cause", "u1"),             # index into cause_names (stall), else 0
+    ("kind", KIND_ENUM),         # index into kind_names (an HDF5 enum)
+    ("cause", CAUSE_ENUM),       # index into cause_names (stall), else 0 (an HDF5 enum)
     ("core", "<i2"),             # core id, -1 for image_done
     ("layer", "<i2"),            # index into /mapping/layers, -1 for image_done
     ("image", "<i4"),            # compute, image_done: image; stall: -1

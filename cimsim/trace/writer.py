@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import h5py
 import numpy as np
@@ -23,9 +23,9 @@ from cimsim import __version__
 from cimsim.config.load import scenario_to_dict
 from cimsim.config.schema import Scenario
 from cimsim.errors import InputError
-from cimsim.mapping.plan import MappingPlan
+from cimsim.mapping.plan import MappingPlan, layer_pixels
 from cimsim.network import Network
-from cimsim.report.summary import Report, layer_pixels
+from cimsim.sim.probe import StallCause
 from cimsim.sim.record import RunRecord
 from cimsim.trace.schema import (
     CAUSES,
@@ -64,6 +64,12 @@ def _dtype(spec: list[tuple[str, str]]) -> np.dtype:
 def _text(group: h5py.Group, name: str, text: str) -> None:
     """A scalar variable-length UTF-8 string dataset."""
     group.create_dataset(name, data=text, dtype=h5py.string_dtype())
+
+
+class Summarised(Protocol):
+    """What `TraceWriter.finish` needs of a report: its summary dict."""
+
+    summary: dict[str, Any]
 
 
 class TraceWriter:
@@ -158,11 +164,9 @@ class TraceWriter:
         if self._n_ev == self._block:
             self._flush_events()
 
-    def stall(self, core: int, layer: str, cause: str, start_timestep: int, timesteps: int) -> None:
+    def stall(self, core: int, layer: str, cause: StallCause, start_timestep: int, timesteps: int) -> None:
         """Record a stall interval."""
-        code = self._causes.get(cause)
-        if code is None:
-            code = self._causes[cause] = len(self._causes)
+        code = self._causes[cause]
         self._ev[self._n_ev] = (start_timestep * self.cpt, start_timestep, 1, code, core, self._layer_index[layer],
                                 -1, -1, -1, 0, timesteps, timesteps * self.cpt)
         self._n_ev += 1
@@ -201,7 +205,6 @@ class TraceWriter:
             self._append("events", self._ev, self._n_ev)
             self.events_written += self._n_ev
             self._n_ev = 0
-            self.file.attrs["cause_names"] = list(self._causes)
 
     def _flush_links(self) -> None:
         if self._n_lk:
@@ -211,7 +214,7 @@ class TraceWriter:
             self.file["links"].attrs["link_names"] = np.array(list(self._links), dtype=h5py.string_dtype())
 
     # --- end ----------------------------------------------------------------------------------
-    def finish(self, record: RunRecord, report: Report) -> Path:
+    def finish(self, record: RunRecord, report: Summarised) -> Path:
         """Write the run tables and the summary, mark the file complete and rename it."""
         self._flush_events()
         self._flush_links()
@@ -225,15 +228,11 @@ class TraceWriter:
         run.create_dataset("image_done_timestep", data=np.array(record.image_done_ts, dtype=np.int64))
         rows = [(c.id, c.active_timesteps, c.peak_inbox_pixels, c.peak_residual_pixels) for c in record.cores]
         run.create_dataset("cores", data=np.array(rows, dtype=RUN_CORE_DTYPE))
-        for c in record.cores:
-            for cause in c.stall_timesteps:
-                self._causes.setdefault(cause, len(self._causes))
         stalls = np.zeros((len(record.cores), len(self._causes)), dtype=np.int64)
         for i, c in enumerate(record.cores):
             for cause, n in c.stall_timesteps.items():
                 stalls[i, self._causes[cause]] = n
         run.create_dataset("core_stalls", data=stalls)
-        f.attrs["cause_names"] = list(self._causes)
         self._summary(f.create_group("summary"), report.summary)
         f.attrs["events"] = self.events_written
         f.attrs["links"] = self.links_written
