@@ -1,4 +1,4 @@
-"""The network-on-chip: routers as SimPy processes, links that serialise flits, credits.
+"""The network-on-chip: routers, links that serialise flits, credits, cycle by cycle.
 
 Packets move by virtual cut-through at packet granularity: a router grants an output
 link to one waiting packet at a time (round robin over its input ports), once the
@@ -8,6 +8,14 @@ forwarded from there while its tail is still arriving, so an uncontended packet 
 hops x (router_cycles + link_cycles) + flits - 1 cycles. Credits return when the tail
 has left a buffer. A core's network interface (its output memory) queues packets for
 its router's local input port.
+
+Routers are clocked, not free-running processes: a router arbitrates in a cycle only
+when something it depends on changed in that cycle (a packet reached one of its
+inputs, a credit came back, an output it has a packet for became free). All of a
+cycle's changes are applied first, then the routers that have work arbitrate, in a
+fixed order, in one SimPy event per busy cycle (scheduled after the cycle's ordinary
+events, so arbitration sees every injection, credit and arrival of that cycle, as a
+router with registered inputs would).
 """
 
 from __future__ import annotations
@@ -30,6 +38,10 @@ if TYPE_CHECKING:
     from cimsim.hw.ports import OutputMemory, OutputPort
 
 Node = object
+LOCAL = "local"
+"""A router's port to its own core (injection input, ejection output)."""
+_ARBITRATION = 2
+"""SimPy priority of the arbitration event: after the cycle's ordinary (NORMAL = 1) events."""
 
 
 @dataclass(eq=False)
@@ -61,7 +73,7 @@ class LinkStats:
     peak_buffer_flits: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class _InputBuffer:
     capacity: int | None
     queue: deque[Packet] = field(default_factory=deque)
@@ -73,121 +85,114 @@ class _InputBuffer:
         return None if self.capacity is None else self.capacity - self.reserved
 
 
+class _Phase(simpy.Event):
+    """The arbitration event of one cycle (a low-priority, already triggered event)."""
+
+    def __init__(self, env: simpy.Environment, delay: int, callback: Callable[[simpy.Event], None]) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        self.callbacks.append(callback)
+        env.schedule(self, _ARBITRATION, delay)
+
+
+class _Cycle:
+    """What happens in one cycle: credits returned, packets ejected, routers to arbitrate."""
+
+    __slots__ = ("credits", "ejected", "routers")
+
+    def __init__(self) -> None:
+        self.credits: list[tuple[_InputBuffer, int]] = []
+        self.ejected: list[Packet] = []
+        self.routers: set[Router] = set()
+
+
 class Router:
     """One router: input buffers per incoming link (plus the local injection port), an
     output per outgoing link (plus the local ejection port), round-robin arbitration."""
 
-    def __init__(self, env: simpy.Environment, noc: Noc, node: Node) -> None:
-        self.env = env
+    def __init__(self, noc: Noc, node: Node, index: int) -> None:
         self.noc = noc
         self.node = node
-        self.inputs: dict[Node, _InputBuffer] = {"local": _InputBuffer(None)}
-        self.outputs: dict[Node, LinkStats] = {"local": LinkStats(f"{_name(node)}->core")}
-        self.busy_until: dict[Node, int] = {"local": 0}
-        self.rr: dict[Node, int] = {"local": 0}
-        self._wake: simpy.Event | None = None
-        self._timer_at: int | None = None
-        self.process = env.process(self.run())
+        self.index = index
+        """Position in the NoC's fixed arbitration order."""
+        self.inputs: dict[Node, _InputBuffer] = {LOCAL: _InputBuffer(None)}
+        self.outputs: dict[Node, LinkStats] = {LOCAL: LinkStats(f"{_name(node)}->core")}
+        self.busy_until: dict[Node, int] = {LOCAL: 0}
+        self.rr: dict[Node, int] = {LOCAL: 0}
+        self.ports: list[Node] = []
+        """Input port names in arbitration order (set when the NoC is wired)."""
+
+    def __lt__(self, other: Router) -> bool:
+        return self.index < other.index
 
     def kick(self) -> None:
-        """Something changed: re-arbitrate."""
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        """Something changed now: arbitrate in this cycle."""
+        self.noc.request(self, self.noc.env.now)
 
-    def _wake_at(self, cycle: int) -> None:
-        if self._timer_at is not None and self._timer_at <= cycle:
-            return
-        self._timer_at = cycle
-        self.env.timeout(cycle - self.env.now).callbacks.append(lambda _e: self._timer_fired(cycle))
-
-    def _timer_fired(self, cycle: int) -> None:
-        if self._timer_at == cycle:
-            self._timer_at = None
-        self.kick()
-
-    def run(self):  # SimPy generator
-        """Grant free outputs to waiting packets until nothing can move, then sleep."""
-        env = self.env
-        ports = list(self.inputs)
-        while True:
+    def arbitrate(self, now: int) -> None:
+        """Grant free outputs to waiting packets until nothing can move; ask to arbitrate
+        again when a busy output a packet waits for becomes free."""
+        ports, inputs, routers, rr = self.ports, self.inputs, self.noc.routers, self.rr
+        n = len(ports)
+        moved = True
+        while moved:
             moved = False
-            later: int | None = None
+            wants: dict[Node, list[int]] = {}
+            for i, port in enumerate(ports):
+                queue = inputs[port].queue
+                if queue:
+                    pkt = queue[0]
+                    if pkt.head_at <= now:
+                        wants.setdefault(self._next(pkt), []).append(i)
+            if not wants:
+                return
             for out in self.outputs:
-                free = self.busy_until[out]
-                if free > env.now:
-                    later = free if later is None else min(later, free)
+                waiting = wants.get(out)
+                if waiting is None:
                     continue
-                n = len(ports)
-                start = self.rr[out]
-                for i in range(n):
-                    port = ports[(start + i) % n]
-                    buf = self.inputs[port]
-                    if not buf.queue:
-                        continue
-                    pkt = buf.queue[0]
-                    if self._next(pkt) != out:
-                        continue
-                    if pkt.head_at > env.now:
-                        later = pkt.head_at if later is None else min(later, pkt.head_at)
-                        continue
-                    down = None if out == "local" else self.noc.routers[out].inputs[self.node]
-                    if down is not None and down.credits() is not None and down.credits() < pkt.flits:
-                        continue  # woken again when the next router returns credits
-                    buf.queue.popleft()
-                    self._grant(pkt, buf, out, down)
-                    self.rr[out] = (start + i + 1) % n
+                free = self.busy_until[out]
+                if free > now:
+                    self.noc.request(self, free)
+                    continue
+                start = rr[out]
+                down = None if out == LOCAL else routers[out].inputs[self.node]
+                for i in sorted(waiting, key=lambda j: (j - start) % n):
+                    pkt = inputs[ports[i]].queue[0]
+                    if down is not None and down.capacity is not None and down.capacity - down.reserved < pkt.flits:
+                        continue  # arbitrates again when the next router returns credits
+                    inputs[ports[i]].queue.popleft()
+                    self._grant(pkt, inputs[ports[i]], out, down, now)
+                    rr[out] = (i + 1) % n
                     moved = True
                     break
-            if moved:
-                continue
-            if later is not None:
-                self._wake_at(later)
-            self._wake = env.event()
-            yield self._wake
-            self._wake = None
 
     def _next(self, pkt: Packet) -> Node:
-        return "local" if pkt.hop == len(pkt.route) - 1 else pkt.route[pkt.hop + 1]
+        return LOCAL if pkt.hop == len(pkt.route) - 1 else pkt.route[pkt.hop + 1]
 
-    def _grant(self, pkt: Packet, buf: _InputBuffer, out: Node, down: _InputBuffer | None) -> None:
-        env, cfg = self.env, self.noc
-        now = env.now
-        tail_leaves = now + cfg.router_cycles + pkt.flits
+    def _grant(self, pkt: Packet, buf: _InputBuffer, out: Node, down: _InputBuffer | None, now: int) -> None:
+        noc = self.noc
+        tail_leaves = now + noc.router_cycles + pkt.flits
         self.busy_until[out] = tail_leaves
         stats = self.outputs[out]
         if pkt.hop == 0 and pkt.left is not None:
             pkt.left.give_back()
         if buf.capacity is not None:  # this buffer's credits go back when the tail has left
-            up = buf.upstream
-            flits = pkt.flits
-
-            def _credit(_e: object) -> None:
-                buf.reserved -= flits
-                if up is not None:
-                    up.kick()
-
-            env.timeout(tail_leaves - now).callbacks.append(_credit)
-        head = now + cfg.router_cycles + cfg.link_cycles
-        if out == "local":
-            self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
-            simpy.Timeout(env, head + pkt.flits - 1 - now, pkt).callbacks.append(_ejected)
+            noc.credit(buf, pkt.flits, tail_leaves)
+        head = now + noc.router_cycles + noc.link_cycles
+        if down is None:
+            noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits)
+            noc.eject(pkt, head + pkt.flits - 1)
             return
         down.reserved += pkt.flits
-        down.stats.peak_buffer_flits = max(down.stats.peak_buffer_flits, down.reserved)
-        self.noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits, down.reserved)
+        assert down.stats is not None
+        if down.reserved > down.stats.peak_buffer_flits:
+            down.stats.peak_buffer_flits = down.reserved
+        noc.probe.link(now, stats.name, pkt.source, pkt.flits, pkt.flits, down.reserved)
         pkt.hop += 1
         pkt.head_at = head
         down.queue.append(pkt)
-        nxt = self.noc.routers[out]
-        if head > now:
-            nxt._wake_at(head)
-        else:
-            nxt.kick()
-
-
-def _ejected(event: simpy.Event) -> None:
-    pkt = event.value
-    pkt.deliver(pkt)
+        noc.request(noc.routers[out], head)
 
 
 class Noc:
@@ -202,7 +207,7 @@ class Noc:
         self.router_cycles = router_cycles
         self.header_bits = header_bits
         self.probe = probe
-        self.routers: dict[Node, Router] = {n: Router(env, self, n) for n in graph.nodes}
+        self.routers: dict[Node, Router] = {n: Router(self, n, i) for i, n in enumerate(graph.nodes)}
         for a, b in graph.edges:
             ra, rb = self.routers[a], self.routers[b]
             stats = LinkStats(f"{_name(a)}->{_name(b)}")
@@ -210,7 +215,66 @@ class Noc:
             ra.busy_until[b] = 0
             ra.rr[b] = 0
             rb.inputs[a] = _InputBuffer(buffer_depth_flits, upstream=ra, stats=stats)
+        for r in self.routers.values():
+            r.ports = list(r.inputs)
+        self._cycles: dict[int, _Cycle] = {}
+        self._running: int | None = None
+        """The cycle whose arbitration is under way (requests for it join the running phase)."""
+        self.phases = 0
+        """Arbitration events run (for benchmarks)."""
 
+    # --- the per-cycle schedule ---------------------------------------------------------------
+    def _at(self, cycle: int) -> _Cycle:
+        entry = self._cycles.get(cycle)
+        if entry is None:
+            entry = self._cycles[cycle] = _Cycle()
+            if cycle != self._running:
+                _Phase(self.env, cycle - self.env.now, self._phase)
+        return entry
+
+    def request(self, router: Router, cycle: int) -> None:
+        """`router` arbitrates in `cycle` (now or later)."""
+        self._at(cycle).routers.add(router)
+
+    def credit(self, buf: _InputBuffer, flits: int, cycle: int) -> None:
+        """`flits` credits of `buf` come back in `cycle`; its upstream router then re-arbitrates."""
+        self._at(cycle).credits.append((buf, flits))
+
+    def eject(self, pkt: Packet, cycle: int) -> None:
+        """`pkt`'s tail reaches its core in `cycle`."""
+        self._at(cycle).ejected.append(pkt)
+
+    def _phase(self, _event: simpy.Event) -> None:
+        now = self.env.now
+        entry = self._cycles.get(now)
+        if entry is None:  # already run by an earlier phase event of this cycle
+            return
+        self.phases += 1
+        self._running = now
+        for buf, flits in entry.credits:
+            buf.reserved -= flits
+            if buf.upstream is not None:
+                entry.routers.add(buf.upstream)
+        for pkt in entry.ejected:
+            pkt.deliver(pkt)
+        entry.credits, entry.ejected = [], []
+        while entry.routers:
+            batch = sorted(entry.routers)
+            entry.routers = set()
+            for router in batch:
+                router.arbitrate(now)
+            if entry.credits or entry.ejected:  # zero-latency changes made in this cycle
+                for buf, flits in entry.credits:
+                    buf.reserved -= flits
+                    if buf.upstream is not None:
+                        entry.routers.add(buf.upstream)
+                for pkt in entry.ejected:
+                    pkt.deliver(pkt)
+                entry.credits, entry.ejected = [], []
+        del self._cycles[now]
+        self._running = None
+
+    # --- interface --------------------------------------------------------------------------
     def flits(self, payload_bits: int) -> int:
         """Flits of a packet carrying `payload_bits` (plus the header)."""
         return packet_flits(payload_bits, self.header_bits, self.link_width_bits)
@@ -219,8 +283,8 @@ class Noc:
         """Queue a packet at its source router's local input port (the core's output memory)."""
         router = self.routers[pkt.route[0]]
         pkt.head_at = self.env.now
-        router.inputs["local"].queue.append(pkt)
-        router.kick()
+        router.inputs[LOCAL].queue.append(pkt)
+        self.request(router, self.env.now)
 
     def blocked_lines(self) -> list[str]:
         """Routers holding packets, and what the packet at each buffer's head waits for."""
@@ -231,12 +295,13 @@ class Noc:
                     continue
                 pkt = buf.queue[0]
                 out = r._next(pkt)
-                down = None if out == "local" else self.routers[out].inputs[r.node]
-                if down is not None and down.credits() is not None and down.credits() < pkt.flits:
+                down = None if out == LOCAL else self.routers[out].inputs[r.node]
+                credits = down.credits() if down is not None else None
+                if down is not None and credits is not None and credits < pkt.flits:
                     why = (f"{pkt.flits} credits on link {_name(r.node)}->{_name(out)} "
                            f"(buffer {down.reserved}/{down.capacity} flits)")
                 else:
-                    why = f"link {_name(r.node)}->{_name(out) if out != 'local' else 'core'}"
+                    why = f"link {_name(r.node)}->{_name(out) if out != LOCAL else 'core'}"
                 lines.append(f"router {_name(r.node)} input {_name(port)}: {len(buf.queue)} packets, head from "
                              f"{pkt.source} waits for {why}")
         return lines
@@ -244,7 +309,6 @@ class Noc:
     def links(self) -> list[LinkStats]:
         """Statistics of every link, ejection ports included, in a fixed order."""
         return [s for r in self.routers.values() for s in r.outputs.values()]
-
 
     def drained_problems(self) -> list[str]:
         """After the run: no router holds a packet or reserved flits, no buffer overflowed."""
