@@ -324,3 +324,10 @@ def test_bad_ert_is_one_line(tmp_path: Path, edit: tuple[str, str], why: str) ->
         import_ert(ert, clock_hz=CLOCK, component_map={"input_sram": C.SRAM},
                    action_map={"read": A.WORD_READ, "write": A.WORD_WRITE})
     assert why in str(info.value) and str(ert) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_missing_pyyaml_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    monkeypatch.setitem(sys.modules, "yaml", None)
+    with pytest.raises(InputError, match=r"needs PyYAML: pip install 'cimsim\[energy\]'"):
+        export_action_counts(hand_counts())
