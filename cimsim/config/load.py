@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cimsim.config.schema import Scenario
+from cimsim.config.schema import EnergyConfig, Scenario
+from cimsim.energy.table import builtin_tables, load_table, resolve_table
 from cimsim.errors import InputError
 
 ENUMS: dict[str, tuple[str, ...]] = {
@@ -330,8 +331,26 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
             f"{file}: model = {_show(scenario.model)}{origin}: file not found ({resolved})"
         )
     return dataclasses.replace(
-        scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file)
+        scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file),
+        energy=_check_energy(scenario, file, checker),
     )
+
+
+def _check_energy(scenario: Scenario, file: Path, checker: _Checker) -> EnergyConfig:
+    """Validate `[energy]`: the table must exist and load; a path is made absolute, like `model`."""
+    energy = scenario.energy
+    if not energy.table:
+        if energy.enabled:
+            checker.fail("energy.enabled", True, "needs energy.table (a builtin name or a table file)")
+        return energy
+    try:
+        path = resolve_table(energy.table, file.parent)
+        load_table(path)
+    except InputError as exc:
+        checker.fail("energy.table", energy.table, str(exc))
+    if energy.table in builtin_tables():
+        return energy
+    return dataclasses.replace(energy, table=str(path))
 
 
 def _check_combinations(scenario: Scenario, checker: _Checker) -> None:

@@ -174,6 +174,17 @@ class FunctionalConfig:
 
 
 @dataclass(frozen=True)
+class EnergyConfig:
+    """Energy, power and area from action counts x an energy table (not wired into the run yet)."""
+
+    enabled: bool = False
+    """Charge the run's action counts with `table` and report energy, power and area."""
+    table: str = ""
+    """The energy table: a builtin name ("dazzi2021_14nm", "raella_like") or the path of a
+    table TOML relative to the scenario file; required when enabled."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """What to simulate and report."""
 
@@ -209,6 +220,7 @@ class Scenario:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
     functional: FunctionalConfig = field(default_factory=FunctionalConfig)
+    energy: EnergyConfig = field(default_factory=EnergyConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""
     """Path of the file this scenario was loaded from (set by the loader)."""
