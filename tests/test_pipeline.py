@@ -390,6 +390,6 @@ print(report.summary["latency_timesteps"], "timesteps")
 def test_readme_example(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                         regular: Report) -> None:
     monkeypatch.chdir(REPO)
-    exec(compile(README_EXAMPLE, "README_EXAMPLE", "exec"), {"__name__": "readme_example"})  # noqa: S102
+    exec(compile(README_EXAMPLE, "README_EXAMPLE", "exec"), {"__name__": "readme_example"})
     out = capsys.readouterr().out
     assert out == f"42 cores\n{regular.summary['latency_timesteps']} timesteps\n"

@@ -152,11 +152,11 @@ class CrossbarConfig:
             if not 1 <= wsb <= WEIGHT_MAGNITUDE_BITS:
                 raise bad("weight_slice_bits", "expected 1..8 bits per slice")
             full, rest = divmod(WEIGHT_MAGNITUDE_BITS, int(wsb))
-            wsb = (int(wsb),) * full + ((rest,) if rest else ())
+            widths: tuple[int, ...] = (int(wsb),) * full + ((rest,) if rest else ())
         else:
-            wsb = tuple(int(b) for b in wsb)
-        object.__setattr__(self, "weight_slice_bits", wsb)
-        if not wsb or min(wsb) < 1 or sum(wsb) != WEIGHT_MAGNITUDE_BITS:
+            widths = tuple(int(b) for b in wsb)  # type: ignore[union-attr]  # a sequence of widths
+        object.__setattr__(self, "weight_slice_bits", widths)
+        if not widths or min(widths) < 1 or sum(widths) != WEIGHT_MAGNITUDE_BITS:
             raise bad("weight_slice_bits", f"expected positive widths summing to {WEIGHT_MAGNITUDE_BITS}")
         if self.weight_encoding not in ENCODINGS:
             raise bad("weight_encoding", f"expected one of {', '.join(ENCODINGS)}")
@@ -190,7 +190,8 @@ class CrossbarConfig:
     @property
     def weight_slice_ranges(self) -> tuple[tuple[int, int], ...]:
         """(high, low) offset-magnitude bits of each weight slice (device column)."""
-        return slice_ranges(WEIGHT_MAGNITUDE_BITS, self.weight_slice_bits)
+        widths: tuple[int, ...] = self.weight_slice_bits  # type: ignore[assignment]  # a tuple after __post_init__
+        return slice_ranges(WEIGHT_MAGNITUDE_BITS, widths)
 
     @property
     def speculative_cycles(self) -> int:

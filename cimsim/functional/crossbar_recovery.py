@@ -26,6 +26,18 @@ from cimsim.functional.centers import _EXACT_BITS, _digit_bits
 class _EntryRecovery:
     """`Crossbar` mixin: tables and evaluation of single-entry recovery sums (module docstring)."""
 
+    # provided by `Crossbar`
+    rows: int
+    physical_columns: int
+    _chunks: np.ndarray
+    _chunk_start: np.ndarray
+    _rec_table: np.ndarray
+    _d_rec_int: np.ndarray
+    _wsl: np.ndarray
+    _wsl_rec: np.ndarray
+    _DENSE_RATIO: float
+    _SPARSE_CHUNK: int
+
     def _init_entry_recovery(self, spec, rec_in: np.ndarray, bound: int) -> None:
         """Build the recovery tables. ``spec``: the speculative slice ranges; ``rec_in``:
         the recovery input slice values by low byte (`crossbar._input_slice_table`);

@@ -89,7 +89,7 @@ def mvm_explicit(xbar: Crossbar, x: np.ndarray) -> MvmResult:
     cv = np.rint(colval).astype(np.int64).reshape(n, k, xbar.cols)
     values = (cv * xbar._wdig[None, :, None]).sum(axis=1)
     values += xbar._centers64[None, :] * x2.astype(np.int64).sum(axis=1, keepdims=True)
-    clipped_mask = used_clip.any(axis=1).reshape(n, k, xbar.cols).any(axis=1)
+    clipped_mask = np.asarray(used_clip.any(axis=1).reshape(n, k, xbar.cols).any(axis=1))
     values = values.astype(np.int32)
     if single:
         values, clipped_mask = values[0], clipped_mask[0]

@@ -11,7 +11,7 @@ order. A core with nothing to do sleeps on an event; producers and consumers wak
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +60,8 @@ class Core:
 
     def __init__(self, env: simpy.Environment, spec: CoreSpec, mapping: LayerMapping, geom: LayerGeometry,
                  sram: SramTiming, timing: CoreTiming, clocking: Clocking, probe: Probe, batch: int,
-                 outputs: Sequence[OutputPort], main_sources: Sequence[str], residual_sources: Sequence[str],
-                 partial_sources: Sequence[str], emits_image_done: bool, pooled: bool, main_capacity: int,
+                 outputs: Sequence[OutputPort], main_sources: list[str], residual_sources: list[str],
+                 partial_sources: list[str], emits_image_done: bool, pooled: bool, main_capacity: int,
                  datapath: Datapath | None = None, check_invariants: bool = False) -> None:
         self.env = env
         self.spec = spec
@@ -210,7 +210,7 @@ class Core:
                 costs = write_cost[image % len(write_cost)]
         if stored != before:
             self.stored = stored
-            now_ts = self.env.now // self._cpt
+            now_ts = int(self.env.now) // self._cpt
             if now_ts != self.store_ts:
                 self.store_ts, self.store_cycles = now_ts, 0
             self.store_cycles += cycles
@@ -260,7 +260,7 @@ class Core:
             digital += t.digital_cycles
         return sram, sram + mvm + digital
 
-    def run(self):  # type: ignore[no-untyped-def]  # SimPy generator
+    def run(self) -> Generator[simpy.Event, object, None]:
         """The controller loop: one iteration per parallel group computed.
 
         Subscribe to the probe before the run starts: the loop binds its event methods once.
@@ -277,7 +277,7 @@ class Core:
             if self.stored < main.arrived:
                 self._store()
             cause = self._blocked()
-            now = env.now
+            now = int(env.now)
             now_ts = now // cpt
             if not self.started and main.arrived > 0:
                 self.started, self.mark_ts = True, now_ts
@@ -334,9 +334,9 @@ class Core:
         self.cause = None
         # Pixels no window uses (e.g. the odd rows of a stride-2 1 x 1 layer) may still
         # arrive after the last output: accept them so producers are never held up.
-        for port in (main, residual):
-            port.capacity = None
-            port.release()
+        for inport in (main, residual):
+            inport.capacity = None
+            inport.release()
 
     # --- invariants -----------------------------------------------------------------------------
     def _check_step(self, image: int, gi: int, timestep: int) -> None:

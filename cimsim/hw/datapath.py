@@ -144,7 +144,7 @@ class Datapath:
             res = self.maths[name].compute(win)
             self._count(name, res)
             post = self.post[name]
-            residual = (values[lm.residual_input].transpose(1, 0, 2).reshape(-1, layer.out_channels)
+            residual = (values[str(lm.residual_input)].transpose(1, 0, 2).reshape(-1, layer.out_channels)
                         if post["add"] else None)  # column-major, like the positions
             shape = (geom.out_h, geom.out_w) if layer.kind == "conv" else (1, 1)
             y = self.maths[name].finish(res.acc, post["relu"], residual)
@@ -205,6 +205,7 @@ class Datapath:
         else:
             residual = None
             if post["add"]:
+                assert lm.residual_input is not None
                 rsrc = self._read(lm.residual_input, image, layer)
                 residual = np.stack([rsrc[r, c] for r, c in positions])
             y = self.maths[layer].finish(res.acc, post["relu"], residual)
@@ -259,7 +260,7 @@ class Datapath:
     # --- summary ------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         """Counters per layer and overall, speculation success, converts, reference match."""
-        layers = {}
+        layers: dict[str, dict[str, Any]] = {}
         total = dict.fromkeys(COUNTERS, 0)
         for name, c in self.counters.items():
             layers[name] = dict(c)

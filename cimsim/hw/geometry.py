@@ -77,7 +77,16 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
     dw = max(1, min(dw, rate, out_w))
     block_rows = -(-rate // dw)
     last_group = np.full((in_w, in_h), -1, dtype=np.int64)
-    count, done, need, first_in, released, out_need, rows, cols, origin, shape = ([] for _ in range(10))
+    count: list[int] = []
+    done: list[int] = []
+    need: list[int] = []
+    first_in: list[int] = []
+    released: list[int] = []
+    out_need: list[int] = []
+    rows: list[tuple[int, ...]] = []
+    cols: list[tuple[int, int]] = []
+    origin: list[tuple[int, int]] = []
+    shape: list[tuple[int, int]] = []
     total = 0
     for c0 in range(0, out_w, dw):
         c1 = min(c0 + dw, out_w)

@@ -93,7 +93,7 @@ class _Phase(simpy.Event):
         self._ok = True
         self._value = None
         self.callbacks.append(callback)
-        env.schedule(self, _ARBITRATION, delay)
+        env.schedule(self, _ARBITRATION, delay)  # type: ignore[arg-type]  # below NORMAL
 
 
 class _Cycle:
@@ -128,7 +128,7 @@ class Router:
 
     def kick(self) -> None:
         """Something changed now: arbitrate in this cycle."""
-        self.noc.request(self, self.noc.env.now)
+        self.noc.request(self, int(self.noc.env.now))
 
     def arbitrate(self, now: int) -> None:
         """Grant free outputs to waiting packets until nothing can move; ask to arbitrate
@@ -229,7 +229,7 @@ class Noc:
         if entry is None:
             entry = self._cycles[cycle] = _Cycle()
             if cycle != self._running:
-                _Phase(self.env, cycle - self.env.now, self._phase)
+                _Phase(self.env, cycle - int(self.env.now), self._phase)
         return entry
 
     def request(self, router: Router, cycle: int) -> None:
@@ -245,7 +245,7 @@ class Noc:
         self._at(cycle).ejected.append(pkt)
 
     def _phase(self, _event: simpy.Event) -> None:
-        now = self.env.now
+        now = int(self.env.now)
         entry = self._cycles.get(now)
         if entry is None:  # already run by an earlier phase event of this cycle
             return
@@ -282,9 +282,10 @@ class Noc:
     def inject(self, pkt: Packet) -> None:
         """Queue a packet at its source router's local input port (the core's output memory)."""
         router = self.routers[pkt.route[0]]
-        pkt.head_at = self.env.now
+        now = int(self.env.now)
+        pkt.head_at = now
         router.inputs[LOCAL].queue.append(pkt)
-        self.request(router, self.env.now)
+        self.request(router, now)
 
     def blocked_lines(self) -> list[str]:
         """Routers holding packets, and what the packet at each buffer's head waits for."""
@@ -361,7 +362,8 @@ class RouterFabric(Fabric):
             simpy.Timeout(self.env, delay, (port, count, earliest)).callbacks.append(self._inject_later)
 
     def _inject_later(self, event: simpy.Event) -> None:
-        self._inject(*event.value)
+        port, count, earliest = event._value
+        self._inject(port, count, earliest)
 
     def _inject(self, port: OutputPort, count: int, earliest: int) -> None:
         noc, deliver = self.noc, self._delivered

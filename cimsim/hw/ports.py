@@ -181,7 +181,7 @@ class OutputPort:
         target.deliver(self.source, count)
 
     def _on_arrival(self, event: simpy.Event) -> None:
-        self.arrive(event.value)
+        self.arrive(event._value)  # the Timeout's value: the number of pixels
 
     def drained_problems(self) -> list[str]:
         """After the run: every pixel sent was delivered."""

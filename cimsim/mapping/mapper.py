@@ -108,7 +108,7 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     _check_rates(net, scenario, fused)
     warnings: list[str] = []
     layers: dict[str, LayerMapping] = {}
-    edges: list[tuple[str, str, str]] = []
+    edges: list[tuple[str, str, EdgeRole]] = []
     cores: list[CoreSpec] = []
     positions = snake(chip.array_rows, chip.array_cols)
     for layer in net.layers:
@@ -194,7 +194,7 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
     """Core-level packet streams of the plan, routed on the scenario's topology; an edge
     the topology cannot carry is a mapping error naming the two layers."""
     noc, chip = scenario.noc, scenario.chip
-    flows = []
+    flows: list[Flow] = []
     for src_layer, dst_layer, role in plan.edges:
         dst = plan.layers[dst_layer]
         targets = dst.cores if role is EdgeRole.MAIN else dst.merge_cores

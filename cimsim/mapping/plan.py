@@ -118,7 +118,7 @@ class MappingPlan:
     warnings: tuple[str, ...] = ()
     flows: tuple[Flow, ...] = ()
     """Every core-to-core (and input-to-core) packet stream, with its route."""
-    topology: nx.DiGraph | None = field(default=None, compare=False, repr=False)
+    topology: nx.DiGraph[object] | None = field(default=None, compare=False, repr=False)
     """The NoC's router graph the flows are routed on (None: the ideal fabric)."""
 
     @property
@@ -129,7 +129,7 @@ class MappingPlan:
 
 def dataflow_order(plan: MappingPlan) -> list[str]:
     """Compute layers producers first (ties in plan order): the order values flow in."""
-    deps = nx.DiGraph()
+    deps: nx.DiGraph[str] = nx.DiGraph()
     deps.add_nodes_from(plan.layers)
     deps.add_edges_from((a, b) for a, b, _ in plan.edges if a in plan.layers)
     index = list(plan.layers).index

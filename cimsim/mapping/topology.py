@@ -22,7 +22,7 @@ RoutingPolicy = Callable[[nx.DiGraph, Node, Node], list[Node] | None]
 
 def mesh(rows: int, cols: int, dram: tuple[int, int] | None = None) -> nx.DiGraph:
     """A rows x cols mesh of routers; `dram` attaches the DRAM port to that router."""
-    g = nx.DiGraph(kind="mesh")
+    g: nx.DiGraph[Node] = nx.DiGraph(kind="mesh")
     for r in range(rows):
         for c in range(cols):
             g.add_node((r, c))
@@ -39,7 +39,7 @@ def mesh(rows: int, cols: int, dram: tuple[int, int] | None = None) -> nx.DiGrap
 def prism(rows: int, cols: int, k: int) -> nx.DiGraph:
     """Direct links from each snake position to the next k positions; DRAM linked to the first."""
     order = snake(rows, cols)
-    g = nx.DiGraph(kind="prism")
+    g: nx.DiGraph[Node] = nx.DiGraph(kind="prism")
     g.add_nodes_from(order)
     for i, a in enumerate(order):
         for b in order[i + 1:i + 1 + k]:
@@ -58,8 +58,9 @@ def xy_route(g: nx.DiGraph, src: Node, dst: Node) -> list[Node] | None:
         src = next(iter(g.successors("dram")))
         path.append(src)
     target = next(iter(g.predecessors("dram"))) if dst == "dram" else dst
-    r, c = src  # type: ignore[misc]
-    tr, tc = target  # type: ignore[misc]
+    assert not isinstance(src, str) and not isinstance(target, str), "mesh routers are (row, col)"
+    r, c = src
+    tr, tc = target
     while c != tc:
         c += 1 if tc > c else -1
         path.append((r, c))
@@ -85,8 +86,8 @@ def node_name(node: object) -> str:
     """A router's name in messages and link names: ``r<row>.<col>``, or the port's own name."""
     if isinstance(node, str):
         return node
-    row, col = node  # type: ignore[misc]
-    return f"r{row}.{col}"
+    pos: tuple[int, int] = node  # type: ignore[assignment]  # a router position (row, col)
+    return f"r{pos[0]}.{pos[1]}"
 
 
 def packet_flits(payload_bits: int, header_bits: int, link_width_bits: int) -> int:

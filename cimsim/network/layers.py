@@ -129,7 +129,7 @@ class Network:
         consistent); `load_model` is the validating entry point.
         """
         layers = tuple(layers)
-        graph = nx.DiGraph()
+        graph: nx.DiGraph[str] = nx.DiGraph()
         for layer in layers:
             graph.add_node(layer.name, layer=layer)
         for layer in layers:

@@ -6,10 +6,11 @@ from collections import defaultdict
 from typing import Any
 
 from cimsim.mapping.plan import Flow, MappingPlan
+from cimsim.mapping.topology import node_name
 
 
 def _node(n: object) -> str:
-    return n if isinstance(n, str) else f"r{n[0]}.{n[1]}"
+    return node_name(n)
 
 
 def _flow_links(flow: Flow, plan: MappingPlan) -> list[str]:

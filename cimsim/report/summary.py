@@ -9,7 +9,6 @@ from typing import Any
 
 from cimsim.config.load import scenario_to_dict
 from cimsim.mapping.plan import MappingPlan, layer_pixels
-from cimsim.network import Network
 from cimsim.report.noc import noc_summary
 from cimsim.sim.probe import StallCause
 from cimsim.sim.record import RunRecord
@@ -113,8 +112,9 @@ def report_input(record: RunRecord) -> ReportInput:
 
 def make_report(source: RunRecord | ReportInput) -> Report:
     """Latency, throughput and per-layer behaviour of a run (live, or rebuilt from a trace)."""
-    record = source if isinstance(source, RunRecord) else None
-    return Report(summarize(report_input(source) if record is not None else source), record)
+    if isinstance(source, RunRecord):
+        return Report(summarize(report_input(source)), source)
+    return Report(summarize(source), None)
 
 
 def summarize(inp: ReportInput) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def _fanout(name: str, subscribers: list[object]) -> Callable[..., None]:
     if not methods:
         return _ignore
     if len(methods) == 1:
-        return methods[0]  # type: ignore[no-any-return]
+        return methods[0]
 
     def fan(*args: object) -> None:
         for m in methods:

@@ -113,7 +113,7 @@ def _rebuild(hint: Any, value: Any) -> Any:
         return None
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(value)
-    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
         hints = typing.get_type_hints(hint)
         names = {f.name for f in dataclasses.fields(hint)}
         return hint(**{k: _rebuild(hints[k], v) for k, v in value.items() if k in names})

@@ -69,7 +69,9 @@ def _text(group: h5py.Group, name: str, text: str) -> None:
 class Summarised(Protocol):
     """What `TraceWriter.finish` needs of a report: its summary dict."""
 
-    summary: dict[str, Any]
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary `cimsim run --json` prints."""
 
 
 class TraceWriter:
