@@ -118,7 +118,7 @@ class MappingPlan:
     warnings: tuple[str, ...] = ()
     flows: tuple[Flow, ...] = ()
     """Every core-to-core (and input-to-core) packet stream, with its route."""
-    topology: nx.DiGraph[object] | None = field(default=None, compare=False, repr=False)
+    topology: nx.DiGraph | None = field(default=None, compare=False, repr=False)
     """The NoC's router graph the flows are routed on (None: the ideal fabric)."""
 
     @property
