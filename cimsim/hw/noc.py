@@ -251,28 +251,28 @@ class Noc:
             return
         self.phases += 1
         self._running = now
-        for buf, flits in entry.credits:
-            buf.reserved -= flits
-            if buf.upstream is not None:
-                entry.routers.add(buf.upstream)
-        for pkt in entry.ejected:
-            pkt.deliver(pkt)
-        entry.credits, entry.ejected = [], []
+        self._apply(entry)
         while entry.routers:
             batch = sorted(entry.routers)
             entry.routers = set()
             for router in batch:
                 router.arbitrate(now)
-            if entry.credits or entry.ejected:  # zero-latency changes made in this cycle
-                for buf, flits in entry.credits:
-                    buf.reserved -= flits
-                    if buf.upstream is not None:
-                        entry.routers.add(buf.upstream)
-                for pkt in entry.ejected:
-                    pkt.deliver(pkt)
-                entry.credits, entry.ejected = [], []
+            self._apply(entry)  # zero-latency changes made in this cycle
         del self._cycles[now]
         self._running = None
+
+    @staticmethod
+    def _apply(entry: _Cycle) -> None:
+        """Return the cycle's credits (their upstream routers then arbitrate) and hand over
+        the packets ejected in it."""
+        for buf, flits in entry.credits:
+            buf.reserved -= flits
+            if buf.upstream is not None:
+                entry.routers.add(buf.upstream)
+        ejected = entry.ejected
+        entry.credits, entry.ejected = [], []
+        for pkt in ejected:
+            pkt.deliver(pkt)
 
     # --- interface --------------------------------------------------------------------------
     def flits(self, payload_bits: int) -> int:
