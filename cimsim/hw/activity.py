@@ -5,7 +5,7 @@ it stores the input pixels the group newly needs, reads the group's kernel rows,
 one MVM on its crossbar, runs the digital processor on the group's outputs (the writing
 core of a layer) and sends the released pixels along its flows. What depends on the
 rotation of the circular SRAM buffer depends on the image modulo its period, so the
-table has one entry per (phase, group): `CoreSteps.steps[phase * n_groups + group]`.
+tables are indexed by (phase, group) (`CoreSteps.basis`).
 The energy collector (`cimsim.sim.energy`) counts the steps a core really computed and
 multiplies; nothing here knows an energy.
 
@@ -28,6 +28,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+import numpy as np
+
 from cimsim.energy.actions import Action, Component, CountKey
 from cimsim.hw.core import Core
 from cimsim.hw.fabric import Fabric
@@ -41,16 +43,37 @@ CORE_COMPONENTS = (C.CORE, C.DFC, C.SRAM, C.CROSSBAR, C.DAC, C.ADC, C.DIGITAL)
 """Components every core instance powers (a table gives static power to some of them)."""
 
 
+BASES = ("steps", "write_words", "read_words", "outputs", "sent", "new_pixels", "last_groups")
+"""What a step's action counts are proportional to (see `CoreSteps.basis`)."""
+
+
 @dataclass(frozen=True)
 class CoreSteps:
-    """Action counts of each (phase, group) step of one core."""
+    """Action counts of one core's steps, as rates times per-(phase, group) bases.
+
+    A step (phase p, group g) performs `n` x basis[p, g] of each `(key, basis, n)` in
+    `rates`; summing over the steps a core computed (a hit count per (phase, group)) gives
+    its action counts without a dict per step.
+    """
 
     core: int
     n_groups: int
     period: int
     """Images after which the SRAM rotation repeats (phases)."""
-    steps: tuple[tuple[tuple[CountKey, int], ...], ...]
-    """steps[phase * n_groups + group]: ((layer, component, action, argument), count) pairs."""
+    rates: tuple[tuple[CountKey, str, int], ...]
+    """(key, basis name in `BASES`, count per unit of the basis)."""
+    basis: dict[str, np.ndarray]
+    """Basis name -> int64 array (period, n_groups): its value in each step."""
+
+    def counts(self, hits: np.ndarray) -> dict[CountKey, int]:
+        """Action counts of the steps in `hits` (period x n_groups step counts)."""
+        totals = {name: int((hits * b).sum()) for name, b in self.basis.items()}
+        out: dict[CountKey, int] = {}
+        for key, name, n in self.rates:
+            k = totals[name] * n
+            if k:
+                out[key] = out.get(key, 0) + k
+        return out
 
 
 def link_length(a: object, b: object) -> int:
@@ -97,62 +120,45 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
     layer, g = spec.layer, core.n_groups
     period = len(core._write_cost)
     cells = spec.rows_used * spec.cols_used
-    flows_out = [f for f in plan.flows if f.src == spec.id]
-    flows_in = [f for f in plan.flows if f.src is None and f.dst == spec.id]
-    per_packet: dict[CountKey, int] = {}
-    for f in flows_out:
-        for key, n in flow_actions(f, fabric, link_width_bits, layer):
-            per_packet[key] = per_packet.get(key, 0) + n
-    per_input: dict[CountKey, int] = {}
-    for f in flows_in:
-        for key, n in flow_actions(f, fabric, link_width_bits, plan.input_name):
-            per_input[key] = per_input.get(key, 0) + n
-    digital, fc_macs = _digital(net, plan, layer, core.pooled) if core.is_writer else ([], 0)
+    rates: list[tuple[CountKey, str, int]] = [
+        ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
+        ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
+        ((layer, C.CROSSBAR, A.MVM, cells), "steps", 1),
+    ]
+    if not functional:
+        rates += [((layer, C.CROSSBAR, A.CYCLE, cells), "steps", 1),
+                  ((layer, C.DAC, A.DRIVE, net.bits), "steps", spec.rows_used),
+                  ((layer, C.ADC, A.CONVERT, adc_bits), "steps", spec.cols_used)]
+    if core.is_writer:
+        digital, fc_macs = _digital(net, plan, layer, core.pooled)
+        rates += [((layer, C.DIGITAL, action, 0), "outputs", n) for action, n in digital]
+        if fc_macs:
+            rates.append(((layer, C.DIGITAL, A.FC_MAC, 0), "last_groups", fc_macs))
+    for f in plan.flows:
+        if f.src == spec.id:
+            rates += [(key, "sent", n) for key, n in flow_actions(f, fabric, link_width_bits, layer)]
+        elif f.src is None and f.dst == spec.id:
+            rates += [(key, "new_pixels", n) for key, n in flow_actions(f, fabric, link_width_bits, plan.input_name)]
     # input pixels each group newly needs (the last group also takes the unused rest)
-    new: list[tuple[int, int]] = []
-    seen = 0
-    for gi in range(g):
-        hi = geom.n_in if gi == g - 1 else max(seen, core._need[gi] + 1)
-        new.append((seen, hi))
-        seen = hi
-    steps = []
-    for phase in range(period):
-        write = core._write_cost[phase]
-        read = core._read[(phase * geom.in_w) % geom.slot_columns]
-        for gi in range(g):
-            acts: dict[CountKey, int] = {}
-            add = _Adder(acts)
-            lo, hi = new[gi]
-            add((layer, C.SRAM, A.WORD_WRITE, 0), sum(write[lo:hi]))
-            add((layer, C.SRAM, A.WORD_READ, 0), read[gi])
-            add((layer, C.CROSSBAR, A.MVM, cells), 1)
-            if not functional:
-                add((layer, C.CROSSBAR, A.CYCLE, cells), 1)
-                add((layer, C.DAC, A.DRIVE, net.bits), spec.rows_used)
-                add((layer, C.ADC, A.CONVERT, adc_bits), spec.cols_used)
-            count = core._count[gi]
-            for action, n in digital:
-                add((layer, C.DIGITAL, action, 0), n * count)
-            if fc_macs and gi == g - 1:
-                add((layer, C.DIGITAL, A.FC_MAC, 0), fc_macs)
-            send = core._send[gi]
-            for key, n in per_packet.items():
-                add(key, n * send)
-            for key, n in per_input.items():
-                add(key, n * (hi - lo))
-            steps.append(tuple(sorted(acts.items())))
-    return CoreSteps(spec.id, g, period, tuple(steps))
-
-
-class _Adder:
-    """Adds non-zero counts into one step's dict."""
-
-    def __init__(self, acts: dict[CountKey, int]) -> None:
-        self.acts = acts
-
-    def __call__(self, key: CountKey, n: int) -> None:
-        if n:
-            self.acts[key] = self.acts.get(key, 0) + n
+    bounds = np.maximum.accumulate(np.asarray(core._need, dtype=np.int64) + 1)
+    bounds[-1] = geom.n_in
+    lo = np.concatenate(([0], bounds[:-1]))
+    writes = np.zeros((period, geom.n_in + 1), dtype=np.int64)
+    writes[:, 1:] = np.cumsum(np.asarray(core._write_cost, dtype=np.int64), axis=1)
+    phases = [(p * geom.in_w) % geom.slot_columns for p in range(period)]
+    ones = np.ones((period, g), dtype=np.int64)
+    last = np.zeros((period, g), dtype=np.int64)
+    last[:, -1] = 1
+    basis = {
+        "steps": ones,
+        "write_words": writes[:, bounds] - writes[:, lo],
+        "read_words": np.asarray([core._read[ph] for ph in phases], dtype=np.int64),
+        "outputs": ones * np.asarray(core._count, dtype=np.int64),
+        "sent": ones * np.asarray(core._send, dtype=np.int64),
+        "new_pixels": ones * (bounds - lo),
+        "last_groups": last,
+    }
+    return CoreSteps(spec.id, g, period, tuple(rates), basis)
 
 
 def powered_instances(plan: MappingPlan, dram: bool) -> list[tuple[str, Component, str]]:
@@ -168,4 +174,4 @@ def powered_instances(plan: MappingPlan, dram: bool) -> list[tuple[str, Componen
     return out
 
 
-__all__ = ["CORE_COMPONENTS", "CoreSteps", "core_steps", "flow_actions", "link_length", "powered_instances"]
+__all__ = ["BASES", "CORE_COMPONENTS", "CoreSteps", "core_steps", "flow_actions", "link_length", "powered_instances"]

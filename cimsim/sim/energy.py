@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from cimsim.energy import ActionCounts, EnergyTable, Window, energy_report
 from cimsim.energy.actions import Action, Component, CountKey
 from cimsim.hw.activity import CoreSteps
@@ -40,7 +42,7 @@ class EnergyCollector:
         self._groups = [t.n_groups if t else 1 for t in self._tables]
         self._period = [t.period if t else 1 for t in self._tables]
         self._seq = [0] * n
-        self._hits = [[0] * len(t.steps) if t else [] for t in self._tables]
+        self._hits = [[0] * (t.period * t.n_groups) if t else [] for t in self._tables]
         self.powered = list(powered)
         """(layer, component, instance) powered for the whole run."""
         self.events = ActionCounts()
@@ -78,11 +80,10 @@ class EnergyCollector:
         for t, hits in zip(self._tables, self._hits, strict=True):
             if t is None:
                 continue
-            for idx, k in enumerate(hits):
-                if k:
-                    _add(total, t.steps[idx], k)
-            for gi in range(t.n_groups):  # image 0: phase 0, every group once
-                _add(first, t.steps[gi], 1)
+            _add(total, t.counts(np.asarray(hits, dtype=np.int64).reshape(t.period, t.n_groups)))
+            once = np.zeros((t.period, t.n_groups), dtype=np.int64)
+            once[0] = 1  # image 0: phase 0, every group once
+            _add(first, t.counts(once))
         return total, first
 
     def with_power(self, counts: ActionCounts, cycles: int) -> ActionCounts:
@@ -92,10 +93,10 @@ class EnergyCollector:
         return counts
 
 
-def _add(counts: ActionCounts, step: tuple[tuple[CountKey, int], ...], k: int) -> None:
+def _add(counts: ActionCounts, more: dict[CountKey, int]) -> None:
     c = counts.counts
-    for key, n in step:
-        c[key] = c.get(key, 0) + n * k
+    for key, n in more.items():
+        c[key] = c.get(key, 0) + n
 
 
 def energy_section(collector: EnergyCollector, table: EnergyTable, clock_hz: float, cycles: int,
