@@ -9,7 +9,8 @@ import numpy as np
 import simpy
 
 from cimsim.config.schema import Scenario
-from cimsim.energy import load_table, resolve_table
+from cimsim.energy import builtin_tables, load_table, resolve_table
+from cimsim.energy.table import BUILTIN_DIR
 from cimsim.errors import SimulationError
 from cimsim.hw.activity import core_steps, powered_instances
 from cimsim.hw.clocking import build_clocking
@@ -166,7 +167,10 @@ class Chip:
         base = Path(sc.source).parent if sc.source else None
         table = load_table(resolve_table(sc.energy.table, base))
         macs = sum(layer.kernel_rows * layer.kernel_cols * layer.pixels_out for layer in self.net.layers)
-        return energy_section(self.energy, table, sc.chip.clock_mhz * 1e6, cycles, done_cycles, macs)
+        out = energy_section(self.energy, table, sc.chip.clock_mhz * 1e6, cycles, done_cycles, macs)
+        if sc.energy.table in builtin_tables():  # where the package sits is no part of the result
+            out["table_file"] = f"cimsim/energy/{BUILTIN_DIR}/{sc.energy.table}.toml"
+        return out
 
     def blocked_report(self, unfinished: list[Core]) -> str:
         """What each unfinished core waits for, the cores not starved of input first (they are
