@@ -291,3 +291,18 @@ def test_raella_adc_energy_with_speculation_against_off(capsys: pytest.CaptureFi
     cyc = {p: sum(v["count"] for k, v in rec[p].items() if k.startswith("crossbar.cycle")) for p in rec}
     assert 0 < cyc["on_failure"] < cyc["always"]
     assert 0 < runs["on_failure"]["energy"]["recovery"]["dynamic_J"] < runs["always"]["energy"]["recovery"]["dynamic_J"]
+
+
+def test_plot_energy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    h5 = tmp_path / "t.h5"
+    assert main(["run", str(scenario(tmp_path)), "--trace", str(h5), "--trace-level", "summary"]) == 0
+    out = tmp_path / "e.png"
+    assert main(["plot", str(h5), "--kind", "energy", "-o", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plain = tmp_path / "plain.h5"
+    assert main(["run", str(scenario(tmp_path, name="off")), "--set", "energy.enabled=false",
+                 "--trace", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(plain), "--kind", "energy", "-o", str(tmp_path / "x.png")]) == 2
+    assert "no energy in this trace" in capsys.readouterr().err
