@@ -306,3 +306,15 @@ def test_plot_energy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     capsys.readouterr()
     assert main(["plot", str(plain), "--kind", "energy", "-o", str(tmp_path / "x.png")]) == 2
     assert "no energy in this trace" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps,groups,period", [(0, 3, 2), (2, 3, 1), (7, 3, 2), (25, 4, 3), (12, 4, 3)])
+def test_step_hits_match_the_steps_in_order(steps: int, groups: int, period: int) -> None:
+    import numpy as np
+
+    from cimsim.sim.energy import step_hits
+
+    expected = np.zeros((period, groups), dtype=np.int64)
+    for s in range(steps):  # a core computes group s % groups of image s // groups
+        expected[(s // groups) % period, s % groups] += 1
+    assert (step_hits(steps, groups, period) == expected).all()

@@ -167,7 +167,8 @@ class Chip:
         base = Path(sc.source).parent if sc.source else None
         table = load_table(resolve_table(sc.energy.table, base))
         macs = sum(layer.kernel_rows * layer.kernel_cols * layer.pixels_out for layer in self.net.layers)
-        out = energy_section(self.energy, table, sc.chip.clock_mhz * 1e6, cycles, done_cycles, macs)
+        out = energy_section(self.energy, self.stats.active, table, sc.chip.clock_mhz * 1e6, cycles, done_cycles,
+                             macs)
         if sc.energy.table in builtin_tables():  # where the package sits is no part of the result
             out["table_file"] = f"cimsim/energy/{BUILTIN_DIR}/{sc.energy.table}.toml"
         return out

@@ -1,12 +1,13 @@
 """The energy collector: action counts of a run from its events, and the run's `energy` section.
 
-`EnergyCollector` is a probe subscriber. Per compute event it adds one to the step
-the core computed (a plain list of ints per core, indexed by SRAM phase and group, see
-`cimsim.hw.activity`); per action event (the functional datapath's data-dependent ADC
-converts, DAC drives, crossbar pulses and cycles, the DRAM's bytes) it adds to a dict.
-Only after the run are the step tallies multiplied out into `ActionCounts`, and only
-then does `energy_section` charge them with a table (`cimsim.energy.energy_report`):
-nothing in the timing code knows an energy.
+`EnergyCollector` is a probe subscriber of action events only (the functional
+datapath's data-dependent ADC converts, DAC drives, crossbar pulses and cycles, the
+DRAM's bytes), added to a dict. The cores' own work needs no event of its own: the
+stats collector already counts each core's compute events, a core computes its groups
+in order, and each (SRAM phase, group) step does fixed work (`cimsim.hw.activity`), so
+after the run the step counts are multiplied out into `ActionCounts`; only then does
+`energy_section` charge them with a table (`cimsim.energy.energy_report`). Nothing in
+the timing code knows an energy, and the compute path costs nothing more.
 
 Windows. Every count belongs to one image (the step's or the action's), so the
 collector keeps image 0's counts apart:
@@ -20,7 +21,7 @@ collector keeps image 0's counts apart:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,15 +35,8 @@ class EnergyCollector:
     """Counts the steps each core computed and the action events; see the module docstring."""
 
     def __init__(self, steps: Iterable[CoreSteps], powered: Iterable[tuple[str, Component, str]]) -> None:
-        tables = sorted(steps, key=lambda s: s.core)
-        n = max((s.core for s in tables), default=-1) + 1
-        self._tables: list[CoreSteps | None] = [None] * n
-        for t in tables:
-            self._tables[t.core] = t
-        self._groups = [t.n_groups if t else 1 for t in self._tables]
-        self._period = [t.period if t else 1 for t in self._tables]
-        self._seq = [0] * n
-        self._hits = [[0] * (t.period * t.n_groups) if t else [] for t in self._tables]
+        self.tables = {t.core: t for t in steps}
+        """Core id -> its step table."""
         self.powered = list(powered)
         """(layer, component, instance) powered for the whole run."""
         self.events = ActionCounts()
@@ -53,14 +47,6 @@ class EnergyCollector:
         """Counts from action events of work that speculation's recovery ran."""
 
     # --- probe subscriber -----------------------------------------------------------------------
-    def compute(self, cycle: int, timestep: int, core: int, layer: str, image: int, first: int, count: int,
-                cycles: int, row: int, col: int) -> None:
-        """One step of `core`: its groups come in order, so the step is the core's next one."""
-        seq = self._seq[core]
-        self._seq[core] = seq + 1
-        g = self._groups[core]
-        self._hits[core][(image % self._period[core]) * g + seq % g] += 1
-
     def action(self, image: int, layer: str, component: Component, action: Action, argument: int, n: int,
                recovery: bool) -> None:
         """Count an action event."""
@@ -73,17 +59,15 @@ class EnergyCollector:
             self.recovery.add_key(key, n)
 
     # --- after the run ----------------------------------------------------------------------------
-    def dynamic(self) -> tuple[ActionCounts, ActionCounts]:
-        """(all images, image 0) action counts: the step tallies multiplied out, plus the events."""
+    def dynamic(self, steps: Mapping[int, int]) -> tuple[ActionCounts, ActionCounts]:
+        """(all images, image 0) action counts: the events, plus the step tables multiplied by
+        the steps each core computed (`steps`: core id -> compute events, as the stats
+        collector counted them; a core computes its groups in order, image after image)."""
         total = ActionCounts().merge(self.events)
         first = ActionCounts().merge(self.events_first)
-        for t, hits in zip(self._tables, self._hits, strict=True):
-            if t is None:
-                continue
-            _add(total, t.counts(np.asarray(hits, dtype=np.int64).reshape(t.period, t.n_groups)))
-            once = np.zeros((t.period, t.n_groups), dtype=np.int64)
-            once[0] = 1  # image 0: phase 0, every group once
-            _add(first, t.counts(once))
+        for core, t in sorted(self.tables.items()):
+            _add(total, t.counts(step_hits(steps.get(core, 0), t.n_groups, t.period)))
+            _add(first, t.counts(step_hits(min(steps.get(core, 0), t.n_groups), t.n_groups, t.period)))
         return total, first
 
     def with_power(self, counts: ActionCounts, cycles: int) -> ActionCounts:
@@ -93,17 +77,28 @@ class EnergyCollector:
         return counts
 
 
+def step_hits(steps: int, n_groups: int, period: int) -> np.ndarray:
+    """(period, n_groups) counts of the (phase, group) steps among a core's first `steps`."""
+    images, rest = divmod(steps, n_groups)
+    hits = np.zeros((period, n_groups), dtype=np.int64)
+    full, extra = divmod(images, period)
+    hits += full
+    hits[:extra] += 1
+    hits[images % period, :rest] += 1
+    return hits
+
+
 def _add(counts: ActionCounts, more: dict[CountKey, int]) -> None:
     c = counts.counts
     for key, n in more.items():
         c[key] = c.get(key, 0) + n
 
 
-def energy_section(collector: EnergyCollector, table: EnergyTable, clock_hz: float, cycles: int,
-                   done_cycles: list[int], macs_per_image: int) -> dict[str, Any]:
-    """The `energy` object of the summary: `energy_report` of the run, its fill and steady
-    windows, and the energy of the recovery work speculation ran."""
-    total, first = collector.dynamic()
+def energy_section(collector: EnergyCollector, steps: Mapping[int, int], table: EnergyTable, clock_hz: float,
+                   cycles: int, done_cycles: list[int], macs_per_image: int) -> dict[str, Any]:
+    """The `energy` object of the summary: `energy_report` of the run (`steps`: compute events
+    per core), its fill and steady windows, and the energy of the recovery work speculation ran."""
+    total, first = collector.dynamic(steps)
     batch = len(done_cycles)
     fill = Window(collector.with_power(first.copy(), done_cycles[0]), 1, done_cycles[0])
     steady = None
