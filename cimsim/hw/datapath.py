@@ -63,6 +63,8 @@ class Datapath:
         self.probe: Probe | None = None
         """Where the data-dependent action events go (set by the chip; None: nowhere)."""
         self._slicing = _Slicing(xcfg)
+        self._xbar_cycles: dict[tuple[str, int], list[int]] = {}
+        """(layer, image) -> [crossbar cycles, of which recovery] of its groups so far."""
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         """batched mode: (layer, image) -> (outputs (H, W, C) or pooled, per-window crossbar cycles (H, W))."""
         self.base_mvm_cycles = xcfg.base_cycles * cfg.crossbar_cycle_cycles
@@ -191,10 +193,11 @@ class Datapath:
             sub = u[:, rs]
             rows, dcols = sub.shape[1], (cs.stop - cs.start) * sl.weight_slices
             base_table = sl.recovery_table if self.policy == "off" else sl.speculative_table
-            base_pulses += int(base_table[sub].sum(dtype=np.int64)) * dcols
+            hist = np.bincount(sub.ravel(), minlength=256)  # how often each input byte occurs
+            base_pulses += int(hist @ base_table) * dcols
             if recovered:
-                per = sl.recovery_table[sub].sum(axis=1, dtype=np.int64)
-                rec_pulses += int(per.sum() if mask is None else per[mask].sum()) * dcols
+                rec_hist = hist if mask is None else np.bincount(sub[mask].ravel(), minlength=256)
+                rec_pulses += int(rec_hist @ sl.recovery_table) * dcols
             for width, k in base_widths.items():
                 act(image, layer, Component.DAC, Action.DRIVE, width, k * rows * n, False)
             if recovered:
@@ -204,11 +207,13 @@ class Datapath:
         if rec_pulses:
             act(image, layer, Component.CROSSBAR, Action.PULSE, 0, rec_pulses, True)
 
-    def _emit_cycles(self, layer: str, image: int, cycles: int) -> None:
-        """Crossbar cycles (input slices) of one group's MVM on each of the layer's cores."""
-        assert self.probe is not None
+    def _emit_cycles(self, layer: str, image: int) -> None:
+        """Crossbar cycles (input slices) of an image's MVMs on each of the layer's cores."""
+        acc = self._xbar_cycles.pop((layer, image), None)
+        if self.probe is None or acc is None:
+            return
         act = self.probe.action
-        rec = max(0, cycles - self._slicing.speculative_cycles) if self.policy != "off" else 0
+        cycles, rec = acc
         for cid in self.plan.layers[layer].cores:
             spec = self.plan.cores[cid]
             cells = spec.rows_used * spec.cols_used
@@ -245,8 +250,11 @@ class Datapath:
                 entry = [(None, res), positions, cores, res.crossbar_cycles]
             self.pending[key] = entry
             self.group_cycles[layer].append(entry[3])
-            if self.probe is not None and self.probe.counts_actions:
-                self._emit_cycles(layer, image, entry[3])
+            if self.probe is not None and self.probe.counts_actions:  # emitted at the image's last group
+                acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
+                acc[0] += entry[3]
+                if self.policy != "off":
+                    acc[1] += max(0, entry[3] - self._slicing.speculative_cycles)
         entry[2] -= 1
         return entry[3] * self.cycle_cycles
 
@@ -280,6 +288,7 @@ class Datapath:
             out[r, c] = v
             filled[r, c] = True
         if gi == geom.n_groups - 1:
+            self._emit_cycles(layer, image)
             self._image_done_reading(lm, image)
             self.pre.pop((layer, image), None)
             if post["pool"]:
@@ -365,7 +374,7 @@ class _Slicing:
                 if high == top:  # the slice holding the sign bit is a signed number
                     v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
                 out += np.abs(v)
-            return out.astype(np.int16)
+            return out
 
         def widths(ranges: tuple[tuple[int, int], ...]) -> dict[int, int]:
             out: dict[int, int] = {}
