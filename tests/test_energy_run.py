@@ -318,3 +318,12 @@ def test_step_hits_match_the_steps_in_order(steps: int, groups: int, period: int
     for s in range(steps):  # a core computes group s % groups of image s // groups
         expected[(s // groups) % period, s % groups] += 1
     assert (step_hits(steps, groups, period) == expected).all()
+
+
+def test_functional_counts_do_not_depend_on_the_evaluation_mode(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = scenario(tmp_path, functional=True)
+    batched = run_json(capsys, path, "--batch", "2")["energy"]
+    per_group = run_json(capsys, path, "--batch", "2", "--set", "functional.mode=per_group")["energy"]
+    assert per_group["counts"] == batched["counts"]
+    assert ActionCounts.from_dict(batched["counts"]).total("dac", "drive") > 0
