@@ -19,7 +19,7 @@ from cimsim.errors import CimsimError
 from cimsim.mapping.sram import METHODS
 
 LEVELS = ("events", "summary")
-PLOT_KINDS = ("progress", "occupancy", "stalls", "links")
+PLOT_KINDS = ("progress", "occupancy", "stalls", "links", "energy")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("trace", help="trace file written by cimsim run")
     plot.add_argument("--kind", required=True, choices=PLOT_KINDS,
                       help="progress: Fig. 10 curves of image 0; occupancy: core x timestep states; "
-                           "stalls: stall timesteps per layer; links: NoC link utilisation")
+                           "stalls: stall timesteps per layer; links: NoC link utilisation; "
+                           "energy: energy per image by layer and component (energy.enabled)")
     plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="PNG file to write")
 
     exp = sub.add_parser("export", help="convert a trace for other tools")

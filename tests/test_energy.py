@@ -1,6 +1,6 @@
 """Energy tables, the energy model and the Accelergy interchange (cimsim.energy).
 
-The counts here are hand-made (the run does not emit action counts yet); every expected
+The counts here are hand-made (runs: tests/test_energy_run.py); every expected
 energy is recomputed from the counts and the table entries, never typed in as a result.
 """
 

@@ -1,6 +1,6 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace]
+Usage: python tools/bench.py [--quick] [--trace | --functional | --energy]
 Prints absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 
@@ -9,6 +9,9 @@ one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 trace, and reports the trace size, the time the writer spent in HDF5 (compression and
 I/O), the run's extra wall time, and the peak resident memory of each process with the
 ratio large / small batch. Target: the traced run's peak memory within 1.5x.
+
+--energy (issue 13) runs ResNet-32 with and without `energy.enabled`, interleaved child
+processes, with invariant checks on and off, and prints the CPU-time ratio. Target: <= 1.10.
 """
 
 from __future__ import annotations
@@ -109,6 +112,41 @@ def functional_bench(quick: bool) -> None:
         print(f"{label:<24} / timing only: {walls[label] / base:.1f}x")
 
 
+ENERGY_SCENARIO = "dazzi2021_resnet32.toml"
+ENERGY_ON = ["energy.enabled=true", "energy.table=dazzi2021_14nm"]
+
+
+def energy_child(batch: int, energy: bool, checked: bool) -> None:
+    """One run in this process with energy on or off; print its CPU seconds as JSON."""
+    overrides = [f"run.batch={batch}", f"run.check_invariants={str(checked).lower()}", *(ENERGY_ON if energy else [])]
+    t0 = time.process_time()
+    report = run_scenario(ROOT / "scenarios" / ENERGY_SCENARIO, overrides)
+    cpu = time.process_time() - t0
+    print(json.dumps({"cpu_s": cpu, "events": report.summary["events"], "energy": "energy" in report.summary}))
+
+
+def energy_bench(quick: bool) -> None:
+    """CPU time of counting actions (issue 13): runs with energy on and off, interleaved, each in
+    its own process; the ratio of the medians (target: at most 1.10)."""
+    batch, repeats = (3, 3) if quick else (10, 5)
+    print(f"{ENERGY_SCENARIO}, batch {batch}, {repeats} interleaved child processes per variant")
+    worst = 0.0
+    for checked in (True, False):
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        for _ in range(repeats):
+            for energy in (False, True):
+                out = subprocess.run([sys.executable, __file__, "--energy-child", str(batch), str(int(energy)),
+                                      str(int(checked))], check=True, capture_output=True, text=True).stdout
+                cpu[energy].append(json.loads(out.splitlines()[-1])["cpu_s"])
+        off, on = sorted(cpu[False])[repeats // 2], sorted(cpu[True])[repeats // 2]
+        ratio = on / off
+        worst = max(worst, ratio)
+        print(f"check_invariants={str(checked).lower():<5} energy off {off:6.2f} s, on {on:6.2f} s CPU (medians): "
+              f"ratio {ratio:.3f}")
+    print(f"counting actions costs at most {100 * (worst - 1):+.1f} % CPU (target <= +10 %) -> "
+          f"{'ok' if worst <= 1.10 else 'OVER'}")
+
+
 def main() -> None:
     """Time one image and a batch of 100 for both dataflows (or, with --trace, the trace writer)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,10 +154,19 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
     ap.add_argument("--functional", action="store_true",
                     help="benchmark real arithmetic (functional model) against timing only")
+    ap.add_argument("--energy", action="store_true",
+                    help="CPU time with energy counting on against off (interleaved child processes)")
+    ap.add_argument("--energy-child", nargs=3, metavar=("BATCH", "ENERGY", "CHECKED"), help=argparse.SUPPRESS)
     ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    if args.energy_child:
+        energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
+        return
+    if args.energy:
+        energy_bench(args.quick)
         return
     if args.trace:
         trace_bench(args.quick)

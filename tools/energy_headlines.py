@@ -1,6 +1,6 @@
 """What the dazzi2021_14nm table gives for Dazzi et al. 2021's headline figures (3.2).
 
-Analytical, not simulated (the run does not emit action counts yet): hand-built counts
+Analytical, not simulated (the per-array peak figures; runs: README "Energy, power and area"): hand-built counts
 for one core or the chip, charged by `cimsim.energy.energy_report`. Prints each paper
 figure, what it implies, and what the table accounts for. Not a validation: the table
 lacks the ADC, PWM and digital-processor energies the paper does not publish.

@@ -175,7 +175,7 @@ class FunctionalConfig:
 
 @dataclass(frozen=True)
 class EnergyConfig:
-    """Energy, power and area from action counts x an energy table (not wired into the run yet)."""
+    """Energy, power and area from action counts x an energy table."""
 
     enabled: bool = False
     """Charge the run's action counts with `table` and report energy, power and area."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import simpy
 
 from cimsim.config.schema import Scenario
+from cimsim.energy import builtin_tables, load_table, resolve_table
+from cimsim.energy.table import BUILTIN_DIR
 from cimsim.errors import SimulationError
+from cimsim.hw.activity import core_steps, powered_instances
 from cimsim.hw.clocking import build_clocking
 from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.datapath import Datapath
@@ -21,6 +25,7 @@ from cimsim.mapping.plan import Flow, MappingPlan, dataflow_order
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.network import Network
 from cimsim.network.layers import EdgeRole, LayerKind
+from cimsim.sim.energy import EnergyCollector, energy_section
 from cimsim.sim.probe import Probe, StallCause, Subscriber
 from cimsim.sim.record import CoreRecord, RunRecord
 from cimsim.sim.stats import LinkCollector, StatsCollector
@@ -127,6 +132,7 @@ class Chip:
                     pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
                     datapath=self.datapath, check_invariants=checked,
                 )
+        self.energy = self._energy_collector() if scenario.energy.enabled else None
         inp = net.input_layer
         memory = self.fabric.output_memory(4 * burst[plan.input_name] * len(flows_from.get(None, [])))
         src_ports = ports_for(None, plan.input_name, memory)
@@ -134,7 +140,7 @@ class Chip:
         self.dram = None
         if dram_cfg.enabled:
             self.dram = Dram(env, dram_cfg.bandwidth_gbps * 1e3 / chip.clock_mhz,
-                             round(dram_cfg.latency_ns * chip.clock_mhz / 1e3))
+                             round(dram_cfg.latency_ns * chip.clock_mhz / 1e3), self.probe)
             self.probe.subscribe(_ResultWriter(self.dram, net.output_layer.out_channels * net.bits // 8))
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
@@ -142,6 +148,30 @@ class Chip:
         self.images_done: set[int] = set()
         if checked:
             self.probe.subscribe(_ImageOnce(self.images_done))
+
+    def _energy_collector(self) -> EnergyCollector:
+        """Subscribe the energy collector, with every core's step table (`energy.enabled`)."""
+        sc = self.scenario
+        steps = [core_steps(c, self.net, self.plan, self.fabric, sc.noc.link_width_bits, sc.functional.adc_bits,
+                            self.datapath is not None) for c in self.cores.values()]
+        collector = EnergyCollector(steps, powered_instances(self.plan, sc.dram.enabled))
+        self.probe.subscribe(collector)
+        if self.datapath is not None:
+            self.datapath.probe = self.probe
+        return collector
+
+    def energy_summary(self, cycles: int, done_cycles: list[int]) -> dict[str, object]:
+        """The run's `energy` section: its counts charged with the scenario's table."""
+        assert self.energy is not None
+        sc = self.scenario
+        base = Path(sc.source).parent if sc.source else None
+        table = load_table(resolve_table(sc.energy.table, base))
+        macs = sum(layer.kernel_rows * layer.kernel_cols * layer.pixels_out for layer in self.net.layers)
+        out = energy_section(self.energy, self.stats.active, table, sc.chip.clock_mhz * 1e6, cycles, done_cycles,
+                             macs)
+        if sc.energy.table in builtin_tables():  # where the package sits is no part of the result
+            out["table_file"] = f"cimsim/energy/{BUILTIN_DIR}/{sc.energy.table}.toml"
+        return out
 
     def blocked_report(self, unfinished: list[Core]) -> str:
         """What each unfinished core waits for, the cores not starved of input first (they are
@@ -206,6 +236,8 @@ class Chip:
                 "busy_cycles": round(d.busy_cycles), "utilisation": round(d.busy_cycles / max(1, env.now), 4),
                 "stall_timesteps": self.source.dram_stall_timesteps,
             }
+        if self.energy is not None:
+            extra["energy"] = self.energy_summary(cycles, [st.images[i][1] for i in range(self.batch)])
         return RunRecord(
             scenario=self.scenario, network=self.net, plan=self.plan, batch=self.batch,
             image_start_ts=list(self.source.image_start_ts), image_done_ts=done,
@@ -261,7 +293,7 @@ class _ResultWriter:
 
     def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
         """One write per image."""
-        self.dram.write(self.nbytes)
+        self.dram.write(self.nbytes, image)
 
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,

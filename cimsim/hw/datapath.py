@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from cimsim.config.schema import Scenario
+from cimsim.energy.actions import Action, Component
 from cimsim.errors import SimulationError
 from cimsim.functional.chip_math import GroupResult, LayerMath, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
@@ -33,6 +34,7 @@ from cimsim.functional.weights import load_images, load_params, make_images, mak
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
 from cimsim.network import Network
+from cimsim.sim.probe import Probe
 
 
 class Datapath:
@@ -57,6 +59,12 @@ class Datapath:
                               policy=cfg.policy, weight_encoding=cfg.weight_encoding)
         self.policy = cfg.policy
         self.mode = cfg.mode
+        self.adc_bits = cfg.adc_bits
+        self.probe: Probe | None = None
+        """Where the data-dependent action events go (set by the chip; None: nowhere)."""
+        self._slicing = _Slicing(xcfg)
+        self._xbar_cycles: dict[tuple[str, int], list[int]] = {}
+        """(layer, image) -> [crossbar cycles, of which recovery] of its groups so far."""
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         """batched mode: (layer, image) -> (outputs (H, W, C) or pooled, per-window crossbar cycles (H, W))."""
         self.base_mvm_cycles = xcfg.base_cycles * cfg.crossbar_cycle_cycles
@@ -143,6 +151,7 @@ class Datapath:
                 win = src.reshape(1, -1)
             res = self.maths[name].compute(win)
             self._count(name, res)
+            self._emit(name, image, res, win)
             post = self.post[name]
             residual = (values[str(lm.residual_input)].transpose(1, 0, 2).reshape(-1, layer.out_channels)
                         if post["add"] else None)  # column-major, like the positions
@@ -157,6 +166,60 @@ class Datapath:
     def _count(self, layer: str, res: GroupResult) -> None:
         for name, value in res.counters().items():
             self.counters[layer][name] += value
+
+    def _emit(self, layer: str, image: int, res: GroupResult, win: np.ndarray) -> None:
+        """Action events of windows `win` of `image` through `layer`'s crossbars: ADC converts,
+        DAC drives per input slice and crossbar pulses, each from the data (`_Slicing`)."""
+        probe = self.probe
+        if probe is None or not probe.counts_actions:
+            return
+        act = probe.action
+        rec = res.recovery_converts if self.policy != "off" else 0
+        act(image, layer, Component.ADC, Action.CONVERT, self.adc_bits, res.adc_converts - rec, False)
+        if rec:
+            act(image, layer, Component.ADC, Action.CONVERT, self.adc_bits, rec, True)
+        sl = self._slicing
+        u = np.ascontiguousarray(win, dtype=np.int8).view(np.uint8)
+        n = u.shape[0]
+        if self.policy == "off":
+            recovered = 0
+            mask = None
+        else:
+            mask = (np.asarray(res.cycles) > sl.speculative_cycles) if self.policy == "on_failure" else None
+            recovered = n if mask is None else int(mask.sum())
+        base_widths = sl.recovery_widths if self.policy == "off" else sl.speculative_widths
+        base_pulses = rec_pulses = 0
+        for rs, cs, _xbar in self.maths[layer].parts:
+            sub = u[:, rs]
+            rows, dcols = sub.shape[1], (cs.stop - cs.start) * sl.weight_slices
+            base_table = sl.recovery_table if self.policy == "off" else sl.speculative_table
+            hist = np.bincount(sub.ravel(), minlength=256)  # how often each input byte occurs
+            base_pulses += int(hist @ base_table) * dcols
+            if recovered:
+                rec_hist = hist if mask is None else np.bincount(sub[mask].ravel(), minlength=256)
+                rec_pulses += int(rec_hist @ sl.recovery_table) * dcols
+            for width, k in base_widths.items():
+                act(image, layer, Component.DAC, Action.DRIVE, width, k * rows * n, False)
+            if recovered:
+                for width, k in sl.recovery_widths.items():
+                    act(image, layer, Component.DAC, Action.DRIVE, width, k * rows * recovered, True)
+        act(image, layer, Component.CROSSBAR, Action.PULSE, 0, base_pulses, False)
+        if rec_pulses:
+            act(image, layer, Component.CROSSBAR, Action.PULSE, 0, rec_pulses, True)
+
+    def _emit_cycles(self, layer: str, image: int) -> None:
+        """Crossbar cycles (input slices) of an image's MVMs on each of the layer's cores."""
+        acc = self._xbar_cycles.pop((layer, image), None)
+        if self.probe is None or acc is None:
+            return
+        act = self.probe.action
+        cycles, rec = acc
+        for cid in self.plan.layers[layer].cores:
+            spec = self.plan.cores[cid]
+            cells = spec.rows_used * spec.cols_used
+            act(image, layer, Component.CROSSBAR, Action.CYCLE, cells, cycles - rec, False)
+            if rec:
+                act(image, layer, Component.CROSSBAR, Action.CYCLE, cells, rec, True)
 
     def mvm(self, layer: str, image: int, gi: int, cores: int) -> int:
         """Group `gi` of `image` on `layer`'s crossbars (once for all `cores` of the layer);
@@ -183,9 +246,15 @@ class Datapath:
                     win = src.reshape(1, -1)
                 res = self.maths[layer].compute(win)
                 self._count(layer, res)
+                self._emit(layer, image, res, win)
                 entry = [(None, res), positions, cores, res.crossbar_cycles]
             self.pending[key] = entry
             self.group_cycles[layer].append(entry[3])
+            if self.probe is not None and self.probe.counts_actions:  # emitted at the image's last group
+                acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
+                acc[0] += entry[3]
+                if self.policy != "off":
+                    acc[1] += max(0, entry[3] - self._slicing.speculative_cycles)
         entry[2] -= 1
         return entry[3] * self.cycle_cycles
 
@@ -220,6 +289,7 @@ class Datapath:
             out[r, c] = v
             filled[r, c] = True
         if gi == geom.n_groups - 1:
+            self._emit_cycles(layer, image)
             self._image_done_reading(lm, image)
             self.pre.pop((layer, image), None)
             if post["pool"]:
@@ -283,6 +353,40 @@ class Datapath:
             "totals": total,
             "layers": layers,
         }
+
+
+class _Slicing:
+    """Input slices of a crossbar config, as tables over an int8 input's byte (0..255):
+    the pulses a row gets (|slice value| summed over the slices applied), and the slices'
+    widths (the DAC drives' bits)."""
+
+    def __init__(self, cfg: CrossbarConfig) -> None:
+        self.speculative_cycles = cfg.speculative_cycles
+        self.weight_slices = len(cfg.weight_slice_bits)  # type: ignore[arg-type]
+        top = cfg.input_bits - 1
+        byte = np.arange(256, dtype=np.int64)
+        signed = np.where(byte >= 128, byte - 256, byte)
+
+        def table(ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
+            out = np.zeros(256, dtype=np.int64)
+            for high, low in ranges:
+                width = high - low + 1
+                v = (signed >> low) & ((1 << width) - 1)
+                if high == top:  # the slice holding the sign bit is a signed number
+                    v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
+                out += np.abs(v)
+            return out
+
+        def widths(ranges: tuple[tuple[int, int], ...]) -> dict[int, int]:
+            out: dict[int, int] = {}
+            for high, low in ranges:
+                out[high - low + 1] = out.get(high - low + 1, 0) + 1
+            return out
+
+        spec = cfg.speculative_slice_ranges
+        rec = tuple((h, lo) for h, lo, _s in cfg.recovery_slice_ranges)
+        self.speculative_table, self.recovery_table = table(spec), table(rec)
+        self.speculative_widths, self.recovery_widths = widths(spec), widths(rec)
 
 
 def _success(c: dict[str, int]) -> float | None:

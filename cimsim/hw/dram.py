@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import simpy
 
+from cimsim.energy.actions import Action, Component
+from cimsim.sim.probe import Probe
+
 
 class Dram:
     """A single channel with bandwidth and latency."""
 
-    def __init__(self, env: simpy.Environment, bytes_per_cycle: float, latency_cycles: int) -> None:
+    def __init__(self, env: simpy.Environment, bytes_per_cycle: float, latency_cycles: int,
+                 probe: Probe | None = None) -> None:
         self.env = env
+        self.probe = probe
+        """Receives a byte_read / byte_write action event per transfer (None: nobody)."""
         self.bytes_per_cycle = bytes_per_cycle
         self.latency_cycles = latency_cycles
         self.busy_until = 0.0
@@ -29,13 +35,17 @@ class Dram:
         self.busy_cycles += duration
         return self.busy_until
 
-    def read(self, nbytes: int) -> simpy.Event:
-        """An event that fires when `nbytes` requested now have been read."""
+    def read(self, nbytes: int, image: int = -1) -> simpy.Event:
+        """An event that fires when `nbytes` (of `image`) requested now have been read."""
         self.bytes_read += nbytes
+        if self.probe is not None:
+            self.probe.action(image, "", Component.DRAM, Action.BYTE_READ, 0, nbytes, False)
         done = self._occupy(nbytes) + self.latency_cycles
         return self.env.timeout(max(0, int(-(-done // 1)) - self.env.now))
 
-    def write(self, nbytes: int) -> None:
-        """Write `nbytes` (occupies the channel; nothing waits for it)."""
+    def write(self, nbytes: int, image: int = -1) -> None:
+        """Write `nbytes` (of `image`; occupies the channel; nothing waits for it)."""
         self.bytes_written += nbytes
+        if self.probe is not None:
+            self.probe.action(image, "", Component.DRAM, Action.BYTE_WRITE, 0, nbytes, False)
         self._occupy(nbytes)

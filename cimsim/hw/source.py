@@ -82,13 +82,14 @@ class ImageSource:
             self._ready.append(count)
             self.kick()
 
-        for count in self._groups():
+        per_image = len(self._groups()) // max(1, self.batch)
+        for i, count in enumerate(self._groups()):
             while outstanding[0] >= self.prefetch:
                 self._fetch_wake = self.env.event()
                 yield self._fetch_wake
             outstanding[0] += 1
             self._outstanding = outstanding
-            self.dram.read(count * self.pixel_bytes).callbacks.append(lambda _e, n=count: arrived(n))
+            self.dram.read(count * self.pixel_bytes, i // per_image).callbacks.append(lambda _e, n=count: arrived(n))
 
     def run(self):  # SimPy generator
         """Emit up to `rate` pixels at each timestep boundary, never splitting an image's group."""

@@ -21,7 +21,7 @@ from cimsim.errors import InputError
 if TYPE_CHECKING:
     from cimsim.trace import Trace
 
-KINDS = ("progress", "occupancy", "stalls", "links")
+KINDS = ("progress", "occupancy", "stalls", "links", "energy")
 """What `cimsim plot --kind` draws."""
 MAX_COLUMNS = 1200
 """Occupancy map: at most this many timestep columns (longer runs are binned, majority state)."""
@@ -58,7 +58,8 @@ def plot(trace: Trace, kind: str, out: str | Path) -> Path:
     if kind not in KINDS:
         raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
     plt = _pyplot()
-    fig = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links}[kind](trace, plt)
+    draw = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links, "energy": _energy}
+    fig = draw[kind](trace, plt)
     out = Path(out)
     try:
         fig.savefig(out, dpi=110, bbox_inches="tight")
@@ -249,4 +250,30 @@ def _links(trace: Trace, plt: Any) -> Any:
     fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="link utilisation (busy / simulated cycles)")
     note = f"; {len(other)} port links not drawn, busiest {max(other, key=lambda t: t[1])[0]}" if other else ""
     ax.set_title(f"{_title(trace)}: NoC links{note}", fontsize=9)
+    return fig
+
+
+def _energy(trace: Trace, plt: Any) -> Any:
+    """Energy per image by layer and by component kind, dynamic and static stacked (`energy.enabled`)."""
+    energy = trace.summary.get("energy")
+    if not isinstance(energy, dict):
+        raise PlotError(f"{trace.path}: no energy in this trace (run the scenario with energy.enabled = true)")
+    images = max(1, int(energy["images"]))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8.0, 0.25 * len(energy["by_layer"]) + 5), 4.5),
+                             gridspec_kw={"width_ratios": [3, 1]})
+    for ax, part, label in ((axes[0], energy["by_layer"], "layer"), (axes[1], energy["by_component"], "component")):
+        order = {n: i for i, n in enumerate(trace.layer_names)}
+        names = sorted(part, key=lambda n: (order.get(n, len(order)), n))  # layers in dataflow order
+        x = np.arange(len(names))
+        dyn = np.array([part[n]["dynamic_J"] for n in names]) / images * 1e6
+        stat = np.array([part[n]["static_J"] for n in names]) / images * 1e6
+        ax.bar(x, dyn, color="#3182bd", label="dynamic", width=0.8)
+        ax.bar(x, stat, bottom=dyn, color="#fdae6b", label="static", width=0.8)
+        ax.set_xticks(x, names, rotation=90, fontsize=7)
+        ax.set_xlabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("energy per image (uJ, whole run / batch)")
+    axes[0].legend(fontsize=8)
+    uncharged = ", ".join(sorted(energy["uncharged_counts"])) or "none"
+    fig.suptitle(f"{_title(trace)}: energy ({energy['table']}; uncharged: {uncharged})", fontsize=8)
     return fig

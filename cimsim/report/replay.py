@@ -47,7 +47,7 @@ def _extra(trace: Trace, cycles: int) -> dict[str, object]:
         for cycle, link, source, flits, busy, buffer in block.tolist():
             links.link(cycle, names[link], cores[source] if 0 <= source < len(cores) else "", flits, busy, buffer)
     extra: dict[str, object] = {"links": links.rows(cycles)}
-    for section in ("dram", "functional"):  # component state, not events: as stored
+    for section in ("dram", "functional", "energy"):  # component state, not events: as stored
         if section in trace.summary:
             extra[section] = trace.summary[section]
     return extra

@@ -29,6 +29,9 @@ class Report:
     def table(self) -> str:
         """Human-readable per-layer table plus the headline numbers."""
         s = self.summary
+        energy = s.get("energy")
+        per_layer = ({k: v["energy_J"] / max(1, energy["images"]) for k, v in energy["by_layer"].items()}
+                     if energy else {})
         lines = [
             (f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
             f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep"),
@@ -36,7 +39,7 @@ class Report:
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
             (f"{'layer':<8} {'cores':>5} {'rate':>4} {'meth':>4} {'rows':>5} {'first':>6} {'last':>6} {'pixels':>6} "
-            f"{'active':>7}  stalls (timesteps by cause)"),
+            f"{'active':>7}{' uJ/img' if energy else ''}  stalls (timesteps by cause)"),
         ]
         for lay in s["layers"]:
             stalls = ", ".join(f"{k} {v}" for k, v in lay["stall_timesteps"].items() if v) or "-"
@@ -44,8 +47,10 @@ class Report:
                 f"{lay['name']:<8} {lay['cores']:>5} {lay['pixels_per_timestep']:>4} {_method(lay):>4} "
                 f"{lay['crossbar_rows']:>5} "
                 f"{lay['first_output_timestep']:>6} {lay['last_output_timestep']:>6} {lay['pixels']:>6} "
-                f"{lay['active_timesteps']:>7}  {stalls}"
+                f"{lay['active_timesteps']:>7}{_energy_cell(per_layer, lay['name']) if energy else ''}  {stalls}"
             )
+        if energy:
+            lines.extend(_energy_lines(energy))
         for w in s["warnings"]:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
@@ -58,6 +63,35 @@ class Report:
         for lay in self.summary["layers"]:
             writer.writerow([lay[k] for k in CSV_COLUMNS] + [lay["stall_timesteps"].get(c, 0) for c in STALL_CAUSES])
         return out.getvalue()
+
+
+def _energy_cell(per_layer: dict[str, float], name: str) -> str:
+    """A layer's energy per image in microjoules, 7 wide ('-' if it has none)."""
+    joules = per_layer.get(name)
+    return f"{'-':>7}" if joules is None else f"{joules * 1e6:>7.3f}"
+
+
+def _energy_lines(e: dict[str, Any]) -> list[str]:
+    """The energy headline under the table."""
+    def num(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    steady = e.get("steady_state") or {}
+    fill = e.get("fill") or {}
+    per_image = steady.get("energy_per_image_J")
+    fill_static = fill.get("static_J")
+    area_note = "" if e["area_complete"] else f" (incomplete: no area for {', '.join(e['area_missing'])})"
+    lines = [
+        (f"energy      {e['energy_J'] * 1e6:,.3f} uJ for the run ({e['table']}: dynamic "
+         f"{e['dynamic_J'] * 1e6:,.3f}, static {e['static_J'] * 1e6:,.3f}), "
+         f"{num(None if per_image is None else per_image * 1e6, ',.3f')} uJ per image in steady state, "
+         f"fill static {num(None if fill_static is None else fill_static * 1e6, ',.3f')} uJ"),
+        (f"power       {num(e['average_power_W'], '.4f')} W, {num(e['tops'], '.4f')} TOPS, "
+         f"{num(e['tops_per_w'], '.3f')} TOPS/W, area {e['area_mm2']:.4f} mm2{area_note}"),
+    ]
+    if e["uncharged_counts"]:
+        lines.append(f"uncharged   {', '.join(sorted(e['uncharged_counts']))} (no value in the table)")
+    return lines
 
 
 def _method(layer: dict[str, Any]) -> str:
@@ -149,7 +183,7 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
             "active_timesteps": inp.active_timesteps.get(rep, 0),
             "stall_timesteps": {c: stalls.get(c, 0) for c in STALL_CAUSES},
         })
-    return {
+    summary = {
         "scenario": inp.scenario["name"],
         "model": inp.model,
         "clocking": chip["clocking"],
@@ -172,3 +206,8 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
         "functional": dict(inp.extra.get("functional", {"enabled": False})),
         "layers": layers,
     }
+    if "energy" in inp.extra:  # only when energy.enabled: summaries without it stay as they were
+        layers_ = summary.pop("layers")
+        summary["energy"] = dict(inp.extra["energy"])
+        summary["layers"] = layers_
+    return summary

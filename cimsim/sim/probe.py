@@ -57,6 +57,16 @@ class ComputeSubscriber(Protocol):
         `cycle`, in timestep `timestep`, and took `cycles` cycles, whatever the clocking."""
 
 
+class ActionSubscriber(Protocol):
+    """The action event (and its contract): energy-relevant work, counted, never priced."""
+
+    def action(self, image: int, layer: str, component: str, action: str, argument: int, n: int,
+               recovery: bool) -> None:
+        """`component` (a `cimsim.energy.Component`) performed `action` (a `cimsim.energy.Action`)
+        `n` times with `argument`, for `image` (-1: none) of `layer` ("": none); `recovery`:
+        work that speculation's recovery ran."""
+
+
 def _fanout(name: str, subscribers: list[object]) -> Callable[..., None]:
     """One callable for event `name`: the only subscriber's bound method, a loop over
     several, or a no-op."""
@@ -77,15 +87,17 @@ def _ignore(*args: object) -> None:
     """No subscriber uses this event."""
 
 
-EVENTS = ("compute", "stall", "image_done", "link")
+EVENTS = ("compute", "stall", "image_done", "link", "action")
 """The probe's event methods."""
 
 
 class Probe:
     """Fans events out to the subscribers that use them.
 
-    The event methods (`compute`, `stall`, `image_done`, `link`) are rebound whenever a
-    subscriber is added, so an event nobody uses costs one call to a no-op.
+    The event methods (`compute`, `stall`, `image_done`, `link`, `action`) are rebound
+    whenever a subscriber is added, so an event nobody uses costs one call to a no-op;
+    `counts_actions` says whether anyone listens to `action`, so that a component can skip
+    the work of preparing one.
     """
 
     def __init__(self, subscribers: Iterable[object] | None = None) -> None:
@@ -107,6 +119,10 @@ class Probe:
         self.link: Callable[..., None] = _fanout("link", self.subscribers)
         """Forward a link transfer: cycle, link name, source core name, flits, busy cycles,
         and the flits the input buffer it feeds then held (-1: not modelled)."""
+        self.action: Callable[[int, str, str, str, int, int, bool], None] = _fanout("action", self.subscribers)
+        """Forward an action event (see `ActionSubscriber.action`)."""
+        self.counts_actions = self.action is not _ignore
+        """True when a subscriber listens to action events."""
 
     def stall(self, core: int, layer: str, cause: StallCause, start_timestep: int, timesteps: int) -> None:
         """A core that had work left could not compute for `timesteps` timesteps (from

@@ -16,6 +16,7 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
+from cimsim.energy.actions import ActionCounts
 from cimsim.errors import InputError
 from cimsim.mapping.plan import MappingPlan
 from cimsim.trace.schema import FORMAT, SUPPORTED_VERSIONS, plan_from_dict
@@ -139,6 +140,20 @@ class Trace:
     def summary_layers(self) -> np.ndarray:
         """The per-layer summary table."""
         return _table(self.file["summary/layers"])
+
+    @cached_property
+    def energy_counts(self) -> ActionCounts | None:
+        """The run's action counts and powered cycles (None: energy was not enabled)."""
+        if "energy" not in self.file:
+            return None
+        g = self.file["energy"]
+        counts, powered = _table(g["counts"]), _table(g["powered"])
+        return ActionCounts.from_dict({
+            "counts": [{"layer": str(r["layer"]), "component": str(r["component"]), "action": str(r["action"]),
+                        "argument": int(r["argument"]), "count": int(r["count"])} for r in counts],
+            "powered": [{"layer": str(r["layer"]), "component": str(r["component"]), "instance": str(r["instance"]),
+                         "cycles": int(r["cycles"])} for r in powered],
+        }, f"{self.path}: /energy")
 
     @cached_property
     def run(self) -> dict[str, Any]:

@@ -21,9 +21,9 @@ from cimsim.sim.probe import EventKind, StallCause
 
 FORMAT = "cimsim-trace"
 """Value of the root attribute `format`."""
-SCHEMA_VERSION = 1
-"""Value of the root attribute `schema_version`."""
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+"""Value of the root attribute `schema_version` (2: the optional `/energy` group)."""
+SUPPORTED_VERSIONS = (1, 2)
 """Schema versions `cimsim.trace.open` can read."""
 LEVELS = ("summary", "events")
 """Trace levels: `summary` = mapping, run tables and per-layer summaries; `events` adds the
@@ -82,6 +82,11 @@ CORE_DTYPE = [
 """Columns of `/mapping/cores`."""
 EDGE_DTYPE = [("producer", "str"), ("consumer", "str"), ("role", "str")]
 """Columns of `/mapping/edges`."""
+ENERGY_COUNT_DTYPE = [("layer", "str"), ("component", "str"), ("action", "str"), ("argument", "<i8"),
+                      ("count", "<i8")]
+"""Columns of `/energy/counts` (runs with `energy.enabled`): action counts of the whole run."""
+ENERGY_POWERED_DTYPE = [("layer", "str"), ("component", "str"), ("instance", "str"), ("cycles", "<i8")]
+"""Columns of `/energy/powered`: the clock cycles each instance was powered."""
 RUN_CORE_DTYPE = np.dtype([
     ("id", "<i2"), ("active_timesteps", "<i8"), ("peak_inbox_pixels", "<i8"), ("peak_residual_pixels", "<i8"),
 ])

@@ -31,6 +31,8 @@ from cimsim.trace.schema import (
     CAUSES,
     CORE_DTYPE,
     EDGE_DTYPE,
+    ENERGY_COUNT_DTYPE,
+    ENERGY_POWERED_DTYPE,
     EVENT_DTYPE,
     FORMAT,
     KINDS,
@@ -236,6 +238,8 @@ class TraceWriter:
                 stalls[i, self._causes[cause]] = n
         run.create_dataset("core_stalls", data=stalls)
         self._summary(f.create_group("summary"), report.summary)
+        if isinstance(report.summary.get("energy"), dict):
+            self._energy(f.create_group("energy"), report.summary["energy"])
         f.attrs["events"] = self.events_written
         f.attrs["links"] = self.links_written
         f.attrs["complete"] = True
@@ -252,6 +256,17 @@ class TraceWriter:
         rows = [tuple(lay[n] for n, _ in SUMMARY_LAYER_DTYPE) + tuple(lay["stall_timesteps"][c] for c in causes)
                 for lay in summary["layers"]]
         g.create_dataset("layers", data=np.array(rows, dtype=_dtype(spec)))
+
+    def _energy(self, g: h5py.Group, energy: dict[str, Any]) -> None:
+        """The run's action counts (`energy.enabled`): `/energy/counts` and `/energy/powered`."""
+        g.attrs["table"] = energy["table"]
+        g.attrs["table_file"] = energy["table_file"]
+        g.attrs["clock_hz"] = energy["clock_hz"]
+        counts = [(r["layer"], r["component"], r["action"], r["argument"], r["count"])
+                  for r in energy["counts"]["counts"]]
+        g.create_dataset("counts", data=np.array(counts, dtype=_dtype(ENERGY_COUNT_DTYPE)))
+        powered = [(r["layer"], r["component"], r["instance"], r["cycles"]) for r in energy["counts"]["powered"]]
+        g.create_dataset("powered", data=np.array(powered, dtype=_dtype(ENERGY_POWERED_DTYPE)))
 
     def abort(self) -> None:
         """Close and remove the partial file (an interrupted or failed run)."""
