@@ -83,9 +83,9 @@ class Layer:
     stride: int = 1
     padding: int = 0
     relu: bool = False
-    kernel_w: int = 0
-    stride_w: int = 0
-    padding_w: int = 0
+    kernel_w: int | None = None
+    stride_w: int | None = None
+    padding_w: int | None = None
     groups: int = 1
     count_include_pad: bool = False
 
@@ -96,17 +96,17 @@ class Layer:
     @property
     def kernel_hw(self) -> tuple[int, int]:
         """Kernel (height, width)."""
-        return self.kernel, self.kernel_w or self.kernel
+        return self.kernel, self.kernel if self.kernel_w is None else self.kernel_w
 
     @property
     def stride_hw(self) -> tuple[int, int]:
         """Stride (along H, along W)."""
-        return self.stride, self.stride_w or self.stride
+        return self.stride, self.stride if self.stride_w is None else self.stride_w
 
     @property
     def padding_hw(self) -> tuple[int, int]:
         """Zero padding (rows above and below, columns left and right)."""
-        return self.padding, self.padding_w or self.padding
+        return self.padding, self.padding if self.padding_w is None else self.padding_w
 
     @property
     def is_square(self) -> bool:

@@ -339,7 +339,8 @@ class _ModelLoader:
         return {
             "out_h": (padded_h - kh) // sh + 1, "out_w": (padded_w - kw) // sw + 1,
             "kernel": kh, "stride": sh, "padding": ph,
-            "kernel_w": 0 if kw == kh else kw, "stride_w": 0 if sw == sh else sw, "padding_w": 0 if pw == ph else pw,
+            "kernel_w": None if kw == kh else kw, "stride_w": None if sw == sh else sw,
+            "padding_w": None if pw == ph else pw,
         }
 
     def conv(self, where: str, table: dict[str, Any], source: Layer, common: dict[str, Any]) -> Layer:
