@@ -52,17 +52,29 @@ SIZE_MAX = 2**15 - 1
 def load_model(path: str | Path) -> Network:
     """Read the model TOML at ``path`` and return the validated `Network`.
 
+    A path ending in ``.onnx`` is imported instead (`cimsim.onnx_import`, needs the
+    ``onnx`` package): the network of the model file ``cimsim import`` would write.
+
     Raises `InputError` (one-line message) for a missing or unreadable file,
     malformed TOML, or any invalid key, value, reference or shape.
     """
     path = Path(path)
     source = str(path)
+    if path.suffix.lower() == ".onnx":
+        from cimsim.onnx_import import load_onnx_network
+
+        return load_onnx_network(path)
     if not path.is_file():
         raise InputError(f"{source}: model file not found")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{source}: cannot read model file: {_one_line(str(exc))}") from None
+    return load_model_text(text, source)
+
+
+def load_model_text(text: str, source: str) -> Network:
+    """The validated `Network` of model TOML ``text``; ``source`` names it in messages."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
