@@ -73,6 +73,18 @@ def load_model(path: str | Path) -> Network:
     return load_model_text(text, source)
 
 
+def model_text(path: str | Path) -> str:
+    """The model TOML text of ``path``: the file itself, or for an ``.onnx`` the TOML
+    `cimsim import` would write (what a trace stores as the run's model)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from cimsim.onnx_import import render_toml
+        from cimsim.onnx_import.graph import translate
+
+        return render_toml(translate(path), str(path))
+    return path.read_text(encoding="utf-8")
+
+
 def load_model_text(text: str, source: str) -> Network:
     """The validated `Network` of model TOML ``text``; ``source`` names it in messages."""
     try:
