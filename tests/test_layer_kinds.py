@@ -32,7 +32,7 @@ from cimsim.network.layers import LayerKind
 
 def naive_conv(x, w, stride, padding, groups):
     """Direct loops: x (B, H, W, C_in) int, w (kh, kw, C_in/g, C_out)."""
-    b, h, wd, cin = x.shape
+    b, h, wd, _ = x.shape
     kh, kw, cin_g, cout = w.shape
     (sh, sw), (ph, pw) = stride, padding
     ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1

@@ -11,16 +11,15 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-import conftest  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
-from onnx_graphs import GraphBuilder, balance_logits, run_ort, small_cnn  # noqa: E402
+import conftest
+from onnx import TensorProto, helper
+from onnx_graphs import GraphBuilder, balance_logits, run_ort, small_cnn
 
-from cimsim.cli import main  # noqa: E402
-from cimsim.errors import InputError  # noqa: E402
-from cimsim.functional.reference import reference_forward  # noqa: E402
-from cimsim.functional.weights import IMAGE_STD, load_params, make_images  # noqa: E402
-from cimsim.network import load_model  # noqa: E402
-from cimsim.onnx_import import float_forward, import_onnx, to_nhwc  # noqa: E402
+from cimsim.cli import main
+from cimsim.functional.reference import reference_forward
+from cimsim.functional.weights import IMAGE_STD, load_params, make_images
+from cimsim.network import load_model
+from cimsim.onnx_import import float_forward, import_onnx, to_nhwc
 
 
 def images_for(g: GraphBuilder, count: int, seed: int) -> np.ndarray:
@@ -30,7 +29,7 @@ def images_for(g: GraphBuilder, count: int, seed: int) -> np.ndarray:
         from cimsim.network import Network
         from cimsim.network.layers import Layer
 
-        n, c, h, w = shape
+        _, c, h, w = shape
         net = Network.from_layers("x", [Layer("i", "input", (), h, w, c, h, w, c)])
         return (make_images(net, count, seed).astype(np.float32) / IMAGE_STD).transpose(0, 3, 1, 2).copy()
     return np.random.default_rng(seed).normal(size=(count, shape[1])).astype(np.float32)
@@ -283,7 +282,7 @@ def one_line_exit_2(capsys, argv) -> str | None:
         code = main(argv)
     except BaseException as e:  # noqa: BLE001 - anything escaping main() is the bug looked for
         return f"raised {type(e).__name__}: {e}"
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     if code != 2 or len(err.splitlines()) != 1 or not err.startswith("cimsim: error: ") or "Traceback" in err:
         return f"exit {code}, stderr {err!r}"
     conftest.COUNTS["hostile"] += 1

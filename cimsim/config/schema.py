@@ -189,7 +189,8 @@ class Scenario:
     """One experiment: a model on a chip with a dataflow."""
 
     model: str
-    """Path of the model TOML, relative to the scenario file."""
+    """Path of the model TOML, relative to the scenario file (or of an .onnx model, imported
+    when loaded; needs cimsim[onnx])."""
     name: str = ""
     """Name shown in reports (defaults to the scenario file's stem)."""
     description: str = ""

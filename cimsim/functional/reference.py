@@ -58,10 +58,10 @@ def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, fill: int | float = 0) -> np.ndarray:
+def _windows(x: np.ndarray, kernel: Pair, stride: Pair, padding: Pair, fill: float = 0) -> np.ndarray:
     """Strided sliding windows of ``x`` (B, H, W, C) padded with ``fill``: a view (B, Ho, Wo, C, kh, kw)."""
     (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
-    b, h, w, c = x.shape
+    h, w = x.shape[1:3]
     if ph or pw:
         x = np.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), constant_values=fill)
     ho, wo = out_size(h, kh, sh, ph), out_size(w, kw, sw, pw)

@@ -227,7 +227,7 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> list[F
     """Core-level packet streams of the plan, routed on the scenario's topology; an edge
     the topology cannot carry is a mapping error naming the two layers."""
     noc, chip = scenario.noc, scenario.chip
-    flows = []
+    flows: list[Flow] = []
     for src_layer, dst_layer, role in plan.edges:
         dst = plan.layers[dst_layer]
         targets = dst.cores if role == "main" else dst.merge_cores

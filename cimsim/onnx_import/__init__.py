@@ -113,8 +113,8 @@ def render_toml(tr: Translation, source: str) -> str:
     shape = tr.input_shape
     h, w, c = (shape[1], shape[2], shape[0]) if len(shape) == 3 else (1, 1, shape[0])
     lines = [
-        f"# Imported from {Path(source).name} by `cimsim import` (ONNX input '{tr.onnx_input}', output "
-        f"'{tr.onnx_output}').",
+        (f"# Imported from {Path(source).name} by `cimsim import` (ONNX input '{tr.onnx_input}', output "
+         f"'{tr.onnx_output}')."),
         "# Weights: the .npz of the same name; activation scales: the .quant.json.",
         "",
         f"name = {_toml_value(stem)}",

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.onnx_import.proto import _one_line, load_proto
 
 SUPPORTED_OPS: tuple[str, ...] = (
     "Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -84,40 +85,6 @@ class Translation:
     onnx_output: str
     output_shape: tuple[int, ...]
     """ONNX shape of the output without the batch dimension."""
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def load_proto(path: Path) -> Any:
-    """The checked, shape-inferred ModelProto of ``path``; every problem is one-line `InputError`."""
-    try:
-        import onnx
-        from google.protobuf.message import DecodeError
-    except ImportError:
-        raise InputError(f"{path}: reading ONNX models needs the onnx package: pip install 'cimsim[onnx]'") from None
-    if not path.is_file():
-        raise InputError(f"{path}: ONNX file not found")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ONNX file: {exc.strerror}") from None
-    model = onnx.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as exc:
-        raise InputError(f"{path}: not an ONNX model (the protobuf does not parse: {_one_line(exc)})") from None
-    if not model.graph.node:
-        raise InputError(f"{path}: not an ONNX model, or one with an empty graph (no nodes)")
-    try:
-        onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - ValidationError and the C++ checker's other errors
-        raise InputError(f"{path}: invalid ONNX model: {_one_line(exc)[:300]}") from None
-    try:
-        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as exc:  # noqa: BLE001 - InferenceError and friends
-        raise InputError(f"{path}: ONNX shape inference failed: {_one_line(exc)[:300]}") from None
 
 
 class _Translator:
@@ -332,7 +299,8 @@ class _Translator:
         if w.ndim != 4 or len(x.shape) != 4:
             raise self.fail(node, "only 2-D convolutions (N, C, H, W tensors) are supported")
         groups = int(a.get("group", 1))
-        keys = {"out_channels": int(w.shape[0]), **self.window(node, a, tuple(w.shape[2:])), "groups": groups}
+        keys = {"out_channels": int(w.shape[0]), **self.window(node, a, (int(w.shape[2]), int(w.shape[3]))),
+                "groups": groups}
         if groups == 1:
             del keys["groups"]
         out = self.shape_of(node, node.output[0])
@@ -412,7 +380,9 @@ class _Translator:
         if len(x.shape) != 4 or x.flat_from:
             raise self.fail(node, "only 2-D pooling of (N, C, H, W) tensors is supported")
         kernel = tuple(int(k) for k in a.get("kernel_shape", []))
-        keys = self.window(node, a, kernel)
+        if len(kernel) != 2:
+            raise self.fail(node, "only 2-D pooling (a kernel_shape of 2) is supported")
+        keys = self.window(node, a, (kernel[0], kernel[1]))
         out = self.shape_of(node, node.output[0])
         if type_ == "avgpool":
             if kernel == x.shape[2:] and keys["padding"] == 0:
