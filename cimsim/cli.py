@@ -67,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--perfetto", required=True, metavar="FILE.json",
                      help="Chrome trace-event JSON for ui.perfetto.dev")
 
+    imp = sub.add_parser("import", help="translate an ONNX model into a model TOML and int8 weights (needs cimsim[onnx])")
+    imp.add_argument("onnx", metavar="MODEL.onnx", help="ONNX file (e.g. from torch.onnx.export)")
+    imp.add_argument("-o", "--output", required=True, metavar="NAME.toml",
+                     help="model file to write; NAME.npz (weights) and NAME.quant.json (scales) go next to it")
+    imp.add_argument("--calibration", metavar="IMAGES.npz",
+                     help="float array 'images' in the ONNX input layout (default: generated images)")
+    imp.add_argument("--calibration-images", type=int, default=32, metavar="N",
+                     help="generated calibration images when no --calibration is given (default 32)")
+    imp.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the generated calibration images")
+
     sram = sub.add_parser("sram", help="input SRAM placement: Dazzi Table 1 metrics, or a scenario's per-layer needs")
     sram.add_argument("scenario", nargs="?", help="scenario TOML file: report the input SRAM of every conv layer")
     sram.add_argument("--channels", metavar="N", help="channels of a pixel (Table 1's N)")
@@ -126,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plot(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "import":
+            return _import(args)
     except CimsimError as e:
         print(f"cimsim: error: {e}", file=sys.stderr)
         return e.exit_code
@@ -223,6 +235,25 @@ def _export(args: argparse.Namespace) -> int:
     with tracelib.open(args.trace) as tr:
         count = export_perfetto(tr, args.perfetto)
     print(f"wrote {args.perfetto}: {count:,} trace events (open it in https://ui.perfetto.dev)", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from cimsim.onnx_import import import_onnx, write_imported
+
+    if not args.output.endswith(".toml"):
+        raise _ArgumentError(f"-o {args.output}: must name a .toml model file")
+    if not 1 <= args.calibration_images <= 10_000:
+        raise _ArgumentError(f"--calibration-images {args.calibration_images}: must be 1..10,000")
+    if args.seed < 0:
+        raise _ArgumentError(f"--seed {args.seed}: must be a non-negative integer")
+    model = import_onnx(args.onnx, args.calibration, calibration_images=args.calibration_images, seed=args.seed)
+    written = write_imported(model, args.output)
+    net = model.network
+    weights = sum(p.weights.size for p in model.params.values())
+    print(f"imported {args.onnx}: {len(net.layers) - 1} layers, {weights:,} weights; calibration {model.calibration}")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

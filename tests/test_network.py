@@ -247,8 +247,8 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["layers[0]", "'a'", "'b'", "not defined before this layer"]),
     ("self reference", HEAD + conv("a", "a"), ["'a'", "not defined before this layer"]),
     ("undefined input", HEAD + conv("a", "nope"), ["'nope'", "not defined before this layer"]),
-    ("unknown type", HEAD + '[[layers]]\nname = "a"\ntype = "maxpool"\ninput = "input"\n',
-     ["'a'", "'type'", "'maxpool'", "conv, add, avgpool, fc"]),
+    ("unknown type", HEAD + '[[layers]]\nname = "a"\ntype = "lstm"\ninput = "input"\n',
+     ["'a'", "'type'", "'lstm'", "conv, add, avgpool, fc, maxpool, flatten, concat"]),
     ("add with one input", HEAD + conv("a") + '[[layers]]\nname = "s"\ntype = "add"\ninput = "a"\n',
      ["'s'", "'input'", "an add takes exactly 2"]),
     ("add with three inputs", HEAD + conv("a") + conv("b", "a")

@@ -37,6 +37,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
+    "mapping.depthwise": ("crossbar", "digital"),
     "dataflow.mode": ("regular", "speedup"),
 }
 """Allowed values of the enumerated string fields, by dotted key path."""

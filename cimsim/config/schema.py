@@ -127,6 +127,10 @@ class MappingConfig:
     """When a layer's kernel replicas do not fit one crossbar: "split" it by rows
     over more cores (Eq. 5), "error", or "assume" they fit (Dazzi 3.1.4's assumption;
     reported as a warning)."""
+    depthwise: str = "crossbar"
+    """Where depthwise convs (groups = input channels) run: "crossbar" (block-diagonal on
+    crossbars, Ottavi et al. 2021) or "digital" (on a digital processor, their HYBRID choice).
+    Validated but not used yet: the simulated cores do not run depthwise convs yet."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +212,8 @@ class Scenario:
     """One experiment: a model on a chip with a dataflow."""
 
     model: str
-    """Path of the model TOML, relative to the scenario file."""
+    """Path of the model TOML, relative to the scenario file (or of an .onnx model, imported
+    when loaded; needs cimsim[onnx])."""
     name: str = ""
     """Name shown in reports (defaults to the scenario file's stem)."""
     description: str = ""

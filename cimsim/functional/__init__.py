@@ -19,12 +19,17 @@ API
     `cimsim.errors.InputError` naming file, array and problem).
     ``make_images(network, batch, seed) -> int8 (batch, H, W, C)`` smooth
     natural-image-like fields; ``load_images(path, network)`` (array ``images``).
+    ``calibrate_scales(network, real, fixed)`` and ``quantise_params(network, w, b,
+    scales)``: the calibration and quantisation steps of `make_params`, reused by
+    `cimsim.onnx_import`; ``float_layer`` is the float twin of every layer kind.
 
 `cimsim.functional.reference`
     ``reference_forward(network, params, images) -> {layer: int8 (batch, H, W, C)}``
     (every layer, the input included); ``conv_accumulate(x, weights, stride,
-    padding) -> int32``; ``requantise(acc, params, relu) -> int8`` (round half
-    up); ``saturating_add``; ``global_avgpool`` (integer mean, round half to even).
+    padding, groups=1) -> int32`` (grouped, non-square); ``requantise(acc, params,
+    relu) -> int8`` (round half up); ``saturating_add``; ``global_avgpool`` and
+    ``local_avgpool`` (integer mean, round half to even); ``maxpool``; flatten and
+    concat in ``layer_forward``.
 
 `cimsim.functional.crossbar`
     ``CrossbarConfig(rows, cols, adc_bits=7, input_bits=8, input_slices=(4, 2, 2),

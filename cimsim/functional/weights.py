@@ -15,8 +15,9 @@ Synthetic parameters (`make_params`) model a trained, per-channel-quantised CNN:
   channel to [-127, 127] (scale = max |w| / 127), so most int8 weights are
   small and a few reach the extremes.
 - Requantisation: every activation tensor gets one real scale; tensors joined
-  by an add (its output and both inputs) or an avgpool (integer mean, same
-  scale) share it. A float forward pass over a seeded calibration batch sets
+  by an add (its output and both inputs), an avgpool (integer mean, same
+  scale; global or local), a maxpool, a flatten or a concat (its output and all
+  its inputs) share it. A float forward pass over a seeded calibration batch sets
   each scale so that the 99.9th percentile of |activation| maps to 127.
   Per-channel ``multiplier / 2**shift = s_in * s_w[j] / s_out`` with one
   ``shift`` per layer chosen so the largest multiplier lies in [2**30, 2**31).
@@ -34,14 +35,14 @@ plus weaker per-channel fields, standardised and scaled to int8 with std ~40
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from cimsim.errors import InputError
-from cimsim.functional.reference import im2col
-from cimsim.network.layers import Network
+from cimsim.functional.reference import float_conv, local_avgpool_float, maxpool_float
+from cimsim.network.layers import Layer, LayerKind, Network
 
 IMAGE_STD = 40.0
 """Standard deviation of synthetic int8 images (real value 1.0 maps to 40)."""
@@ -55,7 +56,7 @@ PARAM_ARRAYS = ("weights", "bias", "multiplier", "shift")
 class LayerParams:
     """int8 weights and requantisation of one conv or fc layer.
 
-    ``weights`` int8 (kernel, kernel, c_in, c_out) ((1, 1, c_in, c_out) for an fc);
+    ``weights`` int8 (kh, kw, c_in / groups, c_out) ((1, 1, c_in, c_out) for an fc);
     ``bias`` int32 (c_out,) added to the accumulator; ``multiplier`` int32 (c_out,)
     and ``shift``: out = clip(round((acc + bias) * multiplier / 2**shift)) to int8,
     then ReLU where the layer has relu (see `cimsim.functional.reference.requantise`).
@@ -67,10 +68,18 @@ class LayerParams:
     shift: int
 
 
-def weight_shape(layer) -> tuple[int, int, int, int]:
-    """Expected weight shape of a conv or fc layer."""
-    k = layer.kernel if layer.kind == "conv" else 1
-    return (k, k, layer.in_channels, layer.out_channels)
+SCALE_SHARING_KINDS: frozenset[LayerKind] = frozenset(
+    {LayerKind.ADD, LayerKind.AVGPOOL, LayerKind.LOCAL_AVGPOOL, LayerKind.MAXPOOL, LayerKind.FLATTEN,
+     LayerKind.CONCAT})
+"""Kinds whose output and inputs share one activation scale (no requantisation)."""
+
+
+def weight_shape(layer: Layer) -> tuple[int, int, int, int]:
+    """Expected weight shape of a conv (kh, kw, c_in / groups, c_out) or fc (1, 1, c_in, c_out)."""
+    if layer.kind == "conv":
+        kh, kw = layer.kernel_hw
+        return (kh, kw, layer.in_channels // layer.groups, layer.out_channels)
+    return (1, 1, layer.in_channels, layer.out_channels)
 
 
 def _weighted_layers(network: Network) -> list:
@@ -125,9 +134,33 @@ def load_images(path: str | Path, network: Network) -> np.ndarray:
 # ---------------------------------------------------------------- parameters
 
 
-def _float_conv(x: np.ndarray, w: np.ndarray, stride: int, padding: int) -> np.ndarray:
-    k = w.shape[0]
-    return im2col(x, k, stride, padding) @ w.reshape(-1, w.shape[3])
+def float_layer(layer: Layer, inputs: list[np.ndarray], w: np.ndarray | None = None,
+                b: np.ndarray | None = None) -> np.ndarray:
+    """The real-valued output of one layer (NHWC float inputs; ``w``, ``b`` for a conv or fc),
+    mirroring the int8 semantics of `cimsim.functional.reference` without rounding."""
+    x = inputs[0]
+    if layer.kind in ("conv", "fc"):
+        assert w is not None
+        if layer.kind == "conv":
+            y = float_conv(x, w, layer.stride_hw, layer.padding_hw, layer.groups)
+        else:
+            y = float_conv(x, w)
+        y = y if b is None else y + b
+    elif layer.kind == "add":
+        y = x + inputs[1]
+    elif layer.kind == "avgpool":
+        y = x.mean(axis=(1, 2), keepdims=True)
+    elif layer.kind == "maxpool":
+        y = maxpool_float(x, layer.kernel_hw, layer.stride_hw, layer.padding_hw)
+    elif layer.kind == "local_avgpool":
+        y = local_avgpool_float(x, layer.kernel_hw, layer.stride_hw, layer.padding_hw, layer.count_include_pad)
+    elif layer.kind == "flatten":
+        y = x.reshape(x.shape[0], 1, 1, -1)
+    elif layer.kind == "concat":
+        y = np.concatenate(inputs, axis=3)
+    else:
+        raise ValueError(f"layer {layer.name!r}: kind {layer.kind!r} not supported")
+    return np.maximum(y, 0.0) if layer.relu else y
 
 
 class _Groups:
@@ -166,8 +199,7 @@ def make_params(network: Network, seed: int, *, calibration_images: int = 8) -> 
             sigma = rng.lognormal(0.0, 0.5, size=cout)
             mean = 0.2 * sigma * rng.standard_normal(cout)
             w = mean + rng.laplace(0.0, 1.0, size=shape) * (sigma / np.sqrt(2.0))
-            stride, padding = (layer.stride, layer.padding) if layer.kind == "conv" else (1, 0)
-            pre = _float_conv(x[0], w, stride, padding)
+            pre = float_layer(replace(layer, relu=False), x, w)
             # fold a batch norm: normalise each channel on the calibration batch, then gamma, beta
             m, s = pre.mean(axis=(0, 1, 2)), pre.std(axis=(0, 1, 2)) + 1e-9
             gamma = (0.5 if layer.name in branch_ends else 1.0) * rng.lognormal(0.0, 0.3, size=cout)
@@ -176,41 +208,63 @@ def make_params(network: Network, seed: int, *, calibration_images: int = 8) -> 
             b = beta - m * gamma / s
             y = (pre - m) * (gamma / s) + beta
             w_real[layer.name], b_real[layer.name] = w, b
-        elif layer.kind == "add":
-            y = x[0] + x[1]
-        elif layer.kind == "avgpool":
-            y = x[0].mean(axis=(1, 2), keepdims=True)
+            real[layer.name] = np.maximum(y, 0.0) if layer.relu else y
         else:
-            raise ValueError(f"layer {layer.name!r}: kind {layer.kind!r} not supported")
-        real[layer.name] = np.maximum(y, 0.0) if layer.relu else y
+            real[layer.name] = float_layer(layer, x)
+    scale = calibrate_scales(network, real, {inp.name: s_img})
+    return quantise_params(network, w_real, b_real, scale)
 
+
+def scale_groups(network: Network) -> dict[str, str]:
+    """Tensor (layer) name -> the representative of the tensors that share its scale."""
     groups = _Groups([layer.name for layer in network.layers])
     for layer in network.layers:
-        if layer.kind in ("add", "avgpool"):
+        if layer.kind in SCALE_SHARING_KINDS:
             for producer in layer.inputs:
                 groups.union(producer, layer.name)
-    scale: dict[str, float] = {}
-    for name, t in real.items():
-        g = groups.find(name)
-        s = float(np.percentile(np.abs(t), CALIBRATION_PERCENTILE)) / 127.0
-        scale[g] = max(scale.get(g, 0.0), s if s > 0 else 1e-6)
-    scale[groups.find(inp.name)] = s_img
+    return {layer.name: groups.find(layer.name) for layer in network.layers}
 
+
+def calibrate_scales(network: Network, real: dict[str, np.ndarray], fixed: dict[str, float],
+                     percentile: float = CALIBRATION_PERCENTILE) -> dict[str, float]:
+    """The real value of one int8 step of every tensor (layer output): the ``percentile`` of
+    |activation| over ``real`` (float activations per layer) maps to 127, the largest over each
+    group of tensors that share a scale (`scale_groups`); ``fixed`` sets a tensor's group's scale."""
+    group = scale_groups(network)
+    by_group: dict[str, float] = {}
+    for name, t in real.items():
+        g = group[name]
+        s = float(np.percentile(np.abs(t), percentile)) / 127.0
+        by_group[g] = max(by_group.get(g, 0.0), s if s > 0 else 1e-6)
+    for name, value in fixed.items():
+        by_group[group[name]] = value
+    return {name: by_group[group[name]] for name in group}
+
+
+def quantise_layer(name: str, w: np.ndarray, b: np.ndarray, s_in: float, s_out: float) -> LayerParams:
+    """int8 parameters of one conv/fc from real weights ``w`` (kh, kw, c_in_g, c_out) and bias ``b``
+    (c_out,), its input scale ``s_in`` and output scale ``s_out``: symmetric per-output-channel
+    weights in [-127, 127], int32 bias, one shift with the largest multiplier in [2**30, 2**31)."""
+    amax = np.abs(w).max(axis=(0, 1, 2))
+    s_w = np.where(amax > 0, amax / 127.0, 1.0)
+    w_int = np.clip(np.rint(w / s_w), -127, 127).astype(np.int8)
+    acc_scale = s_in * s_w
+    bias = np.clip(np.rint(b / acc_scale), -(2**31), 2**31 - 1).astype(np.int32)
+    ratio = acc_scale / s_out
+    shift = int(np.clip(30 - np.floor(np.log2(ratio.max())), 0, 62))
+    mult = np.rint(ratio * 2.0**shift)
+    if mult.max() >= 2**31:
+        raise ValueError(f"layer {name!r}: requantisation ratio {ratio.max():g} too large")
+    return LayerParams(w_int, bias, mult.astype(np.int32), shift)
+
+
+def quantise_params(network: Network, w_real: dict[str, np.ndarray], b_real: dict[str, np.ndarray],
+                    scale: dict[str, float]) -> dict[str, LayerParams]:
+    """`quantise_layer` for every conv and fc, with the tensor scales ``scale`` (`calibrate_scales`)."""
     params: dict[str, LayerParams] = {}
     for layer in _weighted_layers(network):
-        w, b = w_real[layer.name], b_real[layer.name]
-        s_in, s_out = scale[groups.find(layer.inputs[0])], scale[groups.find(layer.name)]
-        amax = np.abs(w).max(axis=(0, 1, 2))
-        s_w = np.where(amax > 0, amax / 127.0, 1.0)
-        w_int = np.clip(np.rint(w / s_w), -127, 127).astype(np.int8)
-        acc_scale = s_in * s_w
-        bias = np.clip(np.rint(b / acc_scale), -(2**31), 2**31 - 1).astype(np.int32)
-        ratio = acc_scale / s_out
-        shift = int(np.clip(30 - np.floor(np.log2(ratio.max())), 0, 62))
-        mult = np.rint(ratio * 2.0**shift)
-        if mult.max() >= 2**31:
-            raise ValueError(f"layer {layer.name!r}: requantisation ratio {ratio.max():g} too large")
-        params[layer.name] = LayerParams(w_int, bias, mult.astype(np.int32), shift)
+        params[layer.name] = quantise_layer(
+            layer.name, w_real[layer.name], b_real[layer.name], scale[layer.inputs[0]], scale[layer.name])
     return params
 
 

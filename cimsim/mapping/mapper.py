@@ -20,7 +20,11 @@ from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
 from cimsim.mapping.sram import auto_method, make_layout
 from cimsim.network import Layer, Network
-from cimsim.network.layers import EdgeRole
+from cimsim.network.layers import EdgeRole, LayerKind
+
+SIMULATED_KINDS: frozenset[LayerKind] = frozenset(
+    {LayerKind.INPUT, LayerKind.CONV, LayerKind.ADD, LayerKind.AVGPOOL, LayerKind.FC})
+"""Layer kinds the simulated cores run today; the numpy reference (`cimsim.functional`) runs every kind."""
 
 
 def layer_rate(layer: Layer, scenario: Scenario) -> int:
@@ -31,6 +35,28 @@ def layer_rate(layer: Layer, scenario: Scenario) -> int:
     if flow.mode == "speedup":
         return flow.speedup_rates.get(str(layer.out_channels), 1)
     return 1
+
+
+def check_simulated(net: Network) -> None:
+    """Refuse, in one line, the first layer the simulated cores cannot run yet: the kinds
+    outside `SIMULATED_KINDS` and grouped (depthwise) or non-square convs."""
+    for layer in net.layers:
+        problem = ""
+        if layer.kind not in SIMULATED_KINDS:
+            shown = "avgpool (local, with a kernel)" if layer.kind == LayerKind.LOCAL_AVGPOOL else layer.kind.value
+            problem = f"kind {shown} is not simulated yet"
+        elif layer.kind == LayerKind.CONV and layer.groups > 1:
+            what = "depthwise" if layer.is_depthwise else "grouped"
+            problem = f"a {what} conv (groups = {layer.groups}) is not simulated yet"
+        elif layer.kind == LayerKind.CONV and not layer.is_square:
+            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_hw, layer.stride_hw, layer.padding_hw
+            problem = (f"a non-square conv (kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}) "
+                       "is not simulated yet")
+        if problem:
+            raise MappingError(
+                f"{net.source}: layer '{layer.name}': {problem} (the simulated cores run conv with groups = 1 and "
+                "square kernels, add, global avgpool and fc; the numpy reference forward pass runs every kind)"
+            )
 
 
 def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -47,9 +73,18 @@ def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[st
         else:
             src = emit[layer.inputs[0]]
             if src == net.input_layer.name:
+                hint = ("; with mapping.fc_on = 'crossbar' it runs on a core of its own"
+                        if layer.kind == "fc" else "")
                 raise MappingError(
                     f"{net.source}: layer '{layer.name}' ({layer.kind}) reads the network input directly; "
-                    "it must follow a conv layer whose digital processor can run it"
+                    f"it must follow a conv layer whose digital processor can run it{hint}"
+                )
+            if layer.kind == "fc" and any(net.layer(f).kind == "fc" for f in fused[src]):
+                first = next(f for f in fused[src] if net.layer(f).kind == "fc")
+                raise MappingError(
+                    f"{net.source}: layer '{layer.name}' (fc): a second fc in the digital processor of '{src}' "
+                    f"(after '{first}') is not simulated yet; with mapping.fc_on = 'crossbar' every fc runs on "
+                    "a core of its own"
                 )
             if len(net.consumers(layer.inputs[0])) > 1 and layer.kind == "add":
                 raise MappingError(
@@ -104,6 +139,7 @@ def _check_rates(net: Network, scenario: Scenario, fused: dict[str, list[str]]) 
 def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     """Place every compute layer on cores of the scenario's chip."""
     chip = scenario.chip
+    check_simulated(net)
     emit, fused = _emitters(net, scenario)
     _check_rates(net, scenario, fused)
     warnings: list[str] = []

@@ -16,13 +16,30 @@ import networkx as nx
 
 
 class LayerKind(StrEnum):
-    """Every value `Layer.kind` can take (the model file's `kind` strings)."""
+    """Every value `Layer.kind` can take.
+
+    They are the model file's ``type`` strings, except that ``type = "avgpool"`` with a
+    ``kernel`` (a local average pool) becomes `LOCAL_AVGPOOL`; ``AVGPOOL`` is always the
+    global one (``H x W x C -> 1 x 1 x C``).
+    """
 
     INPUT = "input"
     CONV = "conv"
     ADD = "add"
     AVGPOOL = "avgpool"
+    """Global average pooling."""
     FC = "fc"
+    MAXPOOL = "maxpool"
+    LOCAL_AVGPOOL = "local_avgpool"
+    """Average pooling over a kernel window (kernel, stride, padding)."""
+    FLATTEN = "flatten"
+    """``H x W x C -> 1 x 1 x (H*W*C)``, flattened in (h, w, c) order."""
+    CONCAT = "concat"
+    """Concatenation of two or more inputs of equal H x W along channels."""
+
+
+WINDOWED_KINDS: frozenset[LayerKind] = frozenset({LayerKind.CONV, LayerKind.MAXPOOL, LayerKind.LOCAL_AVGPOOL})
+"""Kinds that slide a kernel window (their kernel, stride and padding are meaningful)."""
 
 
 LAYER_KINDS: tuple[str, ...] = tuple(k.value for k in LayerKind)
@@ -66,16 +83,53 @@ class Layer:
     stride: int = 1
     padding: int = 0
     relu: bool = False
+    kernel_w: int | None = None
+    stride_w: int | None = None
+    padding_w: int | None = None
+    groups: int = 1
+    count_include_pad: bool = False
 
     def __post_init__(self) -> None:
         # a kind given as a string becomes the enum; a misspelt one fails here
         object.__setattr__(self, "kind", LayerKind(self.kind))
 
     @property
+    def kernel_hw(self) -> tuple[int, int]:
+        """Kernel (height, width)."""
+        return self.kernel, self.kernel if self.kernel_w is None else self.kernel_w
+
+    @property
+    def stride_hw(self) -> tuple[int, int]:
+        """Stride (along H, along W)."""
+        return self.stride, self.stride if self.stride_w is None else self.stride_w
+
+    @property
+    def padding_hw(self) -> tuple[int, int]:
+        """Zero padding (rows above and below, columns left and right)."""
+        return self.padding, self.padding if self.padding_w is None else self.padding_w
+
+    @property
+    def is_square(self) -> bool:
+        """Kernel, stride and padding are the same along H and W."""
+        kh, kw = self.kernel_hw
+        (sh, sw), (ph, pw) = self.stride_hw, self.padding_hw
+        return kh == kw and sh == sw and ph == pw
+
+    @property
+    def is_depthwise(self) -> bool:
+        """A conv with one group per input channel."""
+        return self.kind == "conv" and self.groups > 1 and self.groups == self.in_channels
+
+    @property
     def kernel_rows(self) -> int:
-        """Rows of the kernel matrix (crossbar inputs): F*F*C_in for a conv, C_in for an fc, else 0."""
+        """Rows of the kernel matrix (crossbar inputs): Fh*Fw*C_in for a conv, C_in for an fc, else 0.
+
+        For a grouped conv this is the dense, block-diagonal matrix (each group's
+        Fh*Fw*C_in/groups rows feed only its own C_out/groups columns).
+        """
         if self.kind == "conv":
-            return self.kernel * self.kernel * self.in_channels
+            kh, kw = self.kernel_hw
+            return kh * kw * self.in_channels
         if self.kind == "fc":
             return self.in_channels
         return 0

@@ -12,19 +12,31 @@ from pathlib import Path
 from typing import Any
 
 from cimsim.errors import InputError
-from cimsim.network.layers import Layer, Network
+from cimsim.network.layers import Layer, LayerKind, Network
 
 TOP_KEYS: tuple[str, ...] = ("name", "description", "bits", "input", "layers")
 """Keys allowed at the top level of a model file."""
 INPUT_KEYS: tuple[str, ...] = ("name", "height", "width", "channels")
 """Keys allowed in the ``[input]`` table."""
 LAYER_TYPES: dict[str, tuple[str, ...]] = {
-    "conv": ("out_channels", "kernel", "stride", "padding", "relu"),
+    "conv": ("out_channels", "kernel", "stride", "padding", "groups", "relu"),
     "add": ("relu",),
-    "avgpool": (),
+    "avgpool": ("global", "kernel", "stride", "padding", "count_include_pad"),
     "fc": ("out_features", "relu"),
+    "maxpool": ("kernel", "stride", "padding", "relu"),
+    "flatten": (),
+    "concat": (),
 }
 """Layer type -> keys it accepts besides ``name``, ``type`` and ``input``/``inputs``."""
+UNSUPPORTED_KEYS: dict[str, str] = {
+    "dilation": "dilated kernels are not supported (every kernel has dilation 1)",
+    "dilations": "dilated kernels are not supported (every kernel has dilation 1)",
+    "ceil_mode": "ceil-mode output sizes are not supported (output sizes round down)",
+    "auto_pad": "automatic padding is not supported; give padding explicitly",
+}
+"""Attributes of other frameworks' layers that cimsim knows and refuses, with the reason."""
+POOL_WINDOW_KEYS: tuple[str, ...] = ("kernel", "stride", "padding", "count_include_pad")
+"""avgpool keys that make it (or need it to be) a local pool."""
 LAYER_COMMON_KEYS: tuple[str, ...] = ("name", "type", "input", "inputs")
 """Keys every ``[[layers]]`` table accepts."""
 DEFAULT_INPUT_NAME = "input"
@@ -40,17 +52,41 @@ SIZE_MAX = 2**15 - 1
 def load_model(path: str | Path) -> Network:
     """Read the model TOML at ``path`` and return the validated `Network`.
 
+    A path ending in ``.onnx`` is imported instead (`cimsim.onnx_import`, needs the
+    ``onnx`` package): the network of the model file ``cimsim import`` would write.
+
     Raises `InputError` (one-line message) for a missing or unreadable file,
     malformed TOML, or any invalid key, value, reference or shape.
     """
     path = Path(path)
     source = str(path)
+    if path.suffix.lower() == ".onnx":
+        from cimsim.onnx_import import load_onnx_network
+
+        return load_onnx_network(path)
     if not path.is_file():
         raise InputError(f"{source}: model file not found")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{source}: cannot read model file: {_one_line(str(exc))}") from None
+    return load_model_text(text, source)
+
+
+def model_text(path: str | Path) -> str:
+    """The model TOML text of ``path``: the file itself, or for an ``.onnx`` the TOML
+    `cimsim import` would write (what a trace stores as the run's model)."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        from cimsim.onnx_import import render_toml
+        from cimsim.onnx_import.graph import translate
+
+        return render_toml(translate(path), str(path))
+    return path.read_text(encoding="utf-8")
+
+
+def load_model_text(text: str, source: str) -> Network:
+    """The validated `Network` of model TOML ``text``; ``source`` names it in messages."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -206,6 +242,9 @@ class _ModelLoader:
         if kind not in LAYER_TYPES:
             allowed_types = ", ".join(LAYER_TYPES)
             raise self.fail(where, "type", f"got {_describe(kind)}, expected one of: {allowed_types}")
+        for key in table:
+            if key in UNSUPPORTED_KEYS:
+                raise self.fail(where, key, f"not supported for layer {name!r}: {UNSUPPORTED_KEYS[key]}")
         allowed = LAYER_COMMON_KEYS + LAYER_TYPES[kind]
         self.check_keys(where, table, allowed, f"a layer of type {kind!r}")
 
@@ -231,13 +270,22 @@ class _ModelLoader:
                 )
             return Layer(out_h=main.out_h, out_w=main.out_w, out_channels=main.out_channels, **common)
         if kind == "avgpool":
-            return Layer(out_h=1, out_w=1, out_channels=first.out_channels, **common)
+            return self.avgpool(where, table, first, common)
+        if kind == "maxpool":
+            return self.pool(where, table, first, {**common, "kind": LayerKind.MAXPOOL})
+        if kind == "flatten":
+            size = first.out_h * first.out_w * first.out_channels
+            if size > INT_MAX:
+                raise self.fail(where, key, f"{first.name!r} flattens to {size:,} values, at most {INT_MAX:,}")
+            return Layer(out_h=1, out_w=1, out_channels=size, **common)
+        if kind == "concat":
+            return self.concat(where, key, sources, common)
         # fc
         if (first.out_h, first.out_w) != (1, 1):
             raise self.fail(
                 where, key,
                 f"{first.name!r} produces {_shape(first)} (HxWxC), an fc needs a 1x1 input "
-                "(put an avgpool before it)",
+                "(put an avgpool or a flatten before it)",
             )
         out = self.positive_int(where, "out_features", self.require(where, table, "out_features", "an fc"))
         return Layer(out_h=1, out_w=1, out_channels=out, **common)
@@ -251,7 +299,8 @@ class _ModelLoader:
         if has_one and has_many:
             raise self.fail(where, "inputs", "both 'input' and 'inputs' given; use exactly one of the two")
         if not has_one and not has_many:
-            hint = "inputs = [main, residual]" if kind == "add" else "input = \"<layer>\""
+            hint = {"add": "inputs = [main, residual]", "concat": "inputs = [a, b, ...]"}.get(
+                kind, "input = \"<layer>\"")
             raise self.fail(where, "input", f"missing required key 'input' or 'inputs' ({hint})")
         key = "input" if has_one else "inputs"
         value = table[key]
@@ -261,9 +310,11 @@ class _ModelLoader:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise self.fail(where, key, f"got {_describe(value)}, expected an array of layer names")
             producers = list(value)
-        if len(producers) != expected:
+        if kind == "concat" and len(producers) < 2:
+            raise self.fail(where, key, f"got {len(producers)} input(s) {producers!r}; a concat takes 2 or more")
+        if kind != "concat" and len(producers) != expected:
             need = "exactly 2 inputs [main, residual]" if kind == "add" else "exactly 1 input"
-            article = "a" if kind == "conv" else "an"
+            article = "a" if kind in ("conv", "maxpool", "flatten") else "an"
             raise self.fail(
                 where, key, f"got {len(producers)} input(s) {producers!r}; {article} {kind} takes {need}"
             )
@@ -275,30 +326,91 @@ class _ModelLoader:
                     "or an earlier layer",
                 )
         if len(set(producers)) != len(producers):
-            raise self.fail(where, key, f"got {producers!r}; an add needs two different layers")
+            what = "an add needs two different layers" if kind == "add" else "a concat needs different layers"
+            raise self.fail(where, key, f"got {producers!r}; {what}")
         return key, producers
 
+    def pair(self, where: str, key: str, value: Any, minimum: int = 1) -> tuple[int, int]:
+        """An integer, or an array ``[height, width]`` of two, as an (H, W) pair."""
+        if isinstance(value, list):
+            if len(value) != 2:
+                raise self.fail(where, key, f"got {_describe(value)}, expected an integer or [height, width]")
+            return (self.positive_int(where, key, value[0], minimum), self.positive_int(where, key, value[1], minimum))
+        number = self.positive_int(where, key, value, minimum)
+        return number, number
+
+    def window(
+        self, where: str, table: dict[str, Any], source: Layer, what: str
+    ) -> dict[str, Any]:
+        """Kernel, stride and padding of a conv or pool, validated against ``source``, plus the output size."""
+        kh, kw = self.pair(where, "kernel", self.require(where, table, "kernel", what))
+        sh, sw = self.pair(where, "stride", table.get("stride", 1))
+        ph, pw = self.pair(where, "padding", table.get("padding", 0), minimum=0)
+        square = kh == kw and sh == sw and ph == pw
+        for pad, kern, axis in ((ph, kh, "height"), (pw, kw, "width")):
+            if pad >= kern:
+                detail = "" if square else f" along the {axis}"
+                raise self.fail(where, "padding", f"got {pad}, expected less than kernel ({kern}){detail}")
+        padded_h, padded_w = source.out_h + 2 * ph, source.out_w + 2 * pw
+        if kh > padded_h or kw > padded_w:
+            shown = str(kh) if kh == kw else f"[{kh}, {kw}]"
+            padding = str(ph) if ph == pw else f"[{ph}, {pw}]"
+            raise self.fail(
+                where, "kernel",
+                f"got {shown}, larger than the padded input {padded_h}x{padded_w} "
+                f"({source.name!r} is {source.out_h}x{source.out_w}, padding {padding})",
+            )
+        return {
+            "out_h": (padded_h - kh) // sh + 1, "out_w": (padded_w - kw) // sw + 1,
+            "kernel": kh, "stride": sh, "padding": ph,
+            "kernel_w": None if kw == kh else kw, "stride_w": None if sw == sh else sw,
+            "padding_w": None if pw == ph else pw,
+        }
+
     def conv(self, where: str, table: dict[str, Any], source: Layer, common: dict[str, Any]) -> Layer:
-        """A conv layer: kernel, stride and padding validated, output shape inferred."""
+        """A conv layer: kernel, stride, padding and groups validated, output shape inferred."""
         out_channels = self.positive_int(
             where, "out_channels", self.require(where, table, "out_channels", "a conv")
         )
-        kernel = self.positive_int(where, "kernel", self.require(where, table, "kernel", "a conv"))
-        stride = self.positive_int(where, "stride", table.get("stride", 1))
-        padding = self.positive_int(where, "padding", table.get("padding", 0), minimum=0)
-        if padding >= kernel:
-            raise self.fail(where, "padding", f"got {padding}, expected less than kernel ({kernel})")
-        padded_h, padded_w = source.out_h + 2 * padding, source.out_w + 2 * padding
-        if kernel > min(padded_h, padded_w):
+        geometry = self.window(where, table, source, "a conv")
+        groups = self.positive_int(where, "groups", table.get("groups", 1))
+        if source.out_channels % groups or out_channels % groups:
             raise self.fail(
-                where, "kernel",
-                f"got {kernel}, larger than the padded input {padded_h}x{padded_w} "
-                f"({source.name!r} is {source.out_h}x{source.out_w}, padding {padding})",
+                where, "groups",
+                f"got {groups}, which must divide both the input channels ({source.out_channels}, from "
+                f"{source.name!r}) and out_channels ({out_channels})",
             )
-        return Layer(
-            out_h=(padded_h - kernel) // stride + 1,
-            out_w=(padded_w - kernel) // stride + 1,
-            out_channels=out_channels,
-            kernel=kernel, stride=stride, padding=padding,
-            **common,
-        )
+        return Layer(out_channels=out_channels, groups=groups, **geometry, **common)
+
+    def pool(self, where: str, table: dict[str, Any], source: Layer, common: dict[str, Any]) -> Layer:
+        """A maxpool or local avgpool: window validated, channels kept."""
+        geometry = self.window(where, table, source, f"a {common['kind']}")
+        return Layer(out_channels=source.out_channels, **geometry, **common)
+
+    def avgpool(self, where: str, table: dict[str, Any], source: Layer, common: dict[str, Any]) -> Layer:
+        """A global avgpool (no window keys, or ``global = true``) or a local one (``kernel`` given)."""
+        window_keys = [k for k in POOL_WINDOW_KEYS if k in table]
+        is_global = self.boolean(where, "global", table.get("global", not window_keys))
+        if is_global:
+            if window_keys:
+                raise self.fail(where, window_keys[0], "not allowed with global = true (a global avgpool has no window)")
+            return Layer(out_h=1, out_w=1, out_channels=source.out_channels, **common)
+        count_pad = self.boolean(where, "count_include_pad", table.get("count_include_pad", False))
+        geometry = self.window(where, table, source, "a local avgpool (global = false)")
+        return Layer(out_channels=source.out_channels, count_include_pad=count_pad, **geometry,
+                     **{**common, "kind": LayerKind.LOCAL_AVGPOOL})
+
+    def concat(self, where: str, key: str, sources: list[Layer], common: dict[str, Any]) -> Layer:
+        """A concat along channels: every input has the first one's H x W."""
+        first = sources[0]
+        for other in sources[1:]:
+            if (other.out_h, other.out_w) != (first.out_h, first.out_w):
+                raise self.fail(
+                    where, key,
+                    f"sizes differ: {first.name!r} is {_shape(first)} (HxWxC) but {other.name!r} is "
+                    f"{_shape(other)}; a concat (along channels) needs equal H x W",
+                )
+        channels = sum(src.out_channels for src in sources)
+        if channels > INT_MAX:
+            raise self.fail(where, key, f"{channels:,} channels, at most {INT_MAX:,}")
+        return Layer(out_h=first.out_h, out_w=first.out_w, out_channels=channels, **common)

@@ -25,6 +25,7 @@ from cimsim.config.schema import Scenario
 from cimsim.errors import InputError
 from cimsim.mapping.plan import MappingPlan, layer_pixels
 from cimsim.network import Network
+from cimsim.network.model import model_text
 from cimsim.sim.probe import StallCause
 from cimsim.sim.record import RunRecord
 from cimsim.trace.schema import (
@@ -127,7 +128,7 @@ class TraceWriter:
         cfg.attrs["model_name"] = net.name
         cfg.attrs["model_path"] = scenario.model
         _text(cfg, "scenario_json", json.dumps(scenario_to_dict(scenario), indent=1))
-        _text(cfg, "model_toml", Path(scenario.model).read_text(encoding="utf-8"))
+        _text(cfg, "model_toml", model_text(scenario.model))  # an .onnx model: its imported TOML
         self._mapping(f.create_group("mapping"), net, plan)
         ev = f.create_dataset("events", shape=(0,), maxshape=(None,), dtype=EVENT_DTYPE, chunks=(CHUNK_ROWS,),
                               **COMPRESSION)
