@@ -1,7 +1,8 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace]
-Prints absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
+Usage: python tools/bench.py [--quick] [--trace | --functional | --compare REV [--repeats N] [--json]]
+
+Default mode: absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 
 --trace (issue 6) instead runs the speed-up scenario with batches of 100 and 1,000
@@ -9,28 +10,40 @@ one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 trace, and reports the trace size, the time the writer spent in HDF5 (compression and
 I/O), the run's extra wall time, and the peak resident memory of each process with the
 ratio large / small batch. Target: the traced run's peak memory within 1.5x.
+
+--functional times real arithmetic (functional model) against timing only.
+
+--compare REV (issue 10): this tree against an older revision, see tools/bench_compare.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import cimsim._threads  # noqa: F401  (single-threaded BLAS, as the CLI)
-from cimsim.runner import run_scenario
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # single-threaded BLAS, as the CLI (cimsim/_threads.py), before numpy
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from bench_compare import compare_bench, compare_child
+
 TRACE_SCENARIO = "dazzi2021_resnet32_speedup.toml"
 
 
 def bench(scenario: str, batch: int) -> tuple[float, int, int]:
     """Run once; return (wall seconds, events, simulated cycles)."""
+    from cimsim.runner import run_scenario
+
     t0 = time.perf_counter()
     report = run_scenario(ROOT / "scenarios" / scenario, [f"run.batch={batch}"])
     return time.perf_counter() - t0, report.summary["events"], report.summary["simulated_cycles"]
@@ -72,9 +85,9 @@ def _spawn(batch: int, trace: str) -> dict[str, float]:
     return json.loads(out.splitlines()[-1])
 
 
-def trace_bench(quick: bool) -> None:
+def trace_bench(args: argparse.Namespace) -> None:
     """Trace size, write time and peak memory for two batch sizes."""
-    batches = (10, 100) if quick else (100, 1000)
+    batches = (10, 100) if args.quick else (100, 1000)
     print(f"{TRACE_SCENARIO}, events-level trace, each run in its own process")
     print(f"{'batch':>5} {'events':>10} {'trace MB':>9} {'B/event':>8} {'HDF5 s':>7} {'wall s':>7} "
           f"{'untraced s':>10} {'peak MB':>8} {'untraced MB':>11}")
@@ -93,9 +106,11 @@ def trace_bench(quick: bool) -> None:
           f"{peaks[big][1] / peaks[small][1]:.2f}x (target: traced within 1.5x) -> {'ok' if ratio <= 1.5 else 'OVER'}")
 
 
-def functional_bench(quick: bool) -> None:
+def functional_bench(args: argparse.Namespace) -> None:
     """Real arithmetic against timing only: ResNet-32 on the Dazzi chip with RAELLA speculation."""
-    batch = 2 if quick else 10
+    from cimsim.runner import run_scenario
+
+    batch = 2 if args.quick else 10
     scenario = ROOT / "scenarios" / "dazzi2021_resnet32_speculation.toml"
     walls = {}
     for label, overrides in (("timing only", ["functional.enabled=false"]), ("functional, batched", []),
@@ -109,24 +124,8 @@ def functional_bench(quick: bool) -> None:
         print(f"{label:<24} / timing only: {walls[label] / base:.1f}x")
 
 
-def main() -> None:
-    """Time one image and a batch of 100 for both dataflows (or, with --trace, the trace writer)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller batches (10 instead of 100; --trace: 10 and 100)")
-    ap.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
-    ap.add_argument("--functional", action="store_true",
-                    help="benchmark real arithmetic (functional model) against timing only")
-    ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2])
-        return
-    if args.trace:
-        trace_bench(args.quick)
-        return
-    if args.functional:
-        functional_bench(args.quick)
-        return
+def speed_bench(args: argparse.Namespace) -> None:
+    """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
     print(f"{'scenario':<32} {'batch':>5} {'wall s':>8} {'events':>10} {'events/s':>10} {'cycles/s':>12}")
     for scenario in ("dazzi2021_resnet32.toml", "dazzi2021_resnet32_speedup.toml"):
@@ -136,6 +135,35 @@ def main() -> None:
             walls[batch] = wall
             print(f"{scenario:<32} {batch:>5} {wall:>8.2f} {events:>10,} {events / wall:>10,.0f} {cycles / wall:>12,.0f}")
         print(f"{'':<32} ratio batch {big} / batch 1: {walls[big] / walls[1]:.1f}x")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Pick the mode: one function per mode (default: `speed_bench`)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller batches (10 instead of 100; --trace: 10 and 100)")
+    modes = ap.add_mutually_exclusive_group()
+    modes.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
+    modes.add_argument("--functional", action="store_true",
+                       help="benchmark real arithmetic (functional model) against timing only")
+    modes.add_argument("--compare", metavar="REV",
+                       help="run REV (a git worktree) and this tree interleaved; CPU-time ratios per scenario")
+    ap.add_argument("--repeats", type=int, default=3, help="--compare: runs per tree and scenario (default 3)")
+    ap.add_argument("--json", action="store_true", help="--compare: print the results as JSON")
+    ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
+    ap.add_argument("--compare-child", metavar="SPEC", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    if args.compare_child:
+        print(json.dumps(compare_child(json.loads(args.compare_child))))
+        return
+    mode = trace_bench if args.trace else functional_bench if args.functional else \
+        compare_bench if args.compare else speed_bench
+    try:
+        mode(args)
+    except KeyboardInterrupt:
+        raise SystemExit("cimsim: error: interrupted") from None
 
 
 if __name__ == "__main__":
