@@ -163,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         mode(args)
     except KeyboardInterrupt:
-        raise SystemExit("cimsim: error: interrupted") from None
+        print("cimsim: error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
