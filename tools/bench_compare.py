@@ -38,11 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
+
+import simpy
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE_STAGES = 43
@@ -78,23 +80,21 @@ def processed_events(env: Any) -> int:
 def simpy_pipeline(items: int, stages: int = PIPELINE_STAGES) -> PipelineResult:
     """Push `items` through `stages` SimPy processes joined by `stages - 1` Stores of capacity 1
     (stage 0 puts, the last stage gets, the others get and put); time `env.run()` only."""
-    import simpy
-
     if stages < 2 or items < 1:
         raise ValueError("the pipeline needs at least 2 stages and 1 item")
     env = simpy.Environment()
     stores = [simpy.Store(env, capacity=1) for _ in range(stages - 1)]
 
-    def source() -> Iterator[object]:
+    def source() -> Generator[simpy.Event, Any, None]:
         for i in range(items):
             yield stores[0].put(i)
 
-    def forward(k: int) -> Iterator[object]:
+    def forward(k: int) -> Generator[simpy.Event, Any, None]:
         while True:
             item = yield stores[k - 1].get()
             yield stores[k].put(item)
 
-    def sink() -> Iterator[object]:
+    def sink() -> Generator[simpy.Event, Any, None]:
         for _ in range(items):
             yield stores[-1].get()
 
@@ -154,7 +154,6 @@ def compare_child(spec: dict[str, Any]) -> dict[str, Any]:
     where = Path(cimsim.__file__).resolve()
     if not where.is_relative_to(tree):
         fail(f"child imported {where}, not the cimsim of {tree}")
-    import simpy
 
     from cimsim.config import load_scenario
     from cimsim.hw.chip import build_chip
