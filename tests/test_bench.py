@@ -141,3 +141,30 @@ def test_child_refuses_another_trees_cimsim(tmp_path: Path) -> None:
                           capture_output=True, text=True, check=False, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("cimsim: error: child imported ")
+
+
+def _fake_run(cpu: float) -> dict[str, object]:
+    return {"cpu_s": cpu, "wall_s": cpu, "simpy_events": 120, "probe_events": 1, "simulated_cycles": 1,
+            "ideal_pixel_hops": 10, "link_pixel_hops": 40, "link_pixel_hops_no_ejection": 30, "summary_sha": "s"}
+
+
+def test_derived_figures_of_given_runs() -> None:
+    """The parent's arithmetic on made-up child results (medians, ratios, per-hop figures)."""
+    scenarios = []
+    for key in ("regular", "speedup", "mesh_elastic"):
+        old = bench_compare._stats([_fake_run(3.0), _fake_run(1.0), _fake_run(2.0)])
+        new = bench_compare._stats([_fake_run(1.0), _fake_run(1.5), _fake_run(0.5)])
+        scenarios.append({"key": key, "label": key, "overrides": ["run.batch=3"], "old": old, "new": new,
+                          "cpu_ratio_old_new": old["median_cpu_s"] / new["median_cpu_s"], "summaries_identical": True})
+    pipe = bench_compare._stats([{"cpu_s": 0.5, "item_hops": 100, "simpy_events": 200}])
+    result = {"old": {"rev": "X", "commit": "a"}, "new": {"commit": "b", "uncommitted_changes": False},
+              "repeats": 3, "quick": True, "scenarios": scenarios, "pipeline": dict(pipe, stages=43, items=1)}
+    bench_compare._derived(result)
+    mesh = scenarios[2]["new"]
+    assert scenarios[0]["old"]["median_cpu_s"] == 2.0 and scenarios[0]["cpu_ratio_old_new"] == 2.0
+    assert (mesh["events_per_pixel_hop"], mesh["events_per_pixel_hop_no_ejection"],
+            mesh["events_per_pixel_hop_ideal"]) == (3.0, 4.0, 12.0)
+    assert result["pipeline"]["cpu_s_per_item_hop"] == 0.005
+    assert result["overhead"]["old_cpu_s_per_pixel_hop"] == 0.2  # 2.0 s over 10 pixel-hops
+    assert result["overhead"]["old_ratio_to_bare_simpy"] == 40.0
+    assert "old/new" in bench_compare.compare_table(result)

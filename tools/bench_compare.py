@@ -258,6 +258,7 @@ def _stats(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Median CPU and wall seconds of a tree's runs, and the counts (identical in every run)."""
     first = runs[0]
     out: dict[str, Any] = {"cpu_s": [r["cpu_s"] for r in runs], "median_cpu_s": median([r["cpu_s"] for r in runs])}
+    out["cpu_range"] = (max(out["cpu_s"]) - min(out["cpu_s"])) / out["median_cpu_s"]
     if "wall_s" in first:
         out["wall_s"] = [r["wall_s"] for r in runs]
         out["median_wall_s"] = median(out["wall_s"])
@@ -335,14 +336,15 @@ def compare_table(result: dict[str, Any]) -> str:
         (f"old: {old['rev']} ({old['commit']}); new: working tree {new['commit']}"
         f"{' with uncommitted changes' if new['uncommitted_changes'] else ''}; "
         f"{result['repeats']} interleaved runs per tree{' (--quick)' if result['quick'] else ''}, medians; "
-        "CPU = process_time of build_chip(...).run()"),
-        (f"{'scenario':<20} {'batch':>5} {'old CPU s':>9} {'new CPU s':>9} {'old/new':>7} {'old wall s':>10} "
-        f"{'new wall s':>10}  summaries"),
+        "CPU = process_time of build_chip(...).run(); rng = (max - min) / median of a tree's CPU times"),
+        (f"{'scenario':<20} {'batch':>5} {'old CPU s':>9} {'new CPU s':>9} {'old/new':>7} {'old rng':>7} {'new rng':>7} "
+        f"{'old wall s':>10} {'new wall s':>10}  summaries"),
     ]
     for s in result["scenarios"]:
         batch = s["overrides"][-1].split("=")[1]
         lines.append(f"{s['label']:<20} {batch:>5} {s['old']['median_cpu_s']:>9.2f} {s['new']['median_cpu_s']:>9.2f} "
-                     f"{s['cpu_ratio_old_new']:>7.2f} {s['old']['median_wall_s']:>10.2f} "
+                     f"{s['cpu_ratio_old_new']:>7.2f} {s['old']['cpu_range']:>7.0%} {s['new']['cpu_range']:>7.0%} "
+                     f"{s['old']['median_wall_s']:>10.2f} "
                      f"{s['new']['median_wall_s']:>10.2f}  {'identical' if s['summaries_identical'] else 'DIFFER'}")
     lines += ["", (f"{'SimPy events':<20} {'old events':>11} {'new events':>11} {'old ev/CPU s':>12} "
               f"{'new ev/CPU s':>12} {'old ev/px-hop':>13} {'new ev/px-hop':>13}  pixel-hops")]
