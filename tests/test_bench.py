@@ -155,7 +155,8 @@ def test_derived_figures_of_given_runs() -> None:
         old = bench_compare._stats([_fake_run(3.0), _fake_run(1.0), _fake_run(2.0)])
         new = bench_compare._stats([_fake_run(1.0), _fake_run(1.5), _fake_run(0.5)])
         scenarios.append({"key": key, "label": key, "overrides": ["run.batch=3"], "old": old, "new": new,
-                          "cpu_ratio_old_new": old["median_cpu_s"] / new["median_cpu_s"], "summaries_identical": True})
+                          "cpu_ratio_old_new": old["median_cpu_s"] / new["median_cpu_s"],
+                          "min_cpu_ratio_old_new": old["min_cpu_s"] / new["min_cpu_s"], "summaries_identical": True})
     pipe = bench_compare._stats([{"cpu_s": 0.5, "item_hops": 100, "simpy_events": 200}])
     result = {"old": {"rev": "X", "commit": "a"}, "new": {"commit": "b", "uncommitted_changes": False},
               "repeats": 3, "quick": True, "scenarios": scenarios, "pipeline": dict(pipe, stages=43, items=1)}
