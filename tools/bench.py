@@ -1,7 +1,8 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace | --functional | --energy]
-Prints absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
+Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --compare REV [--repeats N] [--json]]
+
+Default mode: absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 
 --trace (issue 6) instead runs the speed-up scenario with batches of 100 and 1,000
@@ -12,28 +13,40 @@ ratio large / small batch. Target: the traced run's peak memory within 1.5x.
 
 --energy (issue 13) runs ResNet-32 with and without `energy.enabled`, interleaved child
 processes, with invariant checks on and off, and prints the CPU-time ratio. Target: <= 1.10.
+
+--functional times real arithmetic (functional model) against timing only.
+
+--compare REV (issue 10): this tree against an older revision, see tools/bench_compare.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-import cimsim._threads  # noqa: F401  (single-threaded BLAS, as the CLI)
-from cimsim.runner import run_scenario
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # single-threaded BLAS, as the CLI (cimsim/_threads.py), before numpy
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from bench_compare import compare_bench, compare_child  # noqa: E402  (tools/ on the path first)
+
 TRACE_SCENARIO = "dazzi2021_resnet32_speedup.toml"
 
 
 def bench(scenario: str, batch: int) -> tuple[float, int, int]:
     """Run once; return (wall seconds, events, simulated cycles)."""
+    from cimsim.runner import run_scenario
+
     t0 = time.perf_counter()
     report = run_scenario(ROOT / "scenarios" / scenario, [f"run.batch={batch}"])
     return time.perf_counter() - t0, report.summary["events"], report.summary["simulated_cycles"]
@@ -75,9 +88,9 @@ def _spawn(batch: int, trace: str) -> dict[str, float]:
     return json.loads(out.splitlines()[-1])
 
 
-def trace_bench(quick: bool) -> None:
+def trace_bench(args: argparse.Namespace) -> None:
     """Trace size, write time and peak memory for two batch sizes."""
-    batches = (10, 100) if quick else (100, 1000)
+    batches = (10, 100) if args.quick else (100, 1000)
     print(f"{TRACE_SCENARIO}, events-level trace, each run in its own process")
     print(f"{'batch':>5} {'events':>10} {'trace MB':>9} {'B/event':>8} {'HDF5 s':>7} {'wall s':>7} "
           f"{'untraced s':>10} {'peak MB':>8} {'untraced MB':>11}")
@@ -96,9 +109,11 @@ def trace_bench(quick: bool) -> None:
           f"{peaks[big][1] / peaks[small][1]:.2f}x (target: traced within 1.5x) -> {'ok' if ratio <= 1.5 else 'OVER'}")
 
 
-def functional_bench(quick: bool) -> None:
+def functional_bench(args: argparse.Namespace) -> None:
     """Real arithmetic against timing only: ResNet-32 on the Dazzi chip with RAELLA speculation."""
-    batch = 2 if quick else 10
+    from cimsim.runner import run_scenario
+
+    batch = 2 if args.quick else 10
     scenario = ROOT / "scenarios" / "dazzi2021_resnet32_speculation.toml"
     walls = {}
     for label, overrides in (("timing only", ["functional.enabled=false"]), ("functional, batched", []),
@@ -118,6 +133,8 @@ ENERGY_ON = ["energy.enabled=true", "energy.table=dazzi2021_14nm"]
 
 def energy_child(batch: int, energy: bool, checked: bool) -> None:
     """One run in this process with energy on or off; print its CPU seconds as JSON."""
+    from cimsim.runner import run_scenario
+
     overrides = [f"run.batch={batch}", f"run.check_invariants={str(checked).lower()}", *(ENERGY_ON if energy else [])]
     t0 = time.process_time()
     report = run_scenario(ROOT / "scenarios" / ENERGY_SCENARIO, overrides)
@@ -125,10 +142,10 @@ def energy_child(batch: int, energy: bool, checked: bool) -> None:
     print(json.dumps({"cpu_s": cpu, "events": report.summary["events"], "energy": "energy" in report.summary}))
 
 
-def energy_bench(quick: bool) -> None:
+def energy_bench(args: argparse.Namespace) -> None:
     """CPU time of counting actions (issue 13): runs with energy on and off, interleaved, each in
     its own process; the ratio of the medians (target: at most 1.10)."""
-    batch, repeats = (3, 3) if quick else (10, 5)
+    batch, repeats = (3, 3) if args.quick else (10, 5)
     print(f"{ENERGY_SCENARIO}, batch {batch}, {repeats} interleaved child processes per variant")
     worst = 0.0
     for checked in (True, False):
@@ -147,33 +164,8 @@ def energy_bench(quick: bool) -> None:
           f"{'ok' if worst <= 1.10 else 'OVER'}")
 
 
-def main() -> None:
-    """Time one image and a batch of 100 for both dataflows (or, with --trace, the trace writer)."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller batches (10 instead of 100; --trace: 10 and 100)")
-    ap.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
-    ap.add_argument("--functional", action="store_true",
-                    help="benchmark real arithmetic (functional model) against timing only")
-    ap.add_argument("--energy", action="store_true",
-                    help="CPU time with energy counting on against off (interleaved child processes)")
-    ap.add_argument("--energy-child", nargs=3, metavar=("BATCH", "ENERGY", "CHECKED"), help=argparse.SUPPRESS)
-    ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
-    if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2])
-        return
-    if args.energy_child:
-        energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
-        return
-    if args.energy:
-        energy_bench(args.quick)
-        return
-    if args.trace:
-        trace_bench(args.quick)
-        return
-    if args.functional:
-        functional_bench(args.quick)
-        return
+def speed_bench(args: argparse.Namespace) -> None:
+    """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
     print(f"{'scenario':<32} {'batch':>5} {'wall s':>8} {'events':>10} {'events/s':>10} {'cycles/s':>12}")
     for scenario in ("dazzi2021_resnet32.toml", "dazzi2021_resnet32_speedup.toml"):
@@ -181,8 +173,45 @@ def main() -> None:
         for batch in (1, big):
             wall, events, cycles = bench(scenario, batch)
             walls[batch] = wall
-            print(f"{scenario:<32} {batch:>5} {wall:>8.2f} {events:>10,} {events / wall:>10,.0f} {cycles / wall:>12,.0f}")
+            print(f"{scenario:<32} {batch:>5} {wall:>8.2f} {events:>10,} {events / wall:>10,.0f} "
+                  f"{cycles / wall:>12,.0f}")
         print(f"{'':<32} ratio batch {big} / batch 1: {walls[big] / walls[1]:.1f}x")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Pick the mode: one function per mode (default: `speed_bench`)."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller batches (10 instead of 100; --trace: 10 and 100)")
+    modes = ap.add_mutually_exclusive_group()
+    modes.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
+    modes.add_argument("--functional", action="store_true",
+                       help="benchmark real arithmetic (functional model) against timing only")
+    modes.add_argument("--energy", action="store_true",
+                       help="CPU time with energy counting on against off (interleaved child processes)")
+    modes.add_argument("--compare", metavar="REV",
+                       help="run REV (a git worktree) and this tree interleaved; CPU-time ratios per scenario")
+    ap.add_argument("--repeats", type=int, default=3, help="--compare: runs per tree and scenario (default 3)")
+    ap.add_argument("--json", action="store_true", help="--compare: print the results as JSON")
+    ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
+    ap.add_argument("--compare-child", metavar="SPEC", help=argparse.SUPPRESS)
+    ap.add_argument("--energy-child", nargs=3, metavar=("BATCH", "ENERGY", "CHECKED"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return
+    if args.compare_child:
+        print(json.dumps(compare_child(json.loads(args.compare_child))))
+        return
+    if args.energy_child:
+        energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
+        return
+    mode = trace_bench if args.trace else functional_bench if args.functional else \
+        energy_bench if args.energy else compare_bench if args.compare else speed_bench
+    try:
+        mode(args)
+    except KeyboardInterrupt:
+        print("cimsim: error: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
