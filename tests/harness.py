@@ -196,11 +196,21 @@ class CoreRig:
     env: simpy.Environment
     core: Core
     source: TestSource
-    sink: TestSink
+    sinks: list[TestSink]
     recorder: Recorder
     geom: LayerGeometry
-    out_port: OutputPort
+    out_ports: list[OutputPort]
     batch: int
+
+    @property
+    def sink(self) -> TestSink:
+        """The first (usually only) sink."""
+        return self.sinks[0]
+
+    @property
+    def out_port(self) -> OutputPort:
+        """The port to the first sink."""
+        return self.out_ports[0]
 
     @property
     def expected_outputs(self) -> int:
@@ -209,17 +219,22 @@ class CoreRig:
 
     def run(self, max_cycles: int = 200_000) -> int:
         """Run until the core finished and the sink has every output."""
-        return run_until(self.env, lambda: self.core.finished and len(self.sink.arrivals) >= self.expected_outputs,
-                         max_cycles)
+        return run_until(self.env, lambda: self.core.finished and all(
+            len(s.arrivals) >= self.expected_outputs for s in self.sinks), max_cycles)
 
 
 def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1, padding: int = 1,
                rate: int = 1, dw: int = 1, cpt: int = 20, mvm: int = 5, digital: int = 2, write: int = 1,
                read: int = 0, batch: int = 1, clocking: Clocking | None = None, sink_capacity: int | None = None,
                sink_delay: Callable[[], int] | None = None, out_hop_timesteps: int = 0, main_capacity: int = 2,
-               in_per_timestep: int = 1, check: bool = True, probe_subscribers: Sequence[object] = ()) -> CoreRig:
+               in_per_timestep: int = 1, check: bool = True, probe_subscribers: Sequence[object] = (),
+               out_fabric: Callable[[simpy.Environment, Probe], Fabric] | None = None,
+               out_routes: Sequence[tuple[object, ...]] = ((),), payload_bits: int = 0,
+               memory_packets: int = 0) -> CoreRig:
     """A Core (id 0, layer `conv`) fed by a TestSource `src` over an ideal fabric with no
-    delay, emitting to a TestSink over an ideal fabric of `out_hop_timesteps`."""
+    delay, emitting to one TestSink per route in `out_routes` over `out_fabric` (default:
+    an ideal fabric of `out_hop_timesteps`), through one output memory of
+    `memory_packets` packets shared by the ports when the fabric has them."""
     env = simpy.Environment()
     geom = build_geometry(in_h, in_w, kernel, stride, padding, rate, dw)
     sram = SramTiming(np.full((in_h, geom.slot_columns), write, dtype=np.int64),
@@ -227,15 +242,18 @@ def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1
     timing = CoreTiming(cpt, mvm, digital, 1)
     recorder = Recorder()
     probe = Probe([recorder, *probe_subscribers])
-    sink = TestSink(env, capacity=sink_capacity, delay=sink_delay, sources=("conv",))
-    out_fabric: Fabric = IdealFabric(env, cpt, out_hop_timesteps, 1)
-    out_port = OutputPort(env, "conv", sink.port, out_fabric, source_id=0)
+    sinks = [TestSink(env, capacity=sink_capacity, delay=sink_delay, sources=("conv",), name=f"sink{i}")
+             for i in range(len(out_routes))]
+    fabric = out_fabric(env, probe) if out_fabric is not None else IdealFabric(env, cpt, out_hop_timesteps, 1)
+    memory = fabric.output_memory(memory_packets) if memory_packets else None
+    out_ports = [OutputPort(env, "conv", s.port, fabric, route, payload_bits, memory, source_id=0)
+                 for s, route in zip(sinks, out_routes)]
     spec = CoreSpec(0, "conv", 0, 0, 1, 1, (0, 0))
     core = Core(env, spec, layer_mapping(geom, rate, write, read), geom, sram, timing,
-                clocking or LockStep(cpt), probe, batch, [out_port], main_sources=["src"], residual_sources=[],
+                clocking or LockStep(cpt), probe, batch, out_ports, main_sources=["src"], residual_sources=[],
                 partial_sources=[], emits_image_done=True, pooled=False, main_capacity=main_capacity,
                 check_invariants=check)
     in_port = OutputPort(env, "src", core.main, IdealFabric(env, cpt, 0, 0), source_id=-1)
     source = TestSource(env, [in_port], geom.n_in * batch, in_per_timestep, cpt)
-    return CoreRig(env, core, source, sink, recorder, geom, out_port, batch)
+    return CoreRig(env, core, source, sinks, recorder, geom, out_ports, batch)
 

@@ -191,7 +191,7 @@ def test_explain_names_the_buffer_a_burst_waits_for() -> None:
     rig = build_core(rate=4, dw=2, sink_capacity=4)
     with pytest.raises(NotFinished):
         rig.run(max_cycles=500 * CPT)
-    assert rig.core.explain().endswith("waits for space in the main buffer of sink (0/4 pixels)")
+    assert rig.core.explain().endswith("waits for space in the main buffer of sink0 (0/4 pixels)")
 
 
 # --- Core: invariants ---------------------------------------------------------------------------
