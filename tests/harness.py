@@ -60,6 +60,8 @@ class TestSink:
         """arrivals[i]: cycle pixel i became available (every source delivered it)."""
         self.kicks = 0
         self.saw_dram_waiting = False
+        self.upstream_causes: list[tuple[int, StallCause]] = []
+        """(cycle, cause) each time a kick found the producer's lateness explained."""
         self.held_max = 0
         self._wake: simpy.Event | None = None
         self.process = env.process(self.run())
@@ -67,8 +69,10 @@ class TestSink:
     def kick(self) -> None:
         """Called by the port: log new arrivals and wake the consumer."""
         self.kicks += 1
-        self.saw_dram_waiting |= self.port.dram_waiting
         port = self.port
+        self.saw_dram_waiting |= port.dram_waiting
+        if port.upstream_cause is not None:
+            self.upstream_causes.append((int(self.env.now), port.upstream_cause))
         while len(self.arrivals) < port.arrived:
             self.arrivals.append(int(self.env.now))
         self.held_max = max(self.held_max, port.arrived - port.consumed)
@@ -230,7 +234,7 @@ def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1
                in_per_timestep: int = 1, check: bool = True, probe_subscribers: Sequence[object] = (),
                out_fabric: Callable[[simpy.Environment, Probe], Fabric] | None = None,
                out_routes: Sequence[tuple[object, ...]] = ((),), payload_bits: int = 0,
-               memory_packets: int = 0) -> CoreRig:
+               memory_packets: int = 0, datapath: object | None = None) -> CoreRig:
     """A Core (id 0, layer `conv`) fed by a TestSource `src` over an ideal fabric with no
     delay, emitting to one TestSink per route in `out_routes` over `out_fabric` (default:
     an ideal fabric of `out_hop_timesteps`), through one output memory of
@@ -252,7 +256,7 @@ def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1
     core = Core(env, spec, layer_mapping(geom, rate, write, read), geom, sram, timing,
                 clocking or LockStep(cpt), probe, batch, out_ports, main_sources=["src"], residual_sources=[],
                 partial_sources=[], emits_image_done=True, pooled=False, main_capacity=main_capacity,
-                check_invariants=check)
+                datapath=datapath, check_invariants=check)  # type: ignore[arg-type]
     in_port = OutputPort(env, "src", core.main, IdealFabric(env, cpt, 0, 0), source_id=-1)
     source = TestSource(env, [in_port], geom.n_in * batch, in_per_timestep, cpt)
     return CoreRig(env, core, source, sinks, recorder, geom, out_ports, batch)

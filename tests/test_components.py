@@ -125,6 +125,51 @@ def test_core_step_longer_than_a_timestep_stalls_for_its_overrun(kwargs: dict, c
     _check_stream(rig)
 
 
+class _SlowGroupDatapath:
+    """A datapath stand-in: MVMs of 4 cycles, except group `slow` of image 0 (16 recovery cycles more)."""
+
+    base_mvm_cycles = 4
+
+    def __init__(self, slow: int) -> None:
+        self.slow = slow
+        self.finished: list[tuple[int, int]] = []
+
+    def mvm(self, layer: str, image: int, gi: int, cores: int) -> int:
+        return 20 if (image, gi) == (0, self.slow) else 4
+
+    def finish(self, layer: str, image: int, gi: int) -> None:
+        self.finished.append((image, gi))
+
+
+def test_lockstep_core_recovery_overrun_stalls_for_recovery_and_delays_the_rest() -> None:
+    dp = _SlowGroupDatapath(slow=5)  # output (1, 1), timestep 10 (see HAND)
+    rig = build_core(mvm=99, datapath=dp)  # the datapath's MVM cycles replace chip.mvm_cycles
+    rig.run(max_cycles=100 * CPT)
+    rec = rig.recorder
+    # 1 write + 20 MVM + 2 digital = 23 cycles > 20: timesteps 10 and 11; without the 16
+    # recovery cycles it would have fitted, so timestep 11 is a recovery stall
+    assert [c[1] for c in rec.computes] == [*range(5, 11), *range(12, 22)]
+    assert (StallCause.RECOVERY, 11, 1) in rec.stalls and rec.stall_total(StallCause.RECOVERY) == 1
+    assert rec.computes[5][6] == 23 and rig.sink.arrivals[5] == 11 * CPT
+    assert rig.sink.upstream_causes == [(10 * CPT, StallCause.RECOVERY)]  # told at once why output 5 is late
+    assert dp.finished == [(0, g) for g in range(16)]  # the writer core finished every group
+    _check_tiled(rec)
+    _check_stream(rig)
+
+
+def test_elastic_core_announces_recovery_to_its_consumers_during_the_step() -> None:
+    rig = build_core(mvm=99, datapath=_SlowGroupDatapath(slow=5), clocking=Elastic(CPT))
+    rig.run(max_cycles=100 * CPT)
+    rec = rig.recorder
+    step = rec.computes[5]  # fires when pixel 10 arrives (cycle 200), 23 cycles
+    assert (step[0], step[6]) == (200, 23) and rig.sink.arrivals[5] == 223
+    assert rig.sink.upstream_causes[0] == (200, StallCause.RECOVERY)  # announced when it started
+    assert rig.sink.port.upstream_cause is None  # cleared when the outputs arrived
+    # recovery ran 207-223 and crossed the boundary at 220: timestep 11 charged to recovery
+    assert rec.stalls.count((StallCause.RECOVERY, 11, 1)) == 1
+    _check_stream(rig)
+
+
 # --- Core: back-pressure with randomised sink delays --------------------------------------------
 
 CONFIGS = {  # (core, largest sink delay in cycles: slower than the core's output rate on average)
