@@ -229,9 +229,6 @@ def test_core_that_cannot_fit_its_burst_in_the_sink_never_finishes_and_says_why(
     assert any("finished 1/4 groups" in p for p in rig.core.drained_problems({"src": 16}))
 
 
-@pytest.mark.xfail(strict=True, reason="Core.explain finds the full consumers with port.blocked(1), not with the "
-                   "group's send count: a core blocked on a burst larger than the free space (here 6 outputs, "
-                   "4 free) names no buffer and prints 'waits for space in the a consumer'")
 def test_explain_names_the_buffer_a_burst_waits_for() -> None:
     rig = build_core(rate=4, dw=2, sink_capacity=4)
     with pytest.raises(NotFinished):

@@ -268,9 +268,6 @@ def test_core_on_the_router_fabric_delivers_everything_and_waits_on_the_noc(seed
     assert rig.out_port.out_memory.free == 4
 
 
-@pytest.mark.xfail(strict=True, reason="OutputPort.blocked checks the output memory shared by a core's ports "
-                   "against one port's count (free < count), but the core then sends count packets on every port: "
-                   "a core with n flows can fill the memory to capacity + (n - 1) * count (here 5 packets in 4)")
 def test_output_memory_shared_by_two_ports_never_holds_more_than_its_capacity() -> None:
     rig = _core_on_routers(memory=4)
     rig.run(max_cycles=100_000)

@@ -178,7 +178,7 @@ class Core:
             return (f"{what} waits for partial sums from {', '.join(self.partial.sources)} "
                     f"({self.partial.arrived} arrived)")
         if cause is StallCause.OUTPUT:
-            full = [p for p in self.outputs if p.blocked(1) is not None]
+            full = [p for p in self.outputs if p.blocked(self._send[gi]) is not None]
             names = ", ".join(f"{p.role} buffer of {p.target.name or 'the consumer'}"
                               f" ({p.target.counts[p.source] - p.target.consumed}/{p.target.capacity} pixels)"
                               for p in full) or "a consumer"

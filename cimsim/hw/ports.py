@@ -97,6 +97,8 @@ class OutputMemory:
         self.peak_used = 0
         self.capacity = packets
         self.waiters: set[Wakeable] = set()
+        self.ports = 0
+        """Output ports sharing the memory: a send puts its pixels on every one of them."""
 
     def take(self, count: int) -> None:
         """`count` packets enter the memory."""
@@ -130,6 +132,8 @@ class OutputPort:
         self.flits = fabric.flits(payload_bits)
         self.out_memory = out_memory
         """The sending core's output memory, shared by its ports (router fabric only)."""
+        if out_memory is not None:
+            out_memory.ports += 1
         self.in_flight = 0
         self.sent = 0
         self.on_arrival = self._on_arrival
@@ -137,11 +141,13 @@ class OutputPort:
 
     def blocked(self, count: int) -> StallCause | None:
         """None if `count` more pixels can be sent now, else the cause: `output` (the
-        receiver's buffer is full) or `noc` (the core's output memory is full)."""
+        receiver's buffer is full) or `noc` (the core's output memory cannot take `count`
+        packets for each port that shares it)."""
         space = self.target.space(self.source)
         if space is not None and space - self.in_flight < count:
             return StallCause.OUTPUT if space < count else StallCause.NOC
-        if self.out_memory is not None and self.out_memory.free < count:
+        memory = self.out_memory
+        if memory is not None and memory.free < count * memory.ports:  # the send fills every sharing port
             return StallCause.NOC
         return None
 
