@@ -46,6 +46,10 @@ class StepPlan(NamedTuple):
     """First timestep after the step from which waiting counts as a stall."""
 
 
+_new = tuple.__new__
+"""Builds a `StepPlan` without the named tuple's Python-level constructor (hot path)."""
+
+
 class Clocking(ABC):
     """When cores fire and how long their steps take."""
 
@@ -91,7 +95,7 @@ class LockStep(Clocking):
             if recovery_cycles > 0 and -(-(cycles - recovery_cycles) // cpt) < steps:
                 stall = StallCause.RECOVERY
         busy = now_ts + steps - 1
-        return StepPlan(now_ts * cpt, 0, deliver, stall, None, stall, now_ts + 1, steps - 1, busy, busy + 1)
+        return _new(StepPlan, (now_ts * cpt, 0, deliver, stall, None, stall, now_ts + 1, steps - 1, busy, busy + 1))
 
 
 class Elastic(Clocking):
@@ -114,7 +118,7 @@ class Elastic(Clocking):
             announce = stall = StallCause.RECOVERY
             start_ts = (end - recovery_cycles) // cpt + 1
             lost = end // cpt - (end - recovery_cycles) // cpt
-        return StepPlan(now, cycles, end, None, announce, stall, start_ts, lost, now // cpt, end // cpt + 1)
+        return _new(StepPlan, (now, cycles, end, None, announce, stall, start_ts, lost, now // cpt, end // cpt + 1))
 
 
 def build_clocking(chip: ChipConfig) -> Clocking:

@@ -109,6 +109,11 @@ class Core:
         self._write_cost = [[write[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
                              for k in range(geom.n_in)] for i in range(period)]
         self._read = sram.read.tolist()
+        digital = [timing.digital_cycles * n for n in self._count]
+        if pooled:
+            digital[-1] += timing.digital_cycles  # the pool, once per image
+        self._digital = digital
+        """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
         released = geom.group_released.tolist()
         self._released = released
         if pooled:
@@ -248,18 +253,6 @@ class Core:
             self.probe.stall(self.spec.id, self.spec.layer, self.cause, self.mark_ts, now_ts - self.mark_ts)
             self.mark_ts = now_ts
 
-    def _step_cycles(self, image: int, gi: int, now_ts: int, mvm: int) -> tuple[int, int]:
-        """(SRAM cycles, total cycles) of computing group `gi` now with an MVM of `mvm` cycles."""
-        t = self.t
-        if self.store_ts != now_ts:
-            self.store_cycles = 0
-        reads = self._read[(image * self.geom.in_w) % self.geom.slot_columns][gi]
-        sram = self.store_cycles + reads if t.sram_ports == 1 else max(self.store_cycles, reads)
-        digital = t.digital_cycles * self._count[gi]
-        if self.pooled and gi == self.n_groups - 1:
-            digital += t.digital_cycles
-        return sram, sram + mvm + digital
-
     def run(self) -> Generator[simpy.Event, object, None]:
         """The controller loop: one iteration per parallel group computed.
 
@@ -273,6 +266,9 @@ class Core:
         counts, done_at, origin, send_at, released = self._count, self._done, self._origin, self._send, self._released
         datapath, checked = self.datapath, self.check_invariants
         n_cores = len(self.map.cores)
+        read_words, digital_at = self._read, self._digital
+        in_w, slot_columns, one_port = self._in_w, self._slot_columns, self.t.sram_ports == 1
+        base_mvm, timing_mvm = self.base_mvm_cycles, self.t.mvm_cycles
         while self.group < self.total_groups:
             if self.stored < main.arrived:
                 self._store()
@@ -297,10 +293,14 @@ class Core:
             image, gi = divmod(self.group, n_groups)
             if checked:
                 self._check_step(image, gi, now_ts)
-            mvm = self.t.mvm_cycles if datapath is None else datapath.mvm(layer, image, gi, n_cores)
-            sram, cycles = self._step_cycles(image, gi, now_ts, mvm)
+            mvm = timing_mvm if datapath is None else datapath.mvm(layer, image, gi, n_cores)
+            # SRAM cycles: this timestep's stores and the group's kernel-row reads (Algorithm 2)
+            stores = self.store_cycles if self.store_ts == now_ts else 0
+            reads = read_words[(image * in_w) % slot_columns][gi]
+            sram = stores + reads if one_port else max(stores, reads)
+            cycles = sram + mvm + digital_at[gi]
             self.store_cycles = 0
-            plan = clock.step(now, sram, cycles, mvm - self.base_mvm_cycles)
+            plan = clock.step(now, sram, cycles, mvm - base_mvm)
             if plan.announce is not None:  # the consumers now wait on this core, not the fabric
                 for port in outputs:
                     port.announce(plan.announce)

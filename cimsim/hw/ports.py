@@ -143,9 +143,11 @@ class OutputPort:
         """None if `count` more pixels can be sent now, else the cause: `output` (the
         receiver's buffer is full) or `noc` (the core's output memory cannot take `count`
         packets for each port that shares it)."""
-        space = self.target.space(self.source)
-        if space is not None and space - self.in_flight < count:
-            return StallCause.OUTPUT if space < count else StallCause.NOC
+        target = self.target
+        if target.capacity is not None:
+            space = target.capacity - (target.counts[self.source] - target.consumed)
+            if space - self.in_flight < count:
+                return StallCause.OUTPUT if space < count else StallCause.NOC
         memory = self.out_memory
         if memory is not None and memory.free < count * memory.ports:  # the send fills every sharing port
             return StallCause.NOC
