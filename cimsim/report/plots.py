@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.io_safety import AtomicOutput, check_destination
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
@@ -54,16 +55,24 @@ def _need_events(trace: Trace, kind: str) -> None:
 
 
 def plot(trace: Trace, kind: str, out: str | Path) -> Path:
-    """Draw picture `kind` of the trace into the PNG file `out`."""
+    """Draw picture `kind` of the trace into `out` (PNG, or any format matplotlib writes named
+    by the suffix), written atomically: an existing file survives any failure."""
     if kind not in KINDS:
         raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
     plt = _pyplot()
-    fig = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links}[kind](trace, plt)
     out = Path(out)
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in formats:
+        raise PlotError(f"-o {out}: unknown picture format '.{fmt}' (use .png, or one of "
+                        f"{', '.join('.' + f for f in sorted(formats))})")
+    check_destination(out, [trace.path], what="-o")
+    fig = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links}[kind](trace, plt)
     try:
-        fig.savefig(out, dpi=110, bbox_inches="tight")
-    except OSError as exc:
-        raise PlotError(f"cannot write {out}: {exc.strerror or exc}") from None
+        with AtomicOutput(out, [trace.path], what="-o") as dest:
+            fig.savefig(dest.stream, format=fmt, dpi=110, bbox_inches="tight")
+            dest.commit()
     finally:
         plt.close(fig)
     return out
