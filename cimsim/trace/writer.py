@@ -55,6 +55,8 @@ BLOCK_EVENTS = 65536
 CHUNK_ROWS = 16384
 """HDF5 chunk of `/events` and `/links`, in records."""
 T = TypeVar("T")
+INT32_MAX = 2**31 - 1
+"""A stall longer than this many cycles stores this duration (its `count` of timesteps is exact)."""
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
@@ -200,7 +202,7 @@ class TraceWriter:
         if code is None:
             code = self._causes[cause] = len(self._causes)
         self._ev[self._n_ev] = (start_timestep * self.cpt, start_timestep, 1, code, core, self._layer_index[layer],
-                                -1, -1, -1, 0, timesteps, timesteps * self.cpt)
+                                -1, -1, -1, 0, timesteps, min(timesteps * self.cpt, INT32_MAX))
         self._n_ev += 1
         if self._n_ev == self._block:
             self._flush_events()
