@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,8 @@ def _pyplot() -> Any:
     except ImportError:
         raise PlotError("plotting needs matplotlib: pip install 'cimsim[plot]'") from None
     matplotlib.use("Agg")
+    # a font cache that cannot be saved (disk full) is matplotlib's own business: one line of ours says enough
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     import matplotlib.pyplot as plt
 
     return plt
@@ -61,13 +64,13 @@ def plot(trace: Trace, kind: str, out: str | Path) -> Path:
         raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
     plt = _pyplot()
     out = Path(out)
+    check_destination(out, [trace.path], what="-o")
     fmt = out.suffix.lstrip(".").lower() or "png"
     formats = plt.figure().canvas.get_supported_filetypes()
     plt.close("all")
     if fmt not in formats:
         raise PlotError(f"-o {out}: unknown picture format '.{fmt}' (use .png, or one of "
                         f"{', '.join('.' + f for f in sorted(formats))})")
-    check_destination(out, [trace.path], what="-o")
     fig = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links}[kind](trace, plt)
     try:
         with AtomicOutput(out, [trace.path], what="-o") as dest:
