@@ -24,7 +24,8 @@ REQUIRED = (("config", h5py.Group), ("config/scenario_json", h5py.Dataset), ("co
             ("mapping", h5py.Group), ("mapping/layers", h5py.Dataset), ("mapping/cores", h5py.Dataset),
             ("mapping/edges", h5py.Dataset), ("events", h5py.Dataset), ("links", h5py.Dataset), ("run", h5py.Group),
             ("run/image_start_timestep", h5py.Dataset), ("run/image_done_timestep", h5py.Dataset),
-            ("summary", h5py.Group))
+            ("run/cores", h5py.Dataset), ("run/core_stalls", h5py.Dataset), ("summary", h5py.Group),
+            ("summary/layers", h5py.Dataset))
 """Groups and datasets every complete trace has."""
 
 
@@ -121,6 +122,23 @@ class Trace:
         for group, attr in (("mapping", "plan_json"), ("summary", "json")):
             if attr not in f[group].attrs:
                 raise TraceError(f"{self.path}: damaged trace (no attribute {attr} of /{group})")
+        texts = {"/mapping plan_json": (f["mapping"].attrs["plan_json"], "layers"),
+                 "/summary json": (f["summary"].attrs["json"], "layers"),
+                 "/config/scenario_json": (f["config/scenario_json"][()], "chip")}
+        for where, (raw, key) in texts.items():
+            try:
+                doc = json.loads(_str(raw))
+            except (ValueError, TypeError, RecursionError):
+                raise TraceError(f"{self.path}: damaged trace ({where} is not JSON)") from None
+            if not isinstance(doc, dict) or key not in doc:
+                raise TraceError(f"{self.path}: damaged trace ({where} has no {key!r})")
+        batch = f["run"].attrs.get("batch")
+        try:
+            ok = batch is not None and 0 < int(batch) == f["run/image_start_timestep"].shape[0]
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TraceError(f"{self.path}: damaged trace (/run batch does not match its image tables)")
 
     # --- small parts, read at once ----------------------------------------------------------
     @cached_property
