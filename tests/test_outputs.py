@@ -73,7 +73,7 @@ def _snapshot(d: Path) -> dict[str, bytes]:
 
 def _expect(capsys: pytest.CaptureFixture[str], argv: list[str], code: int, fragment: str) -> None:
     got = main(argv)
-    out, err = capsys.readouterr()
+    _out, err = capsys.readouterr()
     lines = err.strip().splitlines()
     assert got == code, (argv, err)
     assert len(lines) == 1 and lines[0].startswith("cimsim: error: ") and fragment in lines[0], err
