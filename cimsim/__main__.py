@@ -2,6 +2,10 @@
 
 import sys
 
-from cimsim.cli import main
+try:
+    from cimsim.cli import main
+except KeyboardInterrupt:  # Ctrl-C while the program starts
+    sys.stderr.write("cimsim: interrupted\n")
+    sys.exit(130)
 
 sys.exit(main())

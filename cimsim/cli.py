@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 import cimsim._threads  # noqa: F401  (before numpy)
-from cimsim import __version__
-from cimsim.errors import CimsimError
-from cimsim.mapping.sram import METHODS
+from cimsim import __version__, io_safety
+from cimsim.config.load import ENUMS
+from cimsim.errors import CimsimError, OutputError
+
+METHODS = tuple(m for m in ENUMS["mapping.sram_method"] if m != "auto")
+"""Input SRAM placements (`cimsim.mapping.sram.METHODS`; this module imports nothing heavy, so
+an interrupt while the program starts is caught like any other)."""
 
 LEVELS = ("events", "summary")
 PLOT_KINDS = ("progress", "occupancy", "stalls", "links", "energy")
@@ -115,50 +120,119 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 
+def _say(*parts: object, end: str = "\n") -> None:
+    """print() to stdout; a failed write (disk full, /dev/full) becomes one `OutputError`."""
+    try:
+        print(*parts, end=end)
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise OutputError(f"cannot write standard output: {exc.strerror or exc}") from None
+
+
+def _one_line(message: object) -> str:
+    """The message with control characters (a newline inside a --set value) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
+
+
+_HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGXFSZ)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 2 bad input, 3 simulation failure)."""
-    parser = _parser()
+    """Entry point; returns the exit code (0 ok, 2 bad input, 3 simulation failure, 4 an output
+    could not be written, 130/143 interrupted). Called as the program (`argv` None), the signal
+    handlers it installs stay in place and SIGINT/SIGTERM are ignored once the exit code is
+    decided; called with `argv` (tests, notebooks), the previous handlers are restored."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.getsignal(sig) for sig in _HANDLED} if main_thread else {}
+    code = 1
     try:
+        if main_thread:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit: write() fails with EFBIG
+        with io_safety.sealed():
+            code = _guarded_main(argv)
+    except (KeyboardInterrupt, _Terminated) as e:  # between the handlers above and the command's own
+        code = 130 if isinstance(e, KeyboardInterrupt) else 143
+        _stderr("interrupted" if code == 130 else "terminated")
+    finally:
+        if main_thread:
+            if argv is None:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(sig, signal.SIG_IGN)
+            else:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    return code
+
+
+def _stderr(message: str) -> None:
+    try:
+        print(f"cimsim: {message}", file=sys.stderr)
+    except OSError:
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what could not be written
+    does not fail again."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _guarded_main(argv: Sequence[str] | None) -> int:
+    args = None
+    try:
+        parser = _parser()
         args = parser.parse_args(argv)
-    except _ArgumentError as e:
-        print(f"cimsim: error: {e}", file=sys.stderr)
-        return e.exit_code
-    try:
-        if args.command == "run":
-            return _run(args)
-        if args.command == "sram":
-            return _sram(args)
-        if args.command == "replicas":
-            return _replicas(args)
-        if args.command == "report":
-            return _report(args)
-        if args.command == "plot":
-            return _plot(args)
-        if args.command == "export":
-            return _export(args)
-        if args.command == "import":
-            return _import(args)
+        code = _dispatch(args)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write standard output: {exc.strerror or exc}") from None
+        return code
     except CimsimError as e:
-        print(f"cimsim: error: {e}", file=sys.stderr)
+        if isinstance(e, OutputError) and "standard output" in str(e):
+            _silence_stdout()
+        _stderr(f"error: {_one_line(e)}")
         return e.exit_code
     except KeyboardInterrupt:
-        print("cimsim: interrupted", file=sys.stderr)
+        _stderr("interrupted")
         return 130
     except BrokenPipeError:  # the reader of our output went away (e.g. `| head`)
-        import os
-
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        _silence_stdout()
         return 141
     except _Terminated:
-        print("cimsim: terminated", file=sys.stderr)
+        _stderr("terminated")
         return 143
+    except RecursionError:
+        _stderr("error: input nested too deeply")
+        return 2
+    except OSError as e:  # an operating-system failure no module turned into a message
+        import errno
+
+        where = f"{e.filename}: " if e.filename else ""
+        writing = e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EIO)
+        _stderr(f"error: {_one_line(where)}{e.strerror or _one_line(e)}")
+        return 4 if writing else 2
     except Exception as e:  # an internal bug: say so in one line unless --debug
-        if args.debug:
+        if args is not None and args.debug:
             raise
-        print(f"cimsim: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        _stderr(f"internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug for the traceback)")
         return 1
-    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    commands = {"run": _run, "sram": _sram, "replicas": _replicas, "report": _report, "plot": _plot,
+                "export": _export, "import": _import}
+    return commands[args.command](args)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -178,43 +252,53 @@ def _run(args: argparse.Namespace) -> int:
     safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"  # stays inside traces/
     trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{safe}.h5")
     bar = ProgressBar(scenario.run.batch) if ProgressBar.wanted(sys.stderr, args.json) else None
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         report = run(scenario, [bar] if bar else None, trace, args.trace_level)
     finally:
         if bar:
             bar.close()
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
     if args.json:
-        print(json.dumps(report.summary, indent=2, sort_keys=False))
+        _say(json.dumps(report.summary, indent=2, sort_keys=False))
     else:
-        print(report.table())
-        print(f"\nsimulated {report.summary['simulated_cycles']:,} cycles, {report.summary['events']:,} events "
+        _say(report.table())
+        _say(f"\nsimulated {report.summary['simulated_cycles']:,} cycles, {report.summary['events']:,} events "
               f"in {time.perf_counter() - t0:.2f} s")
         if trace is not None:  # stdout: a successful run keeps stderr empty
-            print(f"trace: {trace} ({trace.stat().st_size / 1e6:.1f} MB, level {args.trace_level})")
+            _say(f"trace: {trace} ({trace.stat().st_size / 1e6:.1f} MB, level {args.trace_level})")
     return 0
+
+
+@contextlib.contextmanager
+def _trace_errors(path: str) -> Iterator[None]:
+    """Whatever a damaged trace makes the reading code raise becomes one `TraceError` line (exit 2)."""
+    from cimsim.trace import TraceError
+
+    try:
+        yield
+    except CimsimError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError, AttributeError, OSError, RuntimeError,
+            ZeroDivisionError, OverflowError, RecursionError) as exc:
+        raise TraceError(f"{path}: damaged trace ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def _report(args: argparse.Namespace) -> int:
     from cimsim import trace as tracelib
     from cimsim.report.replay import report_from_trace
 
-    with tracelib.open(args.trace) as tr:
+    with _trace_errors(args.trace), tracelib.open(args.trace) as tr:
         report = report_from_trace(tr)
         if tr.level == "events" and json.dumps(report.summary, indent=2) != tr.summary_text:
             print(f"cimsim: warning: {args.trace}: the summary replayed from the events differs from the one "
-                  "stored at the end of the run", file=sys.stderr)
+                   "stored at the end of the run", file=sys.stderr)
         source = f"{tr.n_events:,} events replayed" if tr.level == "events" else "stored summary (level summary)"
     if args.json:
-        print(json.dumps(report.summary, indent=2, sort_keys=False))
+        _say(json.dumps(report.summary, indent=2, sort_keys=False))
     elif args.csv:
-        sys.stdout.write(report.csv())
+        _say(report.csv(), end="")
     else:
-        print(report.table())
-        print(f"\nfrom trace {args.trace}: {source}")
+        _say(report.table())
+        _say(f"\nfrom trace {args.trace}: {source}")
     return 0
 
 
@@ -222,7 +306,7 @@ def _plot(args: argparse.Namespace) -> int:
     from cimsim import trace as tracelib
     from cimsim.report.plots import plot
 
-    with tracelib.open(args.trace) as tr:
+    with _trace_errors(args.trace), tracelib.open(args.trace) as tr:
         out = plot(tr, args.kind, args.output)
     print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -232,7 +316,7 @@ def _export(args: argparse.Namespace) -> int:
     from cimsim import trace as tracelib
     from cimsim.report.perfetto import export_perfetto
 
-    with tracelib.open(args.trace) as tr:
+    with _trace_errors(args.trace), tracelib.open(args.trace) as tr:
         count = export_perfetto(tr, args.perfetto)
     print(f"wrote {args.perfetto}: {count:,} trace events (open it in https://ui.perfetto.dev)", file=sys.stderr)
     return 0
@@ -325,13 +409,13 @@ def _sram_table(channels: int, height: int, word_bits: int, kernel: int, bits: i
     methods = [method] if method else list(METHODS)
     metrics = {m: make_layout(m, channels * bits, height, kernel, word_bits).metrics(kernel) for m in methods}
     if as_json:
-        print(json.dumps({m: t.as_dict() for m, t in metrics.items()}, indent=2))
+        _say(json.dumps({m: t.as_dict() for m, t in metrics.items()}, indent=2))
         return 0
-    print(f"N = {channels}, H = {height}, WL = {word_bits}, F = {kernel}, {bits}-bit activations "
+    _say(f"N = {channels}, H = {height}, WL = {word_bits}, F = {kernel}, {bits}-bit activations "
           f"({channels * bits}-bit pixels, H x F = {height * kernel} pixels)")
-    print(f"{'method':<7} {'memory [kB]':>11} {'% empty':>8} {'# read':>8} {'# write':>8}")
+    _say(f"{'method':<7} {'memory [kB]':>11} {'% empty':>8} {'# read':>8} {'# write':>8}")
     for m, t in metrics.items():
-        print(f"{m.upper():<7} {t.memory_kb:>11.3f} {t.empty_pct:>8.1f} {format_range(t.read_cycles):>8} "
+        _say(f"{m.upper():<7} {t.memory_kb:>11.3f} {t.empty_pct:>8.1f} {format_range(t.read_cycles):>8} "
               f"{format_range(t.write_cycles):>8}")
     return 0
 
@@ -362,16 +446,16 @@ def _sram_scenario(path: str, overrides: list[str], method: str | None, as_json:
             "sram_kib": sram_kib, "fits": lay.total_words <= chip.sram_depth_words,
         })
     if as_json:
-        print(json.dumps(rows, indent=2))
+        _say(json.dumps(rows, indent=2))
         return 0
-    print(f"scenario {scenario.name}: {net.name}, input SRAM {chip.sram_word_bits} bits x {chip.sram_depth_words} "
+    _say(f"scenario {scenario.name}: {net.name}, input SRAM {chip.sram_word_bits} bits x {chip.sram_depth_words} "
           f"words = {sram_kib:g} KiB per core, method {method or scenario.mapping.sram_method}")
-    print("words: H x F input pixels (whole words) + the pre-stored zero pixel; the mapper also reserves a "
+    _say("words: H x F input pixels (whole words) + the pre-stored zero pixel; the mapper also reserves a "
           "residual area")
-    print(f"\n{'layer':<8} {'pixel':>6} {'H x F':>7} {'method':>6} {'words':>9} {'KiB':>7}  fits")
+    _say(f"\n{'layer':<8} {'pixel':>6} {'H x F':>7} {'method':>6} {'words':>9} {'KiB':>7}  fits")
     for r in rows:
         words = f"{r['data_words']}+{r['words'] - r['data_words']}"
-        print(f"{r['layer']:<8} {r['pixel_bits']:>6} {str(r['height']) + ' x ' + str(r['kernel']):>7} "
+        _say(f"{r['layer']:<8} {r['pixel_bits']:>6} {str(r['height']) + ' x ' + str(r['kernel']):>7} "
               f"{r['method'].upper():>6} {words:>9} {r['kib']:>7.3f}  {'yes' if r['fits'] else 'NO'}")
     return 0
 
@@ -406,16 +490,16 @@ def _replicas(args: argparse.Namespace) -> int:
         "fits": fits(shape, xr, xc), "best": None if best is None else describe(best),
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        _say(json.dumps(result, indent=2))
         return 0
     how = "Method 1" if shape.method == 1 else f"Method 2, dW = {shape.dw}"
-    print(f"{n} replicas of a {kernel}x{kernel}x{c_in} -> {c_out} kernel (stride {stride}), {how}")
-    print(f"collective kernel matrix  {shape.rows} rows x {shape.cols} cols, aspect ratio {shape.aspect_ratio:.3f}")
-    print(f"crossbar {xr} x {xc}: {'fits' if result['fits'] else 'does NOT fit'}, "
+    _say(f"{n} replicas of a {kernel}x{kernel}x{c_in} -> {c_out} kernel (stride {stride}), {how}")
+    _say(f"collective kernel matrix  {shape.rows} rows x {shape.cols} cols, aspect ratio {shape.aspect_ratio:.3f}")
+    _say(f"crossbar {xr} x {xc}: {'fits' if result['fits'] else 'does NOT fit'}, "
           f"utilisation {100 * util:.1f} % (Eq. 4, the same for every dW)")
     if best is None:
-        print("best: no layout fits (Method 1 or Method 2 with any dW)")
+        _say("best: no layout fits (Method 1 or Method 2 with any dW)")
     else:
         best_how = "Method 1" if best.method == 1 else f"Method 2, dW = {best.dw}"
-        print(f"best: {best_how}, {best.rows} rows x {best.cols} cols, aspect ratio {best.aspect_ratio:.3f}")
+        _say(f"best: {best_how}, {best.rows} rows x {best.cols} cols, aspect ratio {best.aspect_ratio:.3f}")
     return 0

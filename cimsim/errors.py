@@ -25,3 +25,10 @@ class SimulationError(CimsimError):
     """The simulation could not complete (deadlock, cycle limit, broken invariant) (exit 3)."""
 
     exit_code = 3
+
+
+class OutputError(CimsimError):
+    """An output file could not be written: disk full, a file-size limit, permission denied
+    (exit 4). The destination is left as it was; no partial file remains."""
+
+    exit_code = 4

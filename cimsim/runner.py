@@ -11,6 +11,7 @@ import simpy
 
 from cimsim.config import Scenario, load_scenario
 from cimsim.hw.chip import build_chip
+from cimsim.limits import check_run
 from cimsim.mapping import MappingPlan, map_network
 from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
@@ -32,6 +33,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
     """Simulate an already loaded scenario; with `trace`, write the HDF5 trace there
     (`trace_level` "events": every event; "summary": mapping and summaries only)."""
     net = load_model(scenario.model)
+    check_run(scenario, net)
     plan = map_network(net, scenario)
     env = simpy.Environment()
     subscribers = list(subscribers or [])

@@ -138,11 +138,11 @@ def test_run_table_tiny(capsys: pytest.CaptureFixture[str], tiny: Path) -> None:
 
 def test_python_m_cimsim(tiny: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "cimsim", "run", str(tiny), "--json"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+                          capture_output=True, text=True, timeout=120, cwd=tiny.parent, check=False)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["cores"] == 2
     bad = subprocess.run([sys.executable, "-m", "cimsim", "run", str(tiny), "--batch", "0"],
-                         capture_output=True, text=True, timeout=120, cwd=REPO, check=False)
+                         capture_output=True, text=True, timeout=120, cwd=tiny.parent, check=False)
     assert bad.returncode == 2
     assert bad.stderr.startswith("cimsim: error:") and len(bad.stderr.splitlines()) == 1
 

@@ -501,3 +501,4 @@ def test_subprocess_errors_have_no_traceback(valid: dict[str, str], model_dir: P
         lines = r.stderr.splitlines()
         assert len(lines) == 1 and lines[0].startswith("cimsim: error: "), (argv, r.stderr)
         conftest.COUNTS["hostile"] += 1
+

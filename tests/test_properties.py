@@ -273,3 +273,134 @@ def test_generated_networks_mostly_ran() -> None:
                     "4 convs", "batch 3", "ideal", "mesh", "prism", "timestep", "elastic", "iwap", "klip", "plip",
                     "auto"):
         assert conftest.COUNTS["ran " + feature] >= EXAMPLES // 100, (feature, conftest.COUNTS["ran " + feature])
+
+
+# --- every layer kind, functional and timing-only ------------------------------------------------
+
+FUNCTIONAL_EXAMPLES = int(os.environ.get("CIMSIM_FUNCTIONAL_EXAMPLES", "200"))
+"""Generated networks of every layer kind, each run functional and timing-only."""
+
+
+@st.composite
+def any_networks(draw: st.DrawFn) -> str:
+    """A model TOML of 2-7 layers drawn from every kind in `LayerKind` (conv, add, avgpool, fc): convs
+    after pools, fcs after fcs or on 1 x 1 maps, adds of any two maps of one shape, and branches
+    that read an earlier layer (a fan-out, which the mapper may refuse)."""
+    size = draw(st.integers(1, 6))
+    maps = [("input", (size, size, draw(st.integers(1, 4))))]
+    text = f'name = "any"\nbits = 8\n\n[input]\nheight = {size}\nwidth = {size}\nchannels = {maps[0][1][2]}\n\n'
+    consumed: set[str] = set()
+    for i in range(draw(st.integers(1, 6))):
+        prev, (h, w, c) = maps[-1] if draw(st.integers(0, 4)) else draw(st.sampled_from(maps))
+        kinds = ["conv"]
+        if prev == "input" and draw(st.integers(0, 9)):  # a pool, fc or add on the image is refused: rarely
+            pass
+        elif h * w > 1 or draw(st.booleans()):
+            kinds.append("avgpool")
+        if (h, w) == (1, 1):
+            kinds.append("fc")
+        same = [m for m, shp in maps if shp == (h, w, c) and m != prev]
+        if same and (prev != "input" or len(kinds) > 1):
+            kinds.append("add")
+        kind = draw(st.sampled_from(kinds))
+        name = f"{kind}{i}"
+        relu = str(draw(st.booleans())).lower()
+        if kind == "conv":
+            kernel = 3 if min(h, w) + 2 >= 3 and draw(st.booleans()) else 1
+            padding = 1 if kernel == 3 and (min(h, w) < 3 or draw(st.booleans())) else 0
+            out = draw(st.integers(1, 6))
+            text += (f'[[layers]]\nname = "{name}"\ntype = "conv"\ninput = "{prev}"\nout_channels = {out}\n'
+                     f"kernel = {kernel}\npadding = {padding}\nrelu = {relu}\n\n")
+            shape = (h + 2 * padding - kernel + 1, w + 2 * padding - kernel + 1, out)
+            consumed.add(prev)
+        elif kind == "avgpool":
+            text += f'[[layers]]\nname = "{name}"\ntype = "avgpool"\ninput = "{prev}"\n\n'
+            shape = (1, 1, c)
+            consumed.add(prev)
+        elif kind == "fc":
+            out = draw(st.integers(1, 6))
+            text += (f'[[layers]]\nname = "{name}"\ntype = "fc"\ninput = "{prev}"\nout_features = {out}\n'
+                     f"relu = {relu}\n\n")
+            shape = (1, 1, out)
+            consumed.add(prev)
+        else:
+            other = draw(st.sampled_from(same))
+            text += f'[[layers]]\nname = "{name}"\ntype = "add"\ninputs = ["{prev}", "{other}"]\nrelu = {relu}\n\n'
+            shape = (h, w, c)
+            consumed.update((prev, other))
+        maps.append((name, shape))
+    # every layer but the last must be consumed: cut the model after the first one nothing reads
+    return _without_dangling(text, consumed)
+
+
+def _without_dangling(text: str, consumed: set[str]) -> str:
+    """The model cut after the first layer no later layer consumes (it becomes the output)."""
+    blocks = text.split("[[layers]]\n")
+    keep = [blocks[0]]
+    for block in blocks[1:]:
+        keep.append(block)
+        name = block.split('"', 2)[1]
+        if name not in consumed:
+            break
+    return "[[layers]]\n".join(keep)
+
+
+def _attempt(path: Path, sets: list[str]) -> tuple[str, object]:
+    """("ran", record) with every invariant holding, or ("refused", error) with exit code 2."""
+    from cimsim.errors import CimsimError
+    from cimsim.limits import check_run
+
+    try:
+        scenario = load_scenario(path, sets)
+        model = load_model(scenario.model)
+        check_run(scenario, model)
+        plan = map_network(model, scenario)
+        chip = build_chip(simpy.Environment(), scenario, model, plan)
+    except CimsimError as e:
+        assert e.exit_code == 2 and "\n" not in str(e), e
+        return "refused", e
+    record = chip.run()  # SimulationError (exit 3, a broken invariant among them) fails the test
+    assert chip.drained_problems() == []
+    assert chip.images_done == set(range(scenario.run.batch))
+    return "ran", record
+
+
+@settings(max_examples=FUNCTIONAL_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_generated_networks_of_every_kind(workdir: Path, data: st.DataObject) -> None:
+    text = data.draw(any_networks(), label="model")
+    (workdir / "any_model.toml").write_text(text)
+    path = workdir / "any_scenario.toml"
+    path.write_text('model = "any_model.toml"\nname = "any"\n')
+    sets = [f"run.batch={data.draw(st.integers(1, 2))}", f"run.max_timesteps={MAX_TIMESTEPS}",
+            f"mapping.fc_on={data.draw(st.sampled_from(('digital', 'crossbar')))}",
+            f"chip.crossbar_rows={data.draw(st.sampled_from((16, 256)))}",
+            f"chip.clocking={data.draw(st.sampled_from(('timestep', 'elastic')))}",
+            "chip.array_rows=8", "chip.array_cols=8", "chip.sram_depth_words=4096",
+            "functional.adc_bits=16",  # wide enough that nothing saturates: the outputs must equal the reference
+            f"functional.mode={data.draw(st.sampled_from(('batched', 'per_group')))}"]
+    timing = _attempt(path, [*sets, "functional.enabled=false"])
+    functional = _attempt(path, [*sets, "functional.enabled=true"])
+    if timing[0] == "refused":
+        assert functional[0] == "refused", "functional mode ran a network the timing-only run refused"
+        conftest.COUNTS["refused_exit2"] += 1
+        return
+    if functional[0] == "refused":
+        conftest.COUNTS["refused_exit2"] += 1
+        return
+    summary = functional[1].extra["functional"]  # type: ignore[attr-defined]
+    assert summary["reference_match"] and summary["images_checked"] == functional[1].batch, summary  # type: ignore[attr-defined]
+    assert timing[1].image_done_ts and functional[1].image_done_ts  # type: ignore[attr-defined]
+    conftest.COUNTS["functional_networks"] += 1
+    conftest.COUNTS.update(f"kind {k}" for k in ("conv", "add", "avgpool", "fc") if f'type = "{k}"' in text)
+
+
+def test_generated_networks_of_every_kind_mostly_ran() -> None:
+    """Most cases ran, every layer kind appeared in networks that ran."""
+    total = conftest.COUNTS["functional_networks"] + conftest.COUNTS["refused_exit2"]
+    if total < FUNCTIONAL_EXAMPLES:
+        pytest.skip("test_generated_networks_of_every_kind did not run in this session")
+    assert conftest.COUNTS["functional_networks"] >= FUNCTIONAL_EXAMPLES // 2
+    for kind in ("conv", "add", "avgpool", "fc"):
+        assert conftest.COUNTS[f"kind {kind}"] > 0, kind

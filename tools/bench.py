@@ -1,6 +1,6 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --compare REV [--repeats N] [--json]]
+Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --memory | --compare REV [--repeats N]]
 
 Default mode: absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
@@ -17,6 +17,11 @@ processes, with invariant checks on and off, and prints the CPU-time ratio. Targ
 --functional times real arithmetic (functional model) against timing only.
 
 --compare REV (issue 10): this tree against an older revision, see tools/bench_compare.py.
+
+--memory (issue 11) runs the inputs that once grew without bound, each in its own process
+(peak resident memory from os.wait4's rusage), and a functional batch of 1,000 against one of
+10 on a small model. Targets: each refused (or, for the zip bomb, run) within a few seconds
+under 500 MB; batch 1,000 within 1.5x the peak memory of batch 10.
 """
 
 from __future__ import annotations
@@ -164,6 +169,101 @@ def energy_bench(args: argparse.Namespace) -> None:
           f"{'ok' if worst <= 1.10 else 'OVER'}")
 
 
+MEMORY_MODEL = """name = "mem"
+[input]
+height = 16
+width = 16
+channels = 3
+[[layers]]
+name = "conv1"
+type = "conv"
+input = "input"
+out_channels = 8
+kernel = 3
+padding = 1
+relu = true
+[[layers]]
+name = "conv2"
+type = "conv"
+input = "conv1"
+out_channels = 8
+kernel = 3
+padding = 1
+[[layers]]
+name = "pool"
+type = "avgpool"
+input = "conv2"
+[[layers]]
+name = "fc"
+type = "fc"
+input = "pool"
+out_features = 10
+"""
+
+
+def _measured(argv: list[str], cwd: str) -> tuple[int, float, float]:
+    """Run `python -m cimsim argv` in `cwd`; return (exit code, wall seconds, peak RSS in MB)."""
+    import os
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cimsim", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024  # KiB on Linux
+
+
+def memory_bench(args: argparse.Namespace) -> None:
+    """Peak memory of the once-unbounded inputs, and of functional batch 1,000 against batch 10."""
+    import io
+    import zipfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "mem.toml").write_text(MEMORY_MODEL)
+        (d / "s.toml").write_text('model = "mem.toml"\nname = "mem"\n')
+        big = MEMORY_MODEL.replace("height = 16\nwidth = 16", "height = 32767\nwidth = 32767")
+        (d / "big.toml").write_text(big)
+        (d / "sbig.toml").write_text('model = "big.toml"\n')
+        (d / "nested.toml").write_text("x = " + "[" * 5000 + "]" * 5000 + "\n")
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|i1", "fortran_order": False,
+                                                       "shape": (10**9, 16, 16, 3)})
+        with zipfile.ZipFile(d / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as z, z.open("images.npy", "w",
+                                                                                        force_zip64=True) as f:
+            f.write(header.getvalue())
+            for _ in range(256):  # 256 MiB of zeros inflated from ~250 kB; the declared rest does not exist
+                f.write(bytes(1 << 20))
+        run = ["run", "s.toml", "--no-trace", "--json"]
+        func = [*run, "--set", "functional.enabled=true"]
+        cases = [
+            ("scenario path /dev/zero", ["run", "/dev/zero", "--no-trace"], 2),
+            ("5,000 nested TOML arrays", ["run", "nested.toml", "--no-trace"], 2),
+            ("32,767 x 32,767 image", ["run", "sbig.toml", "--no-trace", "--set", "run.max_timesteps=2147483647"], 2),
+            ("prism_k maximum, 32,767 cores", [*run, "--set", "noc.topology=prism", "--set", "noc.prism_k=2147483647",
+                                               "--set", "chip.array_rows=32767", "--set", "chip.array_cols=1"], 2),
+            ("functional run.batch = 1,000,000", [*func, "--set", "run.batch=1000000"], 2),
+            ("zip-bomb functional.images (runs)", [*func, "--set", "functional.images=bomb.npz",
+                                                   "--set", "run.batch=2"], 0),
+        ]
+        print(f"{'case':<38} {'exit':>4} {'wall s':>7} {'peak MB':>8}  target")
+        for label, argv, want in cases:
+            code, wall, peak = _measured(argv, tmp)
+            ok = code == want and peak < 500
+            print(f"{label:<38} {code:>4} {wall:>7.2f} {peak:>8.1f}  exit {want}, < 500 MB -> {'ok' if ok else 'OVER'}")
+        small, large = (10, 100) if args.quick else (10, 1000)
+        peaks = {}
+        for batch in (small, large):
+            code, wall, peaks[batch] = _measured([*func, "--set", f"run.batch={batch}", "--set",
+                                                  "run.max_timesteps=100000000"], tmp)
+            print(f"{'functional batch ' + f'{batch:,}':<38} {code:>4} {wall:>7.2f} {peaks[batch]:>8.1f}")
+        ratio = peaks[large] / peaks[small]
+        print(f"peak memory functional batch {large:,} / batch {small}: {ratio:.2f}x (target within 1.5x) -> "
+              f"{'ok' if ratio <= 1.5 else 'OVER'}")
+
+
 def speed_bench(args: argparse.Namespace) -> None:
     """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
@@ -188,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="benchmark real arithmetic (functional model) against timing only")
     modes.add_argument("--energy", action="store_true",
                        help="CPU time with energy counting on against off (interleaved child processes)")
+    modes.add_argument("--memory", action="store_true",
+                       help="peak memory of once-unbounded inputs, and functional batch 1,000 against 10")
     modes.add_argument("--compare", metavar="REV",
                        help="run REV (a git worktree) and this tree interleaved; CPU-time ratios per scenario")
     ap.add_argument("--repeats", type=int, default=3, help="--compare: runs per tree and scenario (default 3)")
@@ -206,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
         return
     mode = trace_bench if args.trace else functional_bench if args.functional else \
-        energy_bench if args.energy else compare_bench if args.compare else speed_bench
+        energy_bench if args.energy else memory_bench if args.memory else compare_bench if args.compare else speed_bench
     try:
         mode(args)
     except KeyboardInterrupt:

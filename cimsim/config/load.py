@@ -55,6 +55,28 @@ counts as 32-bit integers; larger values would wrap or exhaust memory)."""
 MAX_CORES = 2**15 - 1
 """Largest chip.array_rows x chip.array_cols (the trace stores core ids as 16-bit integers)."""
 
+INT_LIMITS: dict[str, int] = {
+    "chip.crossbar_rows": 65_536, "chip.crossbar_cols": 65_536, "chip.cycles_per_timestep": 1 << 24,
+    "chip.mvm_cycles": 1 << 20, "chip.digital_cycles": 1 << 16, "chip.partial_sum_timesteps": 1 << 16,
+    "functional.crossbar_cycle_cycles": 1 << 20, "functional.adc_bits": 32, "noc.link_cycles": 256,
+    "noc.router_cycles": 1 << 16, "noc.buffer_depth_flits": 32_767, "noc.partial_sum_bits": 64,
+    "noc.header_bits": 65_536, "noc.link_width_bits": 1 << 20, "noc.ideal_hop_timesteps": 1 << 16,
+    "input.pixels_per_timestep": 1 << 20,
+}
+"""Tighter maxima of integer fields whose products the simulator and its trace store in 32-bit
+columns (a step's cycles, a link transfer's cycles, buffer occupancies in 16 bits)."""
+
+FLOAT_RANGES: dict[str, tuple[float, float]] = {
+    "chip.clock_mhz": (1e-3, 1e6), "dram.bandwidth_gbps": (1e-6, 1e6), "dram.latency_ns": (1e-3, 1e9),
+}
+"""Allowed range of each float field (beyond them times and rates overflow to infinity or zero)."""
+
+MAX_TOML_BYTES = 16 << 20
+"""Largest scenario or model file read (16 MiB): bigger inputs are refused, not read."""
+
+MAX_PRISM_LINKS = 1 << 19
+"""Largest number of prism links (cores x noc.prism_k): each is a simulated link."""
+
 LOADER_FIELDS: frozenset[str] = frozenset({"source"})
 """Scenario fields set by the loader, never by the file or an override."""
 
@@ -279,14 +301,18 @@ class _Checker:
         elif tp is int:
             floor = 0 if rule_path in NON_NEGATIVE else 1
             ok = is_num and isinstance(value, int) and value >= floor
-            if ok and value > INT_MAX:
-                self.fail(path, value, f"{why}, at most {INT_MAX:,}")
+            top = INT_LIMITS.get(rule_path, INT_MAX)
+            if ok and value > top:
+                self.fail(path, value, f"{why}, at most {top:,}")
         elif tp is float:
             try:
                 ok = is_num and math.isfinite(float(value)) and value > 0
             except OverflowError:
                 ok = False
             value = float(value) if ok else value
+            low, high = FLOAT_RANGES.get(rule_path, (0.0, math.inf))
+            if ok and not low <= value <= high:
+                self.fail(path, value, f"{why} from {low:g} to {high:g}")
         else:
             allowed = ENUMS.get(rule_path)
             ok = isinstance(value, str) and (not allowed or value in allowed)
@@ -295,20 +321,41 @@ class _Checker:
         return value
 
 
-def _read(path: Path) -> dict[str, Any]:
-    """Read and parse a TOML file, mapping every failure to an InputError."""
+def read_limited(path: Path, what: str) -> bytes:
+    """The bytes of `path`, refusing directories, files larger than `MAX_TOML_BYTES` (read no
+    further than that, so `/dev/zero` is refused too) and unusable names (NUL bytes, symlink
+    loops, names too long), each with one `InputError` line."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_TOML_BYTES + 1)
     except FileNotFoundError:
-        raise InputError(f"scenario file not found: {path}") from None
+        raise InputError(f"{what} file not found: {path}") from None
+    except IsADirectoryError:
+        raise InputError(f"cannot read {what} file {path}: Is a directory") from None
     except OSError as exc:
-        raise InputError(f"cannot read scenario file {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {what} file {path}: {exc.strerror or _one_line(exc)}") from None
+    except ValueError as exc:  # a NUL byte in the name
+        raise InputError(f"{what} file {_one_line(repr(str(path)))}: {_one_line(exc)}") from None
+    if len(data) > MAX_TOML_BYTES:
+        raise InputError(f"{what} file {path}: larger than {MAX_TOML_BYTES >> 20} MiB, refusing to read it")
+    return data
+
+
+def parse_toml(data: bytes, path: Path) -> dict[str, Any]:
+    """Parse TOML text, mapping every failure (bad UTF-8, syntax, nesting too deep) to an InputError."""
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({_one_line(exc)})") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: malformed TOML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise InputError(f"{path}: malformed TOML: arrays or tables nested too deeply") from None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """Read and parse a scenario TOML file, mapping every failure to an InputError."""
+    return parse_toml(read_limited(path, "scenario"), path)
 
 
 def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
@@ -325,8 +372,12 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     checker = _Checker(str(file), from_set)
     scenario: Scenario = checker.build(Scenario, raw, "")
     _check_combinations(scenario, checker)
-    resolved = (file.parent / scenario.model).resolve()
-    if not resolved.is_file():
+    try:
+        resolved = (file.parent / scenario.model).resolve()
+        is_file = resolved.is_file()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{file}: model = {_show(scenario.model)}{checker.origin('model')}: {_one_line(exc)}") from None
+    if not is_file:
         origin = checker.origin("model")
         raise InputError(
             f"{file}: model = {_show(scenario.model)}{origin}: file not found ({resolved})"
@@ -362,6 +413,11 @@ def _check_combinations(scenario: Scenario, checker: _Checker) -> None:
         origin = checker.origin("chip.array_rows") or checker.origin("chip.array_cols")
         raise InputError(f"{checker.label}: chip.array_rows x chip.array_cols = {chip.array_rows} x "
                          f"{chip.array_cols} = {cores:,} cores{origin}: at most {MAX_CORES:,} cores")
+    noc = scenario.noc
+    links = cores * min(noc.prism_k, max(cores - 1, 1))
+    if noc.topology == "prism" and links > MAX_PRISM_LINKS:
+        checker.fail("noc.prism_k", noc.prism_k, f"{cores:,} cores x prism_k = {links:,} prism links, at most "
+                     f"{MAX_PRISM_LINKS:,}")
     for key in scenario.dataflow.speedup_rates:
         if not (key.isascii() and key.isdigit() and key == str(int(key)) and int(key) > 0):
             path = _key("dataflow.speedup_rates", key)

@@ -34,13 +34,13 @@ plus weaker per-channel fields, standardised and scaled to int8 with std ~40
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.functional.npz import Npz
 from cimsim.functional.reference import float_conv, local_avgpool_float, maxpool_float
 from cimsim.network.layers import Layer, LayerKind, Network
 
@@ -116,19 +116,30 @@ def make_images(network: Network, batch: int, seed: int) -> np.ndarray:
 
 
 def load_images(path: str | Path, network: Network) -> np.ndarray:
-    """int8 images (batch, H, W, C) from the array ``images`` of an ``.npz`` file, validated."""
-    data = _open_npz(path)
-    if "images" not in data:
-        raise InputError(f"{path}: missing array 'images'")
+    """int8 images (batch, H, W, C) from the array ``images`` of an ``.npz`` file, validated
+    (shape from the header before any data is read; at most `npz.MAX_ARRAY_BYTES`)."""
+    npz = Npz(path)
+    try:
+        check_images_shape(npz, network)
+        arr = npz.read("images")
+    finally:
+        npz.close()
+    return _int_array(path, "images", arr, np.int8)
+
+
+def check_images_shape(npz: Npz, network: Network) -> tuple[int, ...]:
+    """The shape of ``images`` in ``npz``, checked against ``network``'s input (InputError otherwise)."""
+    if "images" not in npz:
+        raise InputError(f"{npz.path}: missing array 'images'")
     inp = network.input_layer
     expected = (inp.out_h, inp.out_w, inp.out_channels)
-    arr = data["images"]
-    if arr.ndim != 4 or arr.shape[1:] != expected or arr.shape[0] < 1:
+    shape = npz.shape("images")
+    if len(shape) != 4 or shape[1:] != expected or shape[0] < 1:
         raise InputError(
-            f"{path}: array 'images' has shape {arr.shape}, expected (batch >= 1, {expected[0]}, "
+            f"{npz.path}: array 'images' has shape {shape}, expected (batch >= 1, {expected[0]}, "
             f"{expected[1]}, {expected[2]}) for the input of model {network.name!r}"
         )
-    return _int_array(path, "images", arr, np.int8)
+    return shape
 
 
 # ---------------------------------------------------------------- parameters
@@ -287,10 +298,17 @@ def load_params(path: str | Path, network: Network) -> dict[str, LayerParams]:
     weights, int32 bias and multiplier); multipliers must be >= 0 and ``shift``
     a scalar in [0, 62]. Problems raise `InputError` naming the file and array.
     """
-    data = _open_npz(path)
+    npz = Npz(path)
+    try:
+        return _load_params(npz, path, network)
+    finally:
+        npz.close()
+
+
+def _load_params(npz: Npz, path: str | Path, network: Network) -> dict[str, LayerParams]:
     layers = _weighted_layers(network)
     wanted = {f"{layer.name}.{suffix}" for layer in layers for suffix in PARAM_ARRAYS}
-    for key in data:
+    for key in npz.files:
         if key not in wanted:
             raise InputError(
                 f"{path}: unexpected array {key!r} (model {network.name!r} has no conv/fc layer of that name)"
@@ -298,18 +316,16 @@ def load_params(path: str | Path, network: Network) -> dict[str, LayerParams]:
     params: dict[str, LayerParams] = {}
     for layer in layers:
         cout = layer.out_channels
+        shapes = {"weights": weight_shape(layer), "bias": (cout,), "multiplier": (cout,), "shift": ()}
         arrays = {}
         for suffix in PARAM_ARRAYS:
             key = f"{layer.name}.{suffix}"
-            if key not in data:
+            if key not in npz:
                 raise InputError(f"{path}: missing array {key!r}")
-            arrays[suffix] = data[key]
-        shapes = {"weights": weight_shape(layer), "bias": (cout,), "multiplier": (cout,), "shift": ()}
-        for suffix, shape in shapes.items():
-            if arrays[suffix].shape != shape:
-                raise InputError(
-                    f"{path}: array '{layer.name}.{suffix}' has shape {arrays[suffix].shape}, expected {shape}"
-                )
+            shape = npz.shape(key)
+            if shape != shapes[suffix]:
+                raise InputError(f"{path}: array '{key}' has shape {shape}, expected {shapes[suffix]}")
+            arrays[suffix] = npz.read(key)
         weights = _int_array(path, f"{layer.name}.weights", arrays["weights"], np.int8)
         bias = _int_array(path, f"{layer.name}.bias", arrays["bias"], np.int32)
         mult = _int_array(path, f"{layer.name}.multiplier", arrays["multiplier"], np.int32)
@@ -320,24 +336,6 @@ def load_params(path: str | Path, network: Network) -> dict[str, LayerParams]:
             raise InputError(f"{path}: array '{layer.name}.shift' is {int(shift)}, expected 0..62")
         params[layer.name] = LayerParams(weights, bias, mult, int(shift))
     return params
-
-
-def _open_npz(path: str | Path) -> dict[str, np.ndarray]:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    if not zipfile.is_zipfile(path):
-        raise InputError(f"{path}: not an .npz archive (expected a zip of arrays, as numpy.savez writes)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        msg = " ".join(str(exc).split())
-        raise InputError(f"{path}: cannot read .npz archive: {msg}") from None
-    for key, value in data.items():
-        if not isinstance(value, np.ndarray):
-            raise InputError(f"{path}: member {key!r} is not a numpy array")
-    return data
 
 
 def _int_array(path, name: str, arr: np.ndarray, dtype) -> np.ndarray:

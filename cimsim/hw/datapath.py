@@ -21,16 +21,17 @@ import numpy as np
 
 from cimsim.config.schema import Scenario
 from cimsim.energy.actions import Action, Component
-from cimsim.errors import SimulationError
+from cimsim.errors import InputError, SimulationError
 from cimsim.functional.chip_math import GroupResult, LayerMath, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
+from cimsim.functional.images import ImageStream
 from cimsim.functional.reference import (
     conv_accumulate,
     global_avgpool,
     reference_forward,
     requantise,
 )
-from cimsim.functional.weights import load_images, load_params, make_images, make_params
+from cimsim.functional.weights import load_params, make_params
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
 from cimsim.network import Network
@@ -46,13 +47,10 @@ class Datapath:
         batch, seed = scenario.run.batch, scenario.run.seed
         self.net, self.plan, self.geoms = net, plan, geoms
         self.params = load_params(base / cfg.weights, net) if cfg.weights else make_params(net, seed)
-        # image i depends on (seed, i) only, so a batch's first images do not change with its size
-        images = (load_images(base / cfg.images, net) if cfg.images else
-                  np.concatenate([make_images(net, 1, seed * 1_000_003 + i) for i in range(batch)]))
-        if images.shape[0] < batch:
-            raise SimulationError(f"{scenario.source}: functional.images holds {images.shape[0]} images, "
-                                  f"run.batch is {batch}")
-        self.images = images
+        # image i depends on (seed, i) only, so a batch's first images do not change with its size;
+        # images are made (or read) as the run consumes them and dropped once compared
+        self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None)
+        self._inputs: dict[int, np.ndarray] = {}
         self.cycle_cycles = cfg.crossbar_cycle_cycles
         chip = scenario.chip
         xcfg = CrossbarConfig(rows=chip.crossbar_rows, cols=chip.crossbar_cols, adc_bits=cfg.adc_bits,
@@ -78,9 +76,13 @@ class Datapath:
             fused = [net.layer(f) for f in lm.fused]
             add = next((f for f in fused if f.kind == "add"), None)
             fc = next((f for f in fused if f.kind == "fc"), None)
+            tail = [f for f in fused if f.kind in ("avgpool", "fc")]
+            if add is not None and tail and fused.index(add) > fused.index(tail[0]):
+                raise InputError(f"{net.source}: add '{add.name}' after '{tail[0].name}' in the digital processor "
+                                 f"of '{name}': functional mode adds residuals before pooling only")
             self.post[name] = {
                 "relu": add.relu if add is not None else layer.relu, "add": add is not None,
-                "pool": any(f.kind == "avgpool" for f in fused), "fc": fc,
+                "pool": bool(tail), "fc": fc, "tail": tail,
                 "net_output": fused[-1].name if fused else name,
             }
         self.order = dataflow_order(plan)
@@ -97,10 +99,14 @@ class Datapath:
         self.mismatches = 0
         self.output_values = 0
         self.max_abs_error = 0
-        inp = net.input_layer
-        for b in range(batch):
-            self.act[(inp.name, b)] = images[b]
-            self.filled[(inp.name, b)] = np.ones((inp.out_h, inp.out_w), dtype=bool)
+        self.input_name = net.input_layer.name
+
+    def _image(self, image: int) -> np.ndarray:
+        """Input image `image`, kept from its first use until its output has been compared."""
+        img = self._inputs.get(image)
+        if img is None:
+            img = self._inputs[image] = self.images[image]
+        return img
 
     # --- called by the cores ------------------------------------------------------------------
     def _positions(self, geom: LayerGeometry, gi: int) -> list[tuple[int, int]]:
@@ -109,6 +115,8 @@ class Datapath:
         return [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
 
     def _read(self, layer: str, image: int, who: str) -> np.ndarray:
+        if layer == self.input_name:
+            return self._image(image)
         try:
             return self.act[(layer, image)]
         except KeyError:
@@ -118,6 +126,8 @@ class Datapath:
     def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]]) -> None:
         """The group may only read input pixels its producer has already written."""
         lm = self.plan.layers[layer]
+        if lm.main_input == self.input_name:  # the image source streams every pixel of the image
+            return
         layer_obj = self.net.layer(layer)
         filled = self.filled.get((lm.main_input, image))
         if filled is None:
@@ -137,7 +147,7 @@ class Datapath:
     def _batched(self, image: int) -> None:
         """Evaluate the whole image layer by layer in batched numpy (the values the cores will write)."""
         inp = self.net.input_layer
-        values: dict[str, np.ndarray] = {inp.name: self.images[image]}
+        values: dict[str, np.ndarray] = {inp.name: self._image(image)}
         for name in self.order:
             lm = self.plan.layers[name]
             layer = self.net.layer(name)
@@ -299,13 +309,15 @@ class Datapath:
                 self._check(image, self.act[(layer, image)], post["net_output"])
 
     def _pool_fc(self, layer: str, out: np.ndarray) -> np.ndarray:
-        """Global average pooling and, when fused, the digital FC (exact integer arithmetic)."""
-        pooled = global_avgpool(out[None])[0]
-        fc = self.post[layer]["fc"]
-        if fc is not None:
-            acc = conv_accumulate(pooled[None], self.params[fc.name].weights)
-            pooled = requantise(acc, self.params[fc.name], fc.relu)[0]
-        return pooled
+        """The fused global average pooling and digital FCs, in model order (exact integer arithmetic)."""
+        x = out
+        for f in self.post[layer]["tail"]:
+            if f.kind == "avgpool":
+                x = global_avgpool(x[None])[0]
+            else:
+                acc = conv_accumulate(x[None], self.params[f.name].weights)
+                x = requantise(acc, self.params[f.name], f.relu)[0]
+        return x
 
     def _image_done_reading(self, lm: Any, image: int) -> None:
         for src in (lm.main_input, lm.residual_input):
@@ -319,7 +331,8 @@ class Datapath:
                 self.done_readers.pop((src, image), None)
 
     def _check(self, image: int, chip_out: np.ndarray, name: str) -> None:
-        ref = reference_forward(self.net, self.params, self.images[image:image + 1])[name][0]
+        ref = reference_forward(self.net, self.params, self._image(image)[None])[name][0]
+        self._inputs.pop(image, None)
         diff = np.abs(chip_out.astype(np.int32).reshape(-1) - ref.astype(np.int32).reshape(-1))
         self.outputs_checked += 1
         self.output_values += diff.size

@@ -86,10 +86,13 @@ def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[st
                     f"(after '{first}') is not simulated yet; with mapping.fc_on = 'crossbar' every fc runs on "
                     "a core of its own"
                 )
-            if len(net.consumers(layer.inputs[0])) > 1 and layer.kind == "add":
+            if len(net.consumers(layer.inputs[0])) > 1:
+                others = [c for c in net.consumers(layer.inputs[0]) if c != layer.name]
                 raise MappingError(
-                    f"{net.source}: add layer '{layer.name}': its main input '{layer.inputs[0]}' has other "
-                    "consumers, so the add cannot be fused into that layer's digital processor"
+                    f"{net.source}: {layer.kind} layer '{layer.name}': its {'main ' if layer.kind == 'add' else ''}"
+                    f"input '{layer.inputs[0]}' has other consumers ({', '.join(repr(o) for o in others)}), so "
+                    f"the {layer.kind} cannot be fused into the digital processor of '{src}' (which would then "
+                    "send them its result instead of its map)"
                 )
             emit[layer.name] = src
             fused[src].append(layer.name)

@@ -7,10 +7,10 @@ reported as an `InputError` with a one-line message naming the file, the layer
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from cimsim.config.load import parse_toml, read_limited
 from cimsim.errors import InputError
 from cimsim.network.layers import Layer, LayerKind, Network
 
@@ -45,6 +45,10 @@ DEFAULT_BITS = 8
 """Activation bits when the model has no ``bits``."""
 INT_MAX = 2**31 - 1
 """Largest integer any key takes (the simulator and its trace count in 32-bit integers)."""
+CHANNELS_MAX = 65_536
+"""Largest channel count or fc width (a pixel of more channels would not fit a NoC packet's counters)."""
+BITS_MAX = 64
+"""Largest activation width in bits."""
 SIZE_MAX = 2**15 - 1
 """Largest image height or width (the trace stores pixel rows and columns as 16-bit integers)."""
 
@@ -64,13 +68,8 @@ def load_model(path: str | Path) -> Network:
         from cimsim.onnx_import import load_onnx_network
 
         return load_onnx_network(path)
-    if not path.is_file():
-        raise InputError(f"{source}: model file not found")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{source}: cannot read model file: {_one_line(str(exc))}") from None
-    return load_model_text(text, source)
+    data = parse_toml(read_limited(path, "model"), path)
+    return _ModelLoader(source).load(data)
 
 
 def model_text(path: str | Path) -> str:
@@ -82,15 +81,12 @@ def model_text(path: str | Path) -> str:
         from cimsim.onnx_import.graph import translate
 
         return render_toml(translate(path), str(path))
-    return path.read_text(encoding="utf-8")
+    return read_limited(path, "model").decode("utf-8", errors="replace")
 
 
 def load_model_text(text: str, source: str) -> Network:
     """The validated `Network` of model TOML ``text``; ``source`` names it in messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{source}: malformed TOML: {_one_line(str(exc))}") from None
+    data = parse_toml(text.encode("utf-8"), Path(source))
     return _ModelLoader(source).load(data)
 
 
@@ -175,7 +171,7 @@ class _ModelLoader:
         description = data.get("description", "")
         if not isinstance(description, str):
             raise self.fail("", "description", f"got {_describe(description)}, expected a string")
-        bits = self.positive_int("", "bits", data.get("bits", DEFAULT_BITS))
+        bits = self.positive_int("", "bits", data.get("bits", DEFAULT_BITS), maximum=BITS_MAX)
 
         input_table = self.require("", data, "input", "a model")
         if not isinstance(input_table, dict):
@@ -206,7 +202,7 @@ class _ModelLoader:
         name = self.name_str(where, "name", table.get("name", DEFAULT_INPUT_NAME))
         height, width, channels = (
             self.positive_int(where, key, self.require(where, table, key, "[input]"),
-                              maximum=INT_MAX if key == "channels" else SIZE_MAX)
+                              maximum=CHANNELS_MAX if key == "channels" else SIZE_MAX)
             for key in ("height", "width", "channels")
         )
         return Layer(
@@ -287,7 +283,8 @@ class _ModelLoader:
                 f"{first.name!r} produces {_shape(first)} (HxWxC), an fc needs a 1x1 input "
                 "(put an avgpool or a flatten before it)",
             )
-        out = self.positive_int(where, "out_features", self.require(where, table, "out_features", "an fc"))
+        out = self.positive_int(where, "out_features", self.require(where, table, "out_features", "an fc"),
+                                maximum=CHANNELS_MAX)
         return Layer(out_h=1, out_w=1, out_channels=out, **common)
 
     def inputs(
@@ -370,7 +367,7 @@ class _ModelLoader:
     def conv(self, where: str, table: dict[str, Any], source: Layer, common: dict[str, Any]) -> Layer:
         """A conv layer: kernel, stride, padding and groups validated, output shape inferred."""
         out_channels = self.positive_int(
-            where, "out_channels", self.require(where, table, "out_channels", "a conv")
+            where, "out_channels", self.require(where, table, "out_channels", "a conv"), maximum=CHANNELS_MAX
         )
         geometry = self.window(where, table, source, "a conv")
         groups = self.positive_int(where, "groups", table.get("groups", 1))

@@ -32,10 +32,10 @@ from typing import Any
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.functional.npz import Npz
 from cimsim.functional.weights import (
     IMAGE_STD,
     LayerParams,
-    _open_npz,
     calibrate_scales,
     float_layer,
     make_images,
@@ -162,10 +162,13 @@ def _calibration_images(net: Network, tr: Translation, calibration: str | Path |
     if calibration is None:
         images = make_images(net, count, seed).astype(np.float64) / IMAGE_STD
         return images, f"generated: {count} images, seed {seed}"
-    data = _open_npz(calibration)
-    if "images" not in data:
-        raise InputError(f"{calibration}: missing array 'images'")
-    arr = data["images"]
+    data = Npz(calibration)
+    try:
+        if "images" not in data:
+            raise InputError(f"{calibration}: missing array 'images'")
+        arr = data.read("images")
+    finally:
+        data.close()
     want = tuple(tr.input_shape)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want or arr.shape[0] < 1:
         raise InputError(f"{calibration}: array 'images' has shape {arr.shape}, expected (N >= 1, "

@@ -13,11 +13,12 @@ exported file: every track named, no two slices on one track partially overlappi
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from cimsim.errors import InputError
+from cimsim.io_safety import AtomicOutput
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
@@ -36,13 +37,14 @@ class _Out:
 def export_perfetto(trace: Trace, out: str | Path) -> int:
     """Write the trace-event JSON of `trace` to `out`; return the number of events written."""
     out = Path(out)
-    try:
-        with out.open("w", encoding="utf-8") as stream:
-            stream.write('{"displayTimeUnit":"ns","traceEvents":[\n')
-            count = _events(trace, _Out(stream))
-            stream.write("\n]}\n")
-    except OSError as exc:
-        raise InputError(f"cannot write {out}: {exc.strerror or exc}") from None
+    with AtomicOutput(out, [trace.path], what="--perfetto") as dest:
+        stream = io.TextIOWrapper(dest.stream, encoding="utf-8")  # type: ignore[arg-type]
+        stream.write('{"displayTimeUnit":"ns","traceEvents":[\n')
+        count = _events(trace, _Out(stream))
+        stream.write("\n]}\n")
+        stream.flush()
+        stream.detach()
+        dest.commit()
     return count
 
 

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cimsim.errors import InputError
+from cimsim.io_safety import AtomicOutput, check_destination
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
@@ -42,6 +44,8 @@ def _pyplot() -> Any:
     except ImportError:
         raise PlotError("plotting needs matplotlib: pip install 'cimsim[plot]'") from None
     matplotlib.use("Agg")
+    # a font cache that cannot be saved (disk full) is matplotlib's own business: one line of ours says enough
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     import matplotlib.pyplot as plt
 
     return plt
@@ -54,17 +58,25 @@ def _need_events(trace: Trace, kind: str) -> None:
 
 
 def plot(trace: Trace, kind: str, out: str | Path) -> Path:
-    """Draw picture `kind` of the trace into the PNG file `out`."""
+    """Draw picture `kind` of the trace into `out` (PNG, or any format matplotlib writes named
+    by the suffix), written atomically: an existing file survives any failure."""
     if kind not in KINDS:
         raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
     plt = _pyplot()
+    out = Path(out)
+    check_destination(out, [trace.path], what="-o")
+    fmt = out.suffix.lstrip(".").lower() or "png"
+    formats = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if fmt not in formats:
+        raise PlotError(f"-o {out}: unknown picture format '.{fmt}' (use .png, or one of "
+                        f"{', '.join('.' + f for f in sorted(formats))})")
     draw = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links, "energy": _energy}
     fig = draw[kind](trace, plt)
-    out = Path(out)
     try:
-        fig.savefig(out, dpi=110, bbox_inches="tight")
-    except OSError as exc:
-        raise PlotError(f"cannot write {out}: {exc.strerror or exc}") from None
+        with AtomicOutput(out, [trace.path], what="-o") as dest:
+            fig.savefig(dest.stream, format=fmt, dpi=110, bbox_inches="tight")
+            dest.commit()
     finally:
         plt.close(fig)
     return out

@@ -19,7 +19,15 @@ import numpy as np
 from cimsim.energy.actions import ActionCounts
 from cimsim.errors import InputError
 from cimsim.mapping.plan import MappingPlan
-from cimsim.trace.schema import FORMAT, SUPPORTED_VERSIONS, plan_from_dict
+from cimsim.trace.schema import EVENT_DTYPE, FORMAT, LEVELS, LINK_DTYPE, SUPPORTED_VERSIONS, plan_from_dict
+
+REQUIRED = (("config", h5py.Group), ("config/scenario_json", h5py.Dataset), ("config/model_toml", h5py.Dataset),
+            ("mapping", h5py.Group), ("mapping/layers", h5py.Dataset), ("mapping/cores", h5py.Dataset),
+            ("mapping/edges", h5py.Dataset), ("events", h5py.Dataset), ("links", h5py.Dataset), ("run", h5py.Group),
+            ("run/image_start_timestep", h5py.Dataset), ("run/image_done_timestep", h5py.Dataset),
+            ("run/cores", h5py.Dataset), ("run/core_stalls", h5py.Dataset), ("summary", h5py.Group),
+            ("summary/layers", h5py.Dataset))
+"""Groups and datasets every complete trace has."""
 
 
 class TraceError(InputError):
@@ -80,14 +88,58 @@ class Trace:
             known = ", ".join(map(str, SUPPORTED_VERSIONS))
             raise TraceError(f"{self.path}: trace schema version {version} is not supported (this cimsim reads "
                              f"{known})")
-        if not bool(a.get("complete", False)):
-            raise TraceError(f"{self.path}: incomplete trace (complete = false): the run that wrote it did not "
-                             "finish")
+        complete = a.get("complete", False)
+        if not (isinstance(complete, (bool, np.bool_)) and bool(complete)):
+            raise TraceError(f"{self.path}: incomplete trace (complete = {_str(complete).lower()}): the run that "
+                             "wrote it did not finish")
         self.schema_version = int(version)
-        self.level = _str(a["trace_level"])
-        self.cimsim_version = _str(a.get("cimsim_version", ""))
-        self.kind_names = _names(a["kind_names"])
-        self.cause_names = _names(a["cause_names"])
+        try:
+            self.level = _str(a["trace_level"])
+            self.cimsim_version = _str(a.get("cimsim_version", ""))
+            self.kind_names = _names(a["kind_names"])
+            self.cause_names = _names(a["cause_names"])
+        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise TraceError(f"{self.path}: damaged trace (root attributes: {exc})") from None
+        if self.level not in LEVELS:
+            raise TraceError(f"{self.path}: damaged trace (trace_level = {self.level!r})")
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        """Every group and dataset the readers use exists, with the record layouts of the schema."""
+        f = self.file
+        for name, kind in REQUIRED:
+            obj = f.get(name)
+            if not isinstance(obj, kind):
+                what = "group" if kind is h5py.Group else "dataset"
+                raise TraceError(f"{self.path}: damaged trace (no {what} /{name})")
+        for name, dtype in (("events", EVENT_DTYPE), ("links", LINK_DTYPE)):
+            ds = f[name]
+            if ds.dtype.names != dtype.names or ds.ndim != 1:
+                raise TraceError(f"{self.path}: damaged trace (/{name} does not have the schema's record layout)")
+        for name in ("layers", "cores", "edges"):
+            ds = f["mapping"][name]
+            if ds.dtype.names is None or ds.ndim != 1:
+                raise TraceError(f"{self.path}: damaged trace (/mapping/{name} is not a table)")
+        for group, attr in (("mapping", "plan_json"), ("summary", "json")):
+            if attr not in f[group].attrs:
+                raise TraceError(f"{self.path}: damaged trace (no attribute {attr} of /{group})")
+        texts = {"/mapping plan_json": (f["mapping"].attrs["plan_json"], "layers"),
+                 "/summary json": (f["summary"].attrs["json"], "layers"),
+                 "/config/scenario_json": (f["config/scenario_json"][()], "chip")}
+        for where, (raw, key) in texts.items():
+            try:
+                doc = json.loads(_str(raw))
+            except (ValueError, TypeError, RecursionError):
+                raise TraceError(f"{self.path}: damaged trace ({where} is not JSON)") from None
+            if not isinstance(doc, dict) or key not in doc:
+                raise TraceError(f"{self.path}: damaged trace ({where} has no {key!r})")
+        batch = f["run"].attrs.get("batch")
+        try:
+            ok = batch is not None and 0 < int(batch) == f["run/image_start_timestep"].shape[0]
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TraceError(f"{self.path}: damaged trace (/run batch does not match its image tables)")
 
     # --- small parts, read at once ----------------------------------------------------------
     @cached_property

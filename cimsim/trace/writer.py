@@ -1,20 +1,26 @@
 """The HDF5 trace writer: a probe subscriber that appends fixed-size blocks of records.
 
-The file is written as `<path>.<pid>.partial` and renamed to `<path>` by `finish`, after the
-root attribute `complete` has been set true. An exception (including Ctrl-C or SIGTERM
-turned into one by the CLI) inside the writer's `with` block removes the partial file.
+The file is written as `<path>.<pid>.partial` (through `cimsim.io_safety.AtomicOutput`) and
+renamed to `<path>` by `finish`, after the root attribute `complete` has been set true. An
+existing file at `<path>` is untouched until then; an exception (including Ctrl-C or SIGTERM
+turned into one by the CLI) inside the writer's `with` block removes the partial file. HDF5
+writes through a guarded Python file object: a failed write (disk full, file-size limit) is
+recorded, never seen by HDF5, and raised as one `OutputError` at the next block or at `finish`.
 Memory does not grow with the run: at most `block_events` events (and as many link
 records) are buffered before they are appended to the chunked, gzip-compressed datasets.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, TypeVar
 
 import h5py
 import numpy as np
@@ -23,6 +29,7 @@ from cimsim import __version__
 from cimsim.config.load import scenario_to_dict
 from cimsim.config.schema import Scenario
 from cimsim.errors import InputError
+from cimsim.io_safety import AtomicOutput
 from cimsim.mapping.plan import MappingPlan, layer_pixels
 from cimsim.network import Network
 from cimsim.network.model import model_text
@@ -50,6 +57,9 @@ BLOCK_EVENTS = 65536
 """Events buffered before they are appended to `/events` (about 2.5 MB)."""
 CHUNK_ROWS = 16384
 """HDF5 chunk of `/events` and `/links`, in records."""
+T = TypeVar("T")
+INT32_MAX = 2**31 - 1
+"""A stall longer than this many cycles stores this duration (its `count` of timesteps is exact)."""
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
@@ -57,6 +67,29 @@ def partial_path(path: Path) -> Path:
     """Where a run writes its trace until it is complete: `<path>.<pid>.partial` (one per
     process, so two runs of the same scenario never write into one file)."""
     return path.with_name(f"{path.name}.{os.getpid()}.partial")
+
+
+def scenario_inputs(scenario: Scenario) -> list[str]:
+    """The files a run of `scenario` reads (its trace may not replace any of them)."""
+    base = Path(scenario.source).parent if scenario.source else Path(".")
+    files = [scenario.source, scenario.model]
+    files += [str(base / f) for f in (scenario.functional.weights, scenario.functional.images) if f]
+    return [f for f in files if f]
+
+
+def _guarded(method: Callable[..., T]) -> Callable[..., T]:
+    """A writer method whose failure after a failed write is reported as that write's
+    `OutputError` (HDF5 reads back what it thinks it wrote, and complains)."""
+
+    @functools.wraps(method)
+    def wrapper(self: TraceWriter, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self._out.check()
+            raise
+
+    return wrapper
 
 
 def _dtype(spec: list[tuple[str, str]]) -> np.dtype:
@@ -85,7 +118,6 @@ class TraceWriter:
         if level not in LEVELS:
             raise InputError(f"trace level {level!r}: must be one of {', '.join(LEVELS)}")
         self.path = Path(path)
-        self.partial = partial_path(self.path)
         self.level = level
         self.records_events = level == "events"
         self.cpt = scenario.chip.cycles_per_timestep
@@ -105,15 +137,18 @@ class TraceWriter:
         self.finished = False
         self.write_seconds = 0.0
         """Wall time spent appending blocks and finishing the file (compression and I/O)."""
+        self._out = AtomicOutput(self.path, scenario_inputs(scenario), what="trace", mkdir=True)
+        self.partial = self._out.partial
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.unlink(missing_ok=True)  # a stale complete trace must not outlive this run
-            self.file = h5py.File(self.partial, "w", libver=("v110", "latest"))
-        except OSError as exc:
-            raise InputError(f"cannot write trace {self.path}: {exc.strerror or exc}") from None
-        self._start(scenario, net, plan)
+            self.file = h5py.File(self._out.stream, "w", libver=("v110", "latest"))
+            self._start(scenario, net, plan)
+            self._out.check()
+        except BaseException:
+            self.abort()
+            raise
 
     # --- layout -----------------------------------------------------------------------------
+    @_guarded
     def _start(self, scenario: Scenario, net: Network, plan: MappingPlan) -> None:
         f = self.file
         f.attrs["format"] = FORMAT
@@ -173,7 +208,7 @@ class TraceWriter:
         """Record a stall interval."""
         code = self._causes[cause]
         self._ev[self._n_ev] = (start_timestep * self.cpt, start_timestep, 1, code, core, self._layer_index[layer],
-                                -1, -1, -1, 0, timesteps, timesteps * self.cpt)
+                                -1, -1, -1, 0, timesteps, min(timesteps * self.cpt, INT32_MAX))
         self._n_ev += 1
         if self._n_ev == self._block:
             self._flush_events()
@@ -204,13 +239,16 @@ class TraceWriter:
         ds.resize((start + n,))
         ds[start:] = buf[:n]
         self.write_seconds += time.perf_counter() - t0
+        self._out.check()  # a failed write stops the run here, with one line naming the file
 
+    @_guarded
     def _flush_events(self) -> None:
         if self._n_ev:
             self._append("events", self._ev, self._n_ev)
             self.events_written += self._n_ev
             self._n_ev = 0
 
+    @_guarded
     def _flush_links(self) -> None:
         if self._n_lk:
             self._append("links", self._lk, self._n_lk)
@@ -219,6 +257,7 @@ class TraceWriter:
             self.file["links"].attrs["link_names"] = np.array(list(self._links), dtype=h5py.string_dtype())
 
     # --- end ----------------------------------------------------------------------------------
+    @_guarded
     def finish(self, record: RunRecord, report: Summarised) -> Path:
         """Write the run tables and the summary, mark the file complete and rename it."""
         self._flush_events()
@@ -245,7 +284,7 @@ class TraceWriter:
         f.attrs["links"] = self.links_written
         f.attrs["complete"] = True
         f.close()
-        os.replace(self.partial, self.path)
+        self._out.commit()
         self.finished = True
         self.write_seconds += time.perf_counter() - t0
         return self.path
@@ -274,9 +313,13 @@ class TraceWriter:
         if self.finished:
             return
         try:
-            self.file.close()
+            file = getattr(self, "file", None)
+            # the file is being discarded: HDF5 may complain while closing it after a failed write
+            with contextlib.suppress(Exception):
+                if file is not None and file.id.valid:
+                    file.close()
         finally:
-            self.partial.unlink(missing_ok=True)
+            self._out.abort()
 
     def __enter__(self) -> Self:
         return self
