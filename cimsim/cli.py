@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import cimsim._threads  # noqa: F401  (before numpy)
 from cimsim import __version__, io_safety
@@ -168,10 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _stderr(message: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         print(f"cimsim: {message}", file=sys.stderr)
-    except OSError:
-        pass
 
 
 def _silence_stdout() -> None:
@@ -179,10 +177,8 @@ def _silence_stdout() -> None:
     does not fail again."""
     import os
 
-    try:
+    with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def _guarded_main(argv: Sequence[str] | None) -> int:
@@ -429,7 +425,7 @@ def _sram_scenario(path: str, overrides: list[str], method: str | None, as_json:
     net = load_model(scenario.model)
     chip = scenario.chip
     sram_kib = chip.sram_word_bits * chip.sram_depth_words / 8 / 1024
-    rows = []
+    rows: list[dict[str, Any]] = []
     for layer in net.layers:
         if layer.kind != "conv":
             continue

@@ -251,7 +251,7 @@ def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1
     fabric = out_fabric(env, probe) if out_fabric is not None else IdealFabric(env, cpt, out_hop_timesteps, 1)
     memory = fabric.output_memory(memory_packets) if memory_packets else None
     out_ports = [OutputPort(env, "conv", s.port, fabric, route, payload_bits, memory, source_id=0)
-                 for s, route in zip(sinks, out_routes)]
+                 for s, route in zip(sinks, out_routes, strict=False)]
     spec = CoreSpec(0, "conv", 0, 0, 1, 1, (0, 0))
     core = Core(env, spec, layer_mapping(geom, rate, write, read), geom, sram, timing,
                 clocking or LockStep(cpt), probe, batch, out_ports, main_sources=["src"], residual_sources=[],

@@ -118,7 +118,7 @@ def test_core_step_longer_than_a_timestep_stalls_for_its_overrun(kwargs: dict, c
     rec = rig.recorder
     overruns = [s for s in rec.stalls if s[0] is cause]
     assert len(overruns) == len(rec.computes) == 16
-    assert all((c, s, n) == (cause, step[1] + 1, 1) for step, (c, s, n) in zip(rec.computes, overruns))
+    assert all((c, s, n) == (cause, step[1] + 1, 1) for step, (c, s, n) in zip(rec.computes, overruns, strict=False))
     # the outputs are usable from the start of the step's last timestep
     assert rig.sink.arrivals == [(c[1] + 1) * CPT for c in rec.computes]
     _check_tiled(rec)
@@ -202,7 +202,7 @@ def test_core_under_random_sink_back_pressure_conserves_and_orders_outputs(confi
         _check_tiled(rec)
         assert len({c[1] for c in rec.computes}) == len(rec.computes)  # one step per timestep
     else:  # elastic: steps of one core never overlap
-        assert all(b[0] >= a[0] + a[6] for a, b in zip(rec.computes, rec.computes[1:]))
+        assert all(b[0] >= a[0] + a[6] for a, b in zip(rec.computes, rec.computes[1:], strict=False))
 
 
 def test_core_stalls_for_output_while_a_slow_sink_is_full() -> None:

@@ -196,7 +196,7 @@ def test_router_fabric_under_random_injection_conserves_pixels_and_respects_buff
         # one output memory per port (a shared one can overfill: see the xfail test below)
         mems = [fabric.output_memory(int(rng.integers(2, 6))) for _ in sinks]
         out = [OutputPort(env, f"s{i}", s.port, fabric, tuple(topology.xy_route(graph, at, d)),
-                          int(rng.integers(8, 41)), m) for s, d, m in zip(sinks, dst, mems)]
+                          int(rng.integers(8, 41)), m) for s, d, m in zip(sinks, dst, mems, strict=False)]
         sources.append(TestSource(env, out, total, int(rng.integers(1, 3)), CPT, gap=random_delay(rng, 0, 2)))
         ports.extend(out)
         memories.extend(mems)

@@ -68,10 +68,7 @@ def test_fast_path_matches_explicit_shift_and_add():
     for encoding, policy, recovery, adc, rbits, signed in combos:
         rows, cols = int(rng.integers(1, 200)), int(rng.integers(1, 40))
         w = _laplace_matrix(rng, rows, cols)
-        if signed:
-            x = rng.integers(-128, 128, (30, rows)).astype(np.int8)
-        else:
-            x = _relu_inputs(rng, 30, rows, scale=25.0)
+        x = rng.integers(-128, 128, (30, rows)).astype(np.int8) if signed else _relu_inputs(rng, 30, rows, scale=25.0)
         cfg = CrossbarConfig(
             256, 64, adc_bits=adc, recovery_slice_bits=rbits, weight_encoding=encoding, policy=policy,
             recovery=recovery,
@@ -141,7 +138,7 @@ def _brute_centers(matrix, ranges):
     out = []
     for j in range(m.shape[1]):
         costs = [
-            sum(2.0**low * float(s.sum()) ** 4 for (_, low), s in zip(ranges, weight_slices(m[:, j] - c, ranges)))
+            sum(2.0**low * float(s.sum()) ** 4 for (_, low), s in zip(ranges, weight_slices(m[:, j] - c, ranges), strict=False))
             for c in cands
         ]
         out.append(cands[int(np.argmin(costs))])

@@ -95,7 +95,7 @@ def test_on_failure_recovers_exactly_the_failing_mvm_and_delays_downstream(tmp_p
     summary, events = _crafted(tmp_path, "on_failure", hot=True)
     conv1 = [e for e in events.events if e[0] == "conv1"]
     mvm = events.mvm["conv1"]
-    assert [(e[2], e[3]) for e, c in zip(conv1, mvm) if c == 11] == [(1, 2)]  # the MVM whose sums saturated
+    assert [(e[2], e[3]) for e, c in zip(conv1, mvm, strict=False) if c == 11] == [(1, 2)]  # the MVM whose sums saturated
     assert sorted(set(mvm)) == [3, 11]  # 3 speculative crossbar cycles; + 8 recovery at that one pixel
     hot_step = next(e[5] for e in conv1 if (e[2], e[3]) == (1, 2))
     assert hot_step > 12  # its step no longer fits the 12-cycle timestep

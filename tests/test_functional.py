@@ -190,10 +190,10 @@ def test_load_errors_for_files_and_images(tmp_path, resnet):
     with pytest.raises(InputError, match="file not found"):
         load_params(tmp_path / "nope.npz", net)
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(InputError, match="not an .npz archive"):
+    with pytest.raises(InputError, match=r"not an \.npz archive"):
         load_params(tmp_path / "junk.npz", net)
     np.save(tmp_path / "a.npy", np.zeros(3))
-    with pytest.raises(InputError, match="not an .npz archive"):
+    with pytest.raises(InputError, match=r"not an \.npz archive"):
         load_params(tmp_path / "a.npy", net)
     np.savez(tmp_path / "i.npz", images=np.zeros((2, 32, 32, 4), np.int8))
     with pytest.raises(InputError, match="'images' has shape"):

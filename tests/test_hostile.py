@@ -109,9 +109,9 @@ def bad_values(path: str, tp: Any) -> list[str]:
         return BAD_FLOATS
     if tp is str:
         if path in ENUMS:
-            return BAD_ENUM + [f'"{ENUMS[path][0].upper()}"', f'" {ENUMS[path][0]}"']
+            return [*BAD_ENUM, f'"{ENUMS[path][0].upper()}"', f'" {ENUMS[path][0]}"']
         if path == "model":
-            return BAD_STR + ['"missing.toml"', '""', '"."']
+            return [*BAD_STR, '"missing.toml"', '""', '"."']
         return BAD_STR
     if typing.get_origin(tp) is dict:
         extra = (["{nosuch = 2}", "{pool = 2}", "{conv1 = 65}", "{conv3 = 17}", '{"conv1.x" = 2}']

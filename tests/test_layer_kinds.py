@@ -205,7 +205,7 @@ def test_every_new_kind_loads_with_its_shape(tmp_path):
     ap = net.layer("ap")
     assert (ap.out_h, ap.out_w, ap.out_channels, ap.stride_hw) == (3, 5, 12, (2, 1))
     assert net.layer("flat").out_channels == 3 * 5 * 12 and net.layer("fc").kernel_rows == 180
-    assert [p for p in net.graph.predecessors("cat")] == ["pw", "mp"]
+    assert list(net.graph.predecessors("cat")) == ["pw", "mp"]
 
 
 def test_existing_layers_keep_their_fields():

@@ -93,7 +93,7 @@ def test_prism_with_wide_links_equals_the_ideal_fabric(scenario: Path) -> None:
     prism = run_scenario(scenario, _set("noc.topology=prism", "noc.link_width_bits=64")).summary
     assert prism["latency_timesteps"] == ideal["latency_timesteps"]
     assert all(sum(lay["stall_timesteps"].values()) == sum(ref["stall_timesteps"].values())
-               for lay, ref in zip(prism["layers"], ideal["layers"]))
+               for lay, ref in zip(prism["layers"], ideal["layers"], strict=False))
 
 
 def test_eq7_peak_link_need_is_4_48_gbit_per_s_on_the_stage3_links() -> None:

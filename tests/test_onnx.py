@@ -280,7 +280,7 @@ def hostile_files(tmp_path: Path) -> dict[str, Path]:
 def one_line_exit_2(capsys, argv) -> str | None:
     try:
         code = main(argv)
-    except BaseException as e:  # noqa: BLE001 - anything escaping main() is the bug looked for
+    except BaseException as e:
         return f"raised {type(e).__name__}: {e}"
     _, err = capsys.readouterr()
     if code != 2 or len(err.splitlines()) != 1 or not err.startswith("cimsim: error: ") or "Traceback" in err:
@@ -331,8 +331,8 @@ def test_cli_import_writes_files_the_loaders_read(tmp_path, capsys):
     net = load_model(out)
     params = load_params(out.with_suffix(".npz"), net)
     imp = import_onnx(path, tmp_path / "cal.npz")
-    assert [(l.name, l.kind, l.out_h, l.out_w, l.out_channels) for l in net.layers] == [
-        (l.name, l.kind, l.out_h, l.out_w, l.out_channels) for l in imp.network.layers]
+    assert [(y.name, y.kind, y.out_h, y.out_w, y.out_channels) for y in net.layers] == [
+        (y.name, y.kind, y.out_h, y.out_w, y.out_channels) for y in imp.network.layers]
     q = imp.quantise_images(x)
     a, b = reference_forward(net, params, q), reference_forward(imp.network, imp.params, q)
     np.testing.assert_array_equal(a[net.output_layer.name], b[net.output_layer.name])

@@ -205,7 +205,7 @@ def _apply_one(raw: dict[str, Any], item: str) -> str:
             sub = ".".join(rest)
             child[sub] = value
             return _key(full, sub)
-        node, cls, path = child, tp, full
+        node, cls, path = child, typing.cast(type, tp), full
     raise AssertionError("unreachable")
 
 
@@ -269,7 +269,7 @@ class _Checker:
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 self.fail(path, value, "must be a table")
-            return self.build(tp, value, path)
+            return self.build(typing.cast(type, tp), value, path)
         if typing.get_origin(tp) is dict:
             _, item_tp = typing.get_args(tp)
             if not isinstance(value, dict):

@@ -190,7 +190,7 @@ class ActionCounts:
 
     def check(self, where: str = "action counts") -> None:
         """Raise InputError on a key outside the vocabulary or a negative count."""
-        for layer, comp, act, arg in self.counts:
+        for _layer, comp, act, arg in self.counts:
             Component(comp)
             Action(act)
             check_pair(Component(comp), Action(act), where)

@@ -78,8 +78,8 @@ class _Packing:
     def unpack(self, p: np.ndarray, cols: int) -> np.ndarray:
         """(..., words * cols) exact packed sums (float64) -> (..., digits, cols) int64."""
         lead = p.shape[:-1]
-        p = p.reshape(lead + (self.words, cols))
-        out = np.empty(lead + (self.n, cols), dtype=np.int64)
+        p = p.reshape((*lead, self.words, cols))
+        out = np.empty((*lead, self.n, cols), dtype=np.int64)
         for g, idx in enumerate(self.groups):
             t = p[..., g, :].astype(np.int64)
             t += self.bias[g]
@@ -133,7 +133,7 @@ def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> 
     rows, cols = m.shape
     if m.size == 0:
         return np.zeros(cols, dtype=np.int16)
-    ranges = tuple((int(h), int(l)) for h, l in ranges)
+    ranges = tuple((int(high), int(low)) for high, low in ranges)
     lo, hi = int(m.min()), int(m.max())
     span = hi - lo + 1
     hist = np.bincount(

@@ -23,10 +23,7 @@ if TYPE_CHECKING:
 def _bit_plane_sums(xbar: Crossbar, x2: np.ndarray) -> np.ndarray:
     """Column sums of every input bit-plane (n, input_bits, device columns), float32, exact."""
     n, ib = x2.shape[0], xbar.config.input_bits
-    if x2.dtype == np.int8:
-        u = x2.view(np.uint8)
-    else:
-        u = (x2.astype(np.int16) & 0xFF).astype(np.uint8)
+    u = x2.view(np.uint8) if x2.dtype == np.int8 else (x2.astype(np.int16) & 255).astype(np.uint8)
     planes = np.unpackbits(u[:, None, :], axis=1)[:, 8 - ib :, :]  # MSB first
     p = planes.reshape(n * ib, xbar.rows).astype(np.float32) @ xbar._wsl
     return p.reshape(n, ib, xbar.physical_columns)

@@ -288,7 +288,7 @@ def save_params(path: str | Path, params: dict[str, LayerParams]) -> None:
         arrays[f"{name}.multiplier"] = p.multiplier
         arrays[f"{name}.shift"] = np.array(p.shift, dtype=np.int32)
     with open(path, "wb") as f:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 
 
 def load_params(path: str | Path, network: Network) -> dict[str, LayerParams]:

@@ -295,7 +295,7 @@ class Datapath:
             out = self.act[(layer, image)] = np.zeros(shape, dtype=np.int8)
             self.filled[(layer, image)] = np.zeros(shape[:2], dtype=bool)
         filled = self.filled[(layer, image)]
-        for (r, c), v in zip(positions, y):
+        for (r, c), v in zip(positions, y, strict=False):
             out[r, c] = v
             filled[r, c] = True
         if gi == geom.n_groups - 1:

@@ -196,6 +196,6 @@ class OutputPort:
         got = self.target.counts[self.source]
         if self.sent != got or self.in_flight:
             owner = self.target.name or "?"
-            return [f"port {self.source} -> {self.role} of {owner}: sent {self.sent}, delivered {got}, "
-                    f"in flight {self.in_flight}"]
+            return [(f"port {self.source} -> {self.role} of {owner}: sent {self.sent}, delivered {got}, "
+                    f"in flight {self.in_flight}")]
         return []

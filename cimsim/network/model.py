@@ -127,7 +127,7 @@ class _ModelLoader:
             parts.append(where)
         if key is not None:
             parts.append(f"key {key!r}")
-        return InputError(_one_line(": ".join(parts + [problem])))
+        return InputError(_one_line(": ".join([*parts, problem])))
 
     def check_keys(self, where: str, table: dict[str, Any], allowed: tuple[str, ...], what: str) -> None:
         """Reject any key of ``table`` not in ``allowed``."""
@@ -206,7 +206,7 @@ class _ModelLoader:
             for key in ("height", "width", "channels")
         )
         return Layer(
-            name=name, kind="input", inputs=(),
+            name=name, kind=LayerKind.INPUT, inputs=(),
             in_h=height, in_w=width, in_channels=channels,
             out_h=height, out_w=width, out_channels=channels,
         )

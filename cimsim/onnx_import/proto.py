@@ -34,9 +34,9 @@ def load_proto(path: Path) -> Any:
         raise InputError(f"{path}: not an ONNX model, or one with an empty graph (no nodes)")
     try:
         onnx.checker.check_model(model)
-    except Exception as exc:  # noqa: BLE001 - ValidationError and the C++ checker's other errors
+    except Exception as exc:
         raise InputError(f"{path}: invalid ONNX model: {_one_line(exc)[:300]}") from None
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as exc:  # noqa: BLE001 - InferenceError and friends
+    except Exception as exc:
         raise InputError(f"{path}: ONNX shape inference failed: {_one_line(exc)[:300]}") from None

@@ -16,7 +16,7 @@ def _node(n: object) -> str:
 def _flow_links(flow: Flow, plan: MappingPlan) -> list[str]:
     """Link names a flow uses: its route's hops, or its own dedicated link on the ideal fabric."""
     if len(flow.route) > 1:
-        return [f"{_node(a)}->{_node(b)}" for a, b in zip(flow.route, flow.route[1:])]
+        return [f"{_node(a)}->{_node(b)}" for a, b in zip(flow.route, flow.route[1:], strict=False)]
     src = "dram" if flow.src is None else plan.cores[flow.src].name
     return [f"{src}->{plan.cores[flow.dst].name}"]
 

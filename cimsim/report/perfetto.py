@@ -38,7 +38,7 @@ def export_perfetto(trace: Trace, out: str | Path) -> int:
     """Write the trace-event JSON of `trace` to `out`; return the number of events written."""
     out = Path(out)
     with AtomicOutput(out, [trace.path], what="--perfetto") as dest:
-        stream = io.TextIOWrapper(dest.stream, encoding="utf-8")  # type: ignore[arg-type]
+        stream = io.TextIOWrapper(dest.stream, encoding="utf-8")  # type: ignore[type-var]  # a binary file object
         stream.write('{"displayTimeUnit":"ns","traceEvents":[\n')
         count = _events(trace, _Out(stream))
         stream.write("\n]}\n")
