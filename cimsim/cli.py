@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
@@ -151,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from cimsim.config import load_scenario
     from cimsim.report.progress import ProgressBar
-    from cimsim.runner import run
+    from cimsim.runner import default_trace_path, run
 
     overrides = list(args.set)
     if args.batch is not None:
@@ -162,8 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         raise _ArgumentError("--trace and --no-trace: give one of them")
     t0 = time.perf_counter()
     scenario = load_scenario(args.scenario, overrides)
-    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"  # stays inside traces/
-    trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{safe}.h5")
+    trace = None if args.no_trace else Path(args.trace or default_trace_path(scenario))
     bar = ProgressBar(scenario.run.batch) if ProgressBar.wanted(sys.stderr, args.json) else None
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None

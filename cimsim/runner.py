@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -44,6 +46,20 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
         if writer is not None:
             writer.finish(record, report)
     return report
+
+
+def overrides_hash(overrides: Sequence[str]) -> str:
+    """Eight hex digits naming a list of `KEY=VALUE` overrides (SHA-256 of the lines, in order)."""
+    return hashlib.sha256("\n".join(overrides).encode("utf-8")).hexdigest()[:8]
+
+
+def default_trace_path(scenario: Scenario) -> Path:
+    """`traces/<scenario name>.h5`, or `traces/<name>-<hash8>.h5` when the scenario has
+    overrides (so runs with different `--set` values never overwrite each other's trace).
+    The name is reduced to safe characters, so the path stays inside traces/."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"
+    suffix = f"-{overrides_hash(scenario.overrides)}" if scenario.overrides else ""
+    return Path("traces") / f"{safe}{suffix}.h5"
 
 
 def _writer(trace: str | Path | None, scenario: Scenario, net: Network, plan: MappingPlan,

@@ -54,7 +54,7 @@ counts as 32-bit integers; larger values would wrap or exhaust memory)."""
 MAX_CORES = 2**15 - 1
 """Largest chip.array_rows x chip.array_cols (the trace stores core ids as 16-bit integers)."""
 
-LOADER_FIELDS: frozenset[str] = frozenset({"source"})
+LOADER_FIELDS: frozenset[str] = frozenset({"source", "overrides"})
 """Scenario fields set by the loader, never by the file or an override."""
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -316,7 +316,8 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     `overrides` are `KEY=VALUE` strings (see `apply_overrides`) applied before
     validation. `model` is resolved relative to the scenario file's directory
     and stored as an absolute path; `name` defaults to the file's stem; `source`
-    is set to `path` as given. Raises `InputError` on any problem.
+    is set to `path` as given and `overrides` to the overrides, in order. Raises
+    `InputError` on any problem.
     """
     file = Path(path)
     raw = _read(file)
@@ -332,7 +333,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
         )
     return dataclasses.replace(
         scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file),
-        energy=_check_energy(scenario, file, checker),
+        overrides=tuple(overrides), energy=_check_energy(scenario, file, checker),
     )
 
 
@@ -370,5 +371,5 @@ def _check_combinations(scenario: Scenario, checker: _Checker) -> None:
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:
-    """The scenario as a plain, JSON-able dict (tables become nested dicts)."""
-    return dataclasses.asdict(s)
+    """The scenario as a plain, JSON-able dict (tables become nested dicts, `overrides` a list)."""
+    return {**dataclasses.asdict(s), "overrides": list(s.overrides)}

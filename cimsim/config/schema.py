@@ -224,6 +224,8 @@ class Scenario:
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""
     """Path of the file this scenario was loaded from (set by the loader)."""
+    overrides: tuple[str, ...] = ()
+    """The `KEY=VALUE` overrides applied on top of the file, in order (set by the loader)."""
 
     @property
     def fabric(self) -> FabricKind:

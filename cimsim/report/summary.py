@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv as csvlib
 import io
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ class Report:
         lines = [
             (f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
             f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep"),
+            *([f"overrides   {shlex.join(s['overrides'])}"] if s.get("overrides") else []),
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
@@ -151,6 +153,7 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
         })
     return {
         "scenario": inp.scenario["name"],
+        "overrides": list(inp.scenario.get("overrides", [])),
         "model": inp.model,
         "clocking": chip["clocking"],
         "dataflow": inp.scenario["dataflow"]["mode"],
