@@ -87,6 +87,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--xbar-rows", metavar="R", help="crossbar rows (default 256)")
     rep.add_argument("--xbar-cols", metavar="C", help="crossbar columns (default 256)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from cimsim.sweep.command import add_parsers as add_sweep_parsers  # sweep, sweep-plot
+
+    add_sweep_parsers(sub)
     return p
 
 
@@ -124,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plot(args)
         if args.command == "export":
             return _export(args)
+        if args.command in ("sweep", "sweep-plot"):
+            from cimsim.sweep import command as sweep_cli
+
+            return sweep_cli.sweep_command(args) if args.command == "sweep" else sweep_cli.sweep_plot_command(args)
     except CimsimError as e:
         print(f"cimsim: error: {e}", file=sys.stderr)
         return e.exit_code
