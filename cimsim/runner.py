@@ -14,6 +14,7 @@ import simpy
 from cimsim.config import Scenario, load_scenario
 from cimsim.hw.chip import build_chip
 from cimsim.mapping import MappingPlan, map_network
+from cimsim.mapping.balance import resolve
 from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
@@ -34,6 +35,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
     """Simulate an already loaded scenario; with `trace`, write the HDF5 trace there
     (`trace_level` "events": every event; "summary": mapping and summaries only)."""
     net = load_model(scenario.model)
+    scenario, balance = resolve(net, scenario)  # dataflow.mode = "balanced": choose the rates
     plan = map_network(net, scenario)
     env = simpy.Environment()
     subscribers = list(subscribers or [])
@@ -42,6 +44,9 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
             subscribers.append(writer)
         chip = build_chip(env, scenario, net, plan, subscribers)
         record = chip.run()
+        if balance is not None:
+            timestep_ns = scenario.chip.cycles_per_timestep * 1000.0 / scenario.chip.clock_mhz
+            record.extra["balancer"] = balance.as_dict(timestep_ns)
         report = make_report(record)
         if writer is not None:
             writer.finish(record, report)

@@ -37,13 +37,13 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
-    "dataflow.mode": ("regular", "speedup"),
+    "dataflow.mode": ("regular", "speedup", "balanced"),
 }
 """Allowed values of the enumerated string fields, by dotted key path."""
 
 NON_NEGATIVE: frozenset[str] = frozenset(
     {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
-     "noc.dram_row", "noc.dram_col"}
+     "noc.dram_row", "noc.dram_col", "mapping.max_cores"}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 

@@ -127,6 +127,10 @@ class MappingConfig:
     """When a layer's kernel replicas do not fit one crossbar: "split" it by rows
     over more cores (Eq. 5), "error", or "assume" they fit (Dazzi 3.1.4's assumption;
     reported as a warning)."""
+    max_cores: int = 0
+    """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
+    balancer picks the layer rates of the highest throughput within this many cores; 0: the
+    array's chip.array_rows x chip.array_cols."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +139,9 @@ class DataflowConfig:
 
     mode: str = "regular"
     """"regular": every core computes one pixel per timestep; "speedup": rates from
-    speedup_rates by output channels (Dazzi 3.1.4), layer_rates override both."""
+    speedup_rates by output channels (Dazzi 3.1.4), layer_rates override both; "balanced":
+    the pipeline balancer picks every rate and the input's pixels per timestep for the
+    highest throughput within mapping.max_cores (layer_rates entries stay as given)."""
     speedup_rates: dict[str, int] = field(default_factory=lambda: {"16": 4, "28": 2, "56": 1})
     """Speed-up mode: output channels -> pixels per timestep (kernel replicas)."""
     layer_rates: dict[str, int] = field(default_factory=dict)

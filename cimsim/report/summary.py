@@ -34,6 +34,7 @@ class Report:
             (f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
             f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep"),
             *([f"overrides   {shlex.join(s['overrides'])}"] if s.get("overrides") else []),
+            *([_balancer_line(s["balancer"])] if s.get("balancer") else []),
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
@@ -60,6 +61,18 @@ class Report:
         for lay in self.summary["layers"]:
             writer.writerow([lay[k] for k in CSV_COLUMNS] + [lay["stall_timesteps"].get(c, 0) for c in STALL_CAUSES])
         return out.getvalue()
+
+
+def _balancer_line(b: dict[str, Any]) -> str:
+    """The balanced dataflow's choice in one line."""
+    return (f"balancer    {b['cores']} of max {b['max_cores']} cores, input {b['input_pixels_per_timestep']} "
+            f"pixels/timestep, predicted interval {b['predicted_interval_timesteps']:g} timesteps/image "
+            f"(bottleneck {_first(b['bottleneck'])})")
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    """The first `n` names, then how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _method(layer: dict[str, Any]) -> str:
@@ -151,7 +164,7 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
             "active_timesteps": inp.active_timesteps.get(rep, 0),
             "stall_timesteps": {c: stalls.get(c, 0) for c in STALL_CAUSES},
         })
-    return {
+    summary: dict[str, Any] = {
         "scenario": inp.scenario["name"],
         "overrides": list(inp.scenario.get("overrides", [])),
         "model": inp.model,
@@ -175,3 +188,8 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
         "functional": dict(inp.extra.get("functional", {"enabled": False})),
         "layers": layers,
     }
+    if "balancer" in inp.extra:  # only in the balanced dataflow: other summaries stay as they were
+        layers_ = summary.pop("layers")
+        summary["balancer"] = inp.extra["balancer"]
+        summary["layers"] = layers_
+    return summary
