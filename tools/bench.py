@@ -1,6 +1,6 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace]
+Usage: python tools/bench.py [--quick] [--trace | --functional | --sweep]
 Prints absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
 
@@ -109,6 +109,43 @@ def functional_bench(quick: bool) -> None:
         print(f"{label:<24} / timing only: {walls[label] / base:.1f}x")
 
 
+def sweep_bench(quick: bool) -> None:
+    """20 ResNet-32 points (chip.mvm_cycles = 10..29, batch 2) serially in this process, then as a
+    `cimsim sweep` on a LocalCluster of 2 workers: the speed-up and the scheduler's overhead per
+    point (wall time x workers minus the points' own simulation time, over the points)."""
+    import logging
+
+    import distributed
+
+    from cimsim.sweep import load_sweep
+    from cimsim.sweep.engine import run_sweep
+    from cimsim.sweep.task import run_point
+
+    n = 6 if quick else 20
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "bench.toml"
+        spec.write_text(f'base = "{ROOT / "scenarios" / "dazzi2021_resnet32.toml"}"\n[set]\n"run.batch" = 2\n'
+                        f'[axes]\n"chip.mvm_cycles" = {list(range(10, 10 + n))}\n')
+        sweep = load_sweep(spec)
+        t0 = time.perf_counter()
+        serial = [run_point(p.scenario)["wall_s"] for p in sweep.points]
+        serial_wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+            client.wait_for_workers(2)
+            start = time.perf_counter() - t0
+            outcome = run_sweep(sweep, Path(tmp) / "out", client=client)
+        import pandas as pd
+
+        points = pd.read_parquet(Path(tmp) / "out" / "results.parquet")["wall_s"].sum()
+    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {sum(serial):.2f} s)")
+    print(f"2 local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start -> speed-up "
+          f"{serial_wall / outcome.wall_s:.2f}x ({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
+    print(f"scheduler overhead per point: {(2 * outcome.wall_s - points) / n * 1000:.0f} ms "
+          f"(2 x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+
+
 def main() -> None:
     """Time one image and a batch of 100 for both dataflows (or, with --trace, the trace writer)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -116,6 +153,8 @@ def main() -> None:
     ap.add_argument("--trace", action="store_true", help="benchmark the HDF5 trace writer instead")
     ap.add_argument("--functional", action="store_true",
                     help="benchmark real arithmetic (functional model) against timing only")
+    ap.add_argument("--sweep", action="store_true",
+                    help="20 ResNet-32 points serially and on 2 local Dask workers: speed-up, overhead")
     ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -126,6 +165,9 @@ def main() -> None:
         return
     if args.functional:
         functional_bench(args.quick)
+        return
+    if args.sweep:
+        sweep_bench(args.quick)
         return
     big = 10 if args.quick else 100
     print(f"{'scenario':<32} {'batch':>5} {'wall s':>8} {'events':>10} {'events/s':>10} {'cycles/s':>12}")
