@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import signal
 import sys
 import threading
@@ -104,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--xbar-rows", metavar="R", help="crossbar rows (default 256)")
     rep.add_argument("--xbar-cols", metavar="C", help="crossbar columns (default 256)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
+
+    from cimsim.sweep.command import add_parsers as add_sweep_parsers  # sweep, sweep-plot
+
+    add_sweep_parsers(sub)
     return p
 
 
@@ -227,14 +230,26 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     commands = {"run": _run, "sram": _sram, "replicas": _replicas, "report": _report, "plot": _plot,
-                "export": _export, "import": _import}
+                "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot}
     return commands[args.command](args)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from cimsim.sweep import command as sweep_cli
+
+    return sweep_cli.sweep_command(args)
+
+
+def _sweep_plot(args: argparse.Namespace) -> int:
+    from cimsim.sweep import command as sweep_cli
+
+    return sweep_cli.sweep_plot_command(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     from cimsim.config import load_scenario
     from cimsim.report.progress import ProgressBar
-    from cimsim.runner import run
+    from cimsim.runner import default_trace_path, run
 
     overrides = list(args.set)
     if args.batch is not None:
@@ -245,8 +260,7 @@ def _run(args: argparse.Namespace) -> int:
         raise _ArgumentError("--trace and --no-trace: give one of them")
     t0 = time.perf_counter()
     scenario = load_scenario(args.scenario, overrides)
-    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"  # stays inside traces/
-    trace = None if args.no_trace else Path(args.trace or Path("traces") / f"{safe}.h5")
+    trace = None if args.no_trace else Path(args.trace or default_trace_path(scenario))
     bar = ProgressBar(scenario.run.batch) if ProgressBar.wanted(sys.stderr, args.json) else None
     try:
         report = run(scenario, [bar] if bar else None, trace, args.trace_level)

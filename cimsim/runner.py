@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
@@ -13,6 +15,7 @@ from cimsim.config import Scenario, load_scenario
 from cimsim.hw.chip import build_chip
 from cimsim.limits import check_run
 from cimsim.mapping import MappingPlan, map_network
+from cimsim.mapping.balance import resolve
 from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
@@ -33,6 +36,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
     """Simulate an already loaded scenario; with `trace`, write the HDF5 trace there
     (`trace_level` "events": every event; "summary": mapping and summaries only)."""
     net = load_model(scenario.model)
+    scenario, balance = resolve(net, scenario)  # dataflow.mode = "balanced": choose the rates
     check_run(scenario, net)
     plan = map_network(net, scenario)
     env = simpy.Environment()
@@ -42,10 +46,27 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
             subscribers.append(writer)
         chip = build_chip(env, scenario, net, plan, subscribers)
         record = chip.run()
+        if balance is not None:
+            timestep_ns = scenario.chip.cycles_per_timestep * 1000.0 / scenario.chip.clock_mhz
+            record.extra["balancer"] = balance.as_dict(timestep_ns)
         report = make_report(record)
         if writer is not None:
             writer.finish(record, report)
     return report
+
+
+def overrides_hash(overrides: Sequence[str]) -> str:
+    """Eight hex digits naming a list of `KEY=VALUE` overrides (SHA-256 of the lines, in order)."""
+    return hashlib.sha256("\n".join(overrides).encode("utf-8")).hexdigest()[:8]
+
+
+def default_trace_path(scenario: Scenario) -> Path:
+    """`traces/<scenario name>.h5`, or `traces/<name>-<hash8>.h5` when the scenario has
+    overrides (so runs with different `--set` values never overwrite each other's trace).
+    The name is reduced to safe characters, so the path stays inside traces/."""
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", scenario.name).lstrip(".") or "run"
+    suffix = f"-{overrides_hash(scenario.overrides)}" if scenario.overrides else ""
+    return Path("traces") / f"{safe}{suffix}.h5"
 
 
 def _writer(trace: str | Path | None, scenario: Scenario, net: Network, plan: MappingPlan,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cimsim.config import Scenario, apply_overrides, load_scenario, scenario_to_dict
-from cimsim.config.load import ENUMS, field_docs
+from cimsim.config.load import ENUMS, LOADER_FIELDS, field_docs
 from cimsim.errors import InputError
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "scenarios" / "template.toml"
@@ -29,7 +29,7 @@ def _top_fields() -> list[str]:
     """Top-level scalar keys a scenario file may set."""
     tables = _tables()
     return [f.name for f in dataclasses.fields(Scenario)
-            if f.name not in tables and f.name != "source"]
+            if f.name not in tables and f.name not in LOADER_FIELDS]
 
 
 @pytest.fixture
@@ -104,7 +104,7 @@ def test_template_mirrors_docstrings() -> None:
     classes = [Scenario, *_tables().values()]
     for cls in classes:
         for name, doc in field_docs(cls).items():
-            if cls is Scenario and name == "source":
+            if cls is Scenario and name in LOADER_FIELDS:
                 continue
             assert " ".join(doc.split()) in comments, f"template lacks the doc of {name}"
 

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 
 from cimsim.cli import main
-from cimsim.config.load import ENUMS, INT_MAX, NON_NEGATIVE
+from cimsim.config.load import ENUMS, INT_MAX, LOADER_FIELDS, NON_NEGATIVE
 from cimsim.config.schema import Scenario
 from cimsim.errors import InputError
 from cimsim.functional.weights import load_images, load_params, make_params, save_params
@@ -82,7 +82,7 @@ def schema_fields(cls: type = Scenario, prefix: str = "") -> Iterator[tuple[str,
     for f in dataclasses.fields(cls):
         path = f"{prefix}.{f.name}" if prefix else f.name
         tp = hints[f.name]
-        if path == "source":
+        if path in LOADER_FIELDS:
             continue
         if dataclasses.is_dataclass(tp):
             yield from schema_fields(tp, path)

@@ -1,6 +1,7 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --memory | --compare REV [--repeats N]]
+Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --memory | --sweep | --compare REV
+                             [--repeats N]]
 
 Default mode: absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
 one image under 2 s, a batch of 100 under 60 s on a 2-core machine.
@@ -264,6 +265,43 @@ def memory_bench(args: argparse.Namespace) -> None:
               f"{'ok' if ratio <= 1.5 else 'OVER'}")
 
 
+def sweep_bench(args: argparse.Namespace) -> None:
+    """20 ResNet-32 points (chip.mvm_cycles = 10..29, batch 2) serially in this process, then as a
+    `cimsim sweep` on a LocalCluster of 2 workers: the speed-up and the scheduler's overhead per
+    point (wall time x workers minus the points' own simulation time, over the points)."""
+    import logging
+
+    import distributed
+
+    from cimsim.sweep import load_sweep
+    from cimsim.sweep.engine import run_sweep
+    from cimsim.sweep.task import run_point
+
+    n = 6 if args.quick else 20
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = Path(tmp) / "bench.toml"
+        spec.write_text(f'base = "{ROOT / "scenarios" / "dazzi2021_resnet32.toml"}"\n[set]\n"run.batch" = 2\n'
+                        f'[axes]\n"chip.mvm_cycles" = {list(range(10, 10 + n))}\n')
+        sweep = load_sweep(spec)
+        t0 = time.perf_counter()
+        serial = [run_point(p.scenario)["wall_s"] for p in sweep.points]
+        serial_wall = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+            client.wait_for_workers(2)
+            start = time.perf_counter() - t0
+            outcome = run_sweep(sweep, Path(tmp) / "out", client=client)
+        import pandas as pd
+
+        points = pd.read_parquet(Path(tmp) / "out" / "results.parquet")["wall_s"].sum()
+    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {sum(serial):.2f} s)")
+    print(f"2 local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start -> speed-up "
+          f"{serial_wall / outcome.wall_s:.2f}x ({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
+    print(f"scheduler overhead per point: {(2 * outcome.wall_s - points) / n * 1000:.0f} ms "
+          f"(2 x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+
+
 def speed_bench(args: argparse.Namespace) -> None:
     """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
@@ -290,6 +328,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="CPU time with energy counting on against off (interleaved child processes)")
     modes.add_argument("--memory", action="store_true",
                        help="peak memory of once-unbounded inputs, and functional batch 1,000 against 10")
+    modes.add_argument("--sweep", action="store_true",
+                       help="20 ResNet-32 points serially and on 2 local Dask workers: speed-up, overhead")
     modes.add_argument("--compare", metavar="REV",
                        help="run REV (a git worktree) and this tree interleaved; CPU-time ratios per scenario")
     ap.add_argument("--repeats", type=int, default=3, help="--compare: runs per tree and scenario (default 3)")
@@ -308,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
         return
     mode = trace_bench if args.trace else functional_bench if args.functional else \
-        energy_bench if args.energy else memory_bench if args.memory else compare_bench if args.compare else speed_bench
+        energy_bench if args.energy else memory_bench if args.memory else \
+        sweep_bench if args.sweep else compare_bench if args.compare else speed_bench
     try:
         mode(args)
     except KeyboardInterrupt:

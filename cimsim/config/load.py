@@ -38,13 +38,13 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
     "mapping.depthwise": ("crossbar", "digital"),
-    "dataflow.mode": ("regular", "speedup"),
+    "dataflow.mode": ("regular", "speedup", "balanced"),
 }
 """Allowed values of the enumerated string fields, by dotted key path."""
 
 NON_NEGATIVE: frozenset[str] = frozenset(
     {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
-     "noc.dram_row", "noc.dram_col"}
+     "noc.dram_row", "noc.dram_col", "mapping.max_cores"}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 
@@ -77,7 +77,7 @@ MAX_TOML_BYTES = 16 << 20
 MAX_PRISM_LINKS = 1 << 19
 """Largest number of prism links (cores x noc.prism_k): each is a simulated link."""
 
-LOADER_FIELDS: frozenset[str] = frozenset({"source"})
+LOADER_FIELDS: frozenset[str] = frozenset({"source", "overrides"})
 """Scenario fields set by the loader, never by the file or an override."""
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -364,7 +364,8 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
     `overrides` are `KEY=VALUE` strings (see `apply_overrides`) applied before
     validation. `model` is resolved relative to the scenario file's directory
     and stored as an absolute path; `name` defaults to the file's stem; `source`
-    is set to `path` as given. Raises `InputError` on any problem.
+    is set to `path` as given and `overrides` to the overrides, in order. Raises
+    `InputError` on any problem.
     """
     file = Path(path)
     raw = _read(file)
@@ -384,7 +385,7 @@ def load_scenario(path: str | Path, overrides: Sequence[str] = ()) -> Scenario:
         )
     return dataclasses.replace(
         scenario, model=str(resolved), name=scenario.name or file.stem, source=str(file),
-        energy=_check_energy(scenario, file, checker),
+        overrides=tuple(overrides), energy=_check_energy(scenario, file, checker),
     )
 
 
@@ -427,5 +428,5 @@ def _check_combinations(scenario: Scenario, checker: _Checker) -> None:
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:
-    """The scenario as a plain, JSON-able dict (tables become nested dicts)."""
-    return dataclasses.asdict(s)
+    """The scenario as a plain, JSON-able dict (tables become nested dicts, `overrides` a list)."""
+    return {**dataclasses.asdict(s), "overrides": list(s.overrides)}

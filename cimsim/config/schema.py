@@ -131,6 +131,10 @@ class MappingConfig:
     """Where depthwise convs (groups = input channels) run: "crossbar" (block-diagonal on
     crossbars, Ottavi et al. 2021) or "digital" (on a digital processor, their HYBRID choice).
     Validated but not used yet: the simulated cores do not run depthwise convs yet."""
+    max_cores: int = 0
+    """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
+    balancer picks the layer rates of the highest throughput within this many cores; 0: the
+    array's chip.array_rows x chip.array_cols."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,9 @@ class DataflowConfig:
 
     mode: str = "regular"
     """"regular": every core computes one pixel per timestep; "speedup": rates from
-    speedup_rates by output channels (Dazzi 3.1.4), layer_rates override both."""
+    speedup_rates by output channels (Dazzi 3.1.4), layer_rates override both; "balanced":
+    the pipeline balancer picks every rate and the input's pixels per timestep for the
+    highest throughput within mapping.max_cores (layer_rates entries stay as given)."""
     speedup_rates: dict[str, int] = field(default_factory=lambda: {"16": 4, "28": 2, "56": 1})
     """Speed-up mode: output channels -> pixels per timestep (kernel replicas)."""
     layer_rates: dict[str, int] = field(default_factory=dict)
@@ -229,6 +235,8 @@ class Scenario:
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""
     """Path of the file this scenario was loaded from (set by the loader)."""
+    overrides: tuple[str, ...] = ()
+    """The `KEY=VALUE` overrides applied on top of the file, in order (set by the loader)."""
 
     @property
     def fabric(self) -> FabricKind:

@@ -8,7 +8,7 @@ processor of the core that produces their main input. Pure: no SimPy.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -18,7 +18,7 @@ from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
 from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
-from cimsim.mapping.sram import auto_method, make_layout
+from cimsim.mapping.sram import SramLayout, auto_method, make_layout
 from cimsim.network import Layer, Network
 from cimsim.network.layers import EdgeRole, LayerKind
 
@@ -118,8 +118,8 @@ def _check_rates(net: Network, scenario: Scenario, fused: dict[str, list[str]]) 
             if name in known:
                 kind = net.layer(name).kind
                 why = ("runs on the digital processor of the core before it (mapping.fc_on = 'digital')"
-                       if kind == "fc" else f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind} layer, fused into the digital processor "
-                       "of its producer")
+                       if kind == "fc" else f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind} layer, fused into the "
+                       "digital processor of its producer")
                 problem = f"layer '{name}' {why}; only layers on crossbars have rates"
             else:
                 problem = f"model {net.source} has no layer '{name}'"
@@ -139,11 +139,90 @@ def _check_rates(net: Network, scenario: Scenario, fused: dict[str, list[str]]) 
         raise MappingError(f"{where}{key} = {rate}: {limit}; at most {min(pixels, MAX_RATE)}")
 
 
+def _sram_need(net: Network, layer: Layer, dw: int, scenario: Scenario,
+               residual: bool) -> tuple[str, int, int, SramLayout, int, int]:
+    """A layer's input SRAM at replica block width `dw`: (placement method, slot columns, stored
+    height, layout, residual words, residual capacity in pixels)."""
+    chip = scenario.chip
+    kernel = layer.kernel if layer.kind == "conv" else 1
+    stride = layer.stride if layer.kind == "conv" else 1
+    in_bits = layer.in_channels * net.bits
+    method = scenario.mapping.sram_method
+    if method == "auto":
+        method = auto_method(in_bits, chip.sram_word_bits)
+    slot_columns = kernel + (dw - 1) * stride
+    in_h = layer.in_h if layer.kind == "conv" else 1
+    lay = make_layout(method, in_bits, in_h, slot_columns, chip.sram_word_bits)
+    residual_words, residual_capacity = 0, 0
+    if residual:
+        # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
+        res_pixel_words = math.ceil(layer.out_channels * net.bits / chip.sram_word_bits)
+        residual_words = res_pixel_words * (dw + 2) * layer.out_h
+        residual_capacity = max(0, chip.sram_depth_words - lay.total_words) // res_pixel_words
+    return method, slot_columns, in_h, lay, residual_words, residual_capacity
+
+
+def compute_layers(net: Network, scenario: Scenario) -> dict[str, bool]:
+    """The layers that run on crossbars (in network order), each with whether a residual add is
+    fused into its digital processor."""
+    _, fused = _emitters(net, scenario)
+    return {name: any(net.layer(f).kind == "add" for f in fs) for name, fs in fused.items()}
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """What a layer costs at a rate: cores, and the cycles of one steady-state step."""
+
+    cores: int
+    groups: int
+    """Parallel groups per image (a Method 2 block is `rate / dW` outputs high and dW wide)."""
+    step_cycles: int
+    """Estimated cycles of one parallel group in the middle of a column: storing the input
+    pixels it consumes (rate x stride^2, at the layout's most words per pixel), reading its
+    new kernel rows (rate / dW x stride rows of the window's words), the MVM and the digital
+    processor (digital_cycles per output); stores and reads add on one SRAM port."""
+
+
+def layer_cost(net: Network, layer: Layer, rate: int, scenario: Scenario, residual: bool) -> LayerCost | None:
+    """Cores the mapper gives `layer` at `rate` pixels per timestep (its replica layout, row and
+    column splits, as `map_network` chooses them) and its step cycles, or None when that rate
+    cannot be mapped: its replicas do not fit and `mapping.replica_fit` is "error", or its
+    input SRAM overflows."""
+    chip = scenario.chip
+    kernel = layer.kernel if layer.kind == "conv" else 1
+    stride = layer.stride if layer.kind == "conv" else 1
+    try:
+        shape, fits, _ = _choose_shape(layer, kernel, stride, rate, scenario)
+    except MappingError:
+        return None
+    split = fits or scenario.mapping.replica_fit == "split"
+    rows, cols = (shape.rows, shape.cols) if split else (layer.kernel_rows, layer.kernel_cols)
+    _, _, _, lay, residual_words, _ = _sram_need(net, layer, shape.dw, scenario, residual)
+    if lay.total_words + residual_words > chip.sram_depth_words:
+        return None
+    metrics = lay.metrics(kernel)
+    stores = rate * stride * stride * max(metrics.write_cycles)
+    window = kernel + (shape.dw - 1) * stride
+    reads = math.ceil(rate / shape.dw) * stride * max(metrics.read_cycles) * math.ceil(window / kernel)
+    sram = stores + reads if chip.sram_ports == 1 else max(stores, reads)
+    cores = math.ceil(rows / chip.crossbar_rows) * math.ceil(cols / chip.crossbar_cols)
+    dw = max(1, min(shape.dw, rate, layer.out_w))
+    groups = math.ceil(layer.out_w / dw) * math.ceil(layer.out_h / math.ceil(rate / dw))
+    return LayerCost(cores, groups, sram + chip.mvm_cycles + chip.digital_cycles * rate)
+
+
 def map_network(net: Network, scenario: Scenario) -> MappingPlan:
-    """Place every compute layer on cores of the scenario's chip."""
+    """Place every compute layer on cores of the scenario's chip (a `dataflow.mode = "balanced"`
+    scenario must have been resolved by `cimsim.mapping.balance.resolve` first)."""
     chip = scenario.chip
     check_simulated(net)
     emit, fused = _emitters(net, scenario)
+    if scenario.dataflow.mode == "balanced":
+        unresolved = [name for name in fused if name not in scenario.dataflow.layer_rates]
+        if unresolved:
+            raise MappingError(f"{scenario.source}: dataflow.mode = 'balanced': layer '{unresolved[0]}' has no rate; "
+                               "resolve the scenario with cimsim.mapping.balance.resolve(net, scenario) first "
+                               "(cimsim.runner does)")
     _check_rates(net, scenario, fused)
     warnings: list[str] = []
     layers: dict[str, LayerMapping] = {}
@@ -174,18 +253,8 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
                     raise MappingError(f"{net.source}: layer '{layer.name}' would need two residual adds")
                 residual = emit[fl.inputs[1]]
         in_bits = layer.in_channels * net.bits
-        method = scenario.mapping.sram_method
-        if method == "auto":
-            method = auto_method(in_bits, chip.sram_word_bits)
-        slot_columns = kernel + (shape.dw - 1) * stride
-        in_h = layer.in_h if layer.kind == "conv" else 1
-        lay = make_layout(method, in_bits, in_h, slot_columns, chip.sram_word_bits)
-        residual_words, residual_capacity = 0, 0
-        if residual is not None:
-            # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
-            res_pixel_words = math.ceil(layer.out_channels * net.bits / chip.sram_word_bits)
-            residual_words = res_pixel_words * (shape.dw + 2) * layer.out_h
-            residual_capacity = max(0, chip.sram_depth_words - lay.total_words) // res_pixel_words
+        method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(
+            net, layer, shape.dw, scenario, residual is not None)
         need = lay.total_words + residual_words
         if need > chip.sram_depth_words:
             raise MappingError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv as csvlib
 import io
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,8 @@ class Report:
         lines = [
             (f"scenario {s['scenario']}: {s['model']} on {s['cores']} cores, batch {s['batch']}, "
             f"{s['clocking']} clocking, {s['timestep_ns']:g} ns timestep"),
+            *([f"overrides   {shlex.join(s['overrides'])}"] if s.get("overrides") else []),
+            *([_balancer_line(s["balancer"])] if s.get("balancer") else []),
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
@@ -92,6 +95,18 @@ def _energy_lines(e: dict[str, Any]) -> list[str]:
     if e["uncharged_counts"]:
         lines.append(f"uncharged   {', '.join(sorted(e['uncharged_counts']))} (no value in the table)")
     return lines
+
+
+def _balancer_line(b: dict[str, Any]) -> str:
+    """The balanced dataflow's choice in one line."""
+    return (f"balancer    {b['cores']} of max {b['max_cores']} cores, input {b['input_pixels_per_timestep']} "
+            f"pixels/timestep, predicted interval {b['predicted_interval_timesteps']:g} timesteps/image "
+            f"(bottleneck {_first(b['bottleneck'])})")
+
+
+def _first(names: list[str], n: int = 3) -> str:
+    """The first `n` names, then how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _method(layer: dict[str, Any]) -> str:
@@ -183,8 +198,9 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
             "active_timesteps": inp.active_timesteps.get(rep, 0),
             "stall_timesteps": {c: stalls.get(c, 0) for c in STALL_CAUSES},
         })
-    summary = {
+    summary: dict[str, Any] = {
         "scenario": inp.scenario["name"],
+        "overrides": list(inp.scenario.get("overrides", [])),
         "model": inp.model,
         "clocking": chip["clocking"],
         "dataflow": inp.scenario["dataflow"]["mode"],
@@ -209,5 +225,9 @@ def summarize(inp: ReportInput) -> dict[str, Any]:
     if "energy" in inp.extra:  # only when energy.enabled: summaries without it stay as they were
         layers_ = summary.pop("layers")
         summary["energy"] = dict(inp.extra["energy"])
+        summary["layers"] = layers_
+    if "balancer" in inp.extra:  # only in the balanced dataflow: other summaries stay as they were
+        layers_ = summary.pop("layers")
+        summary["balancer"] = inp.extra["balancer"]
         summary["layers"] = layers_
     return summary

@@ -1,0 +1,216 @@
+"""Run a sweep's points as independent tasks on Dask distributed.
+
+A `LocalCluster` (one single-threaded worker process per core by default) or an existing
+scheduler (`tcp://HOST:PORT`) runs `cimsim.sweep.task.run_point` once per point not yet
+done; the client writes each point's files and the table as the points finish. Dask
+distributed is the optional extra `cimsim[sweep]`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cimsim.errors import InputError
+from cimsim.sweep.results import done_rows, make_row, point_dir, record_point, write_atomic, write_table
+from cimsim.sweep.spec import Point, Sweep
+from cimsim.sweep.task import PointStatus, run_point
+
+ADDRESS = re.compile(r"(tcp|tls|ucx|inproc)://[^\s/]+")
+"""What a scheduler address looks like."""
+TABLE_EVERY_S = 0.5
+"""Least wall time between two rewrites of the table while points finish (the last one is always written)."""
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep run did."""
+
+    table: Path
+    total: int
+    skipped: int = 0
+    """Points already done in the directory (not run again)."""
+    ok: int = 0
+    failed: int = 0
+    lost: int = 0
+    wall_s: float = 0.0
+    ran: list[str] = field(default_factory=list)
+    """Keys of the points run by this invocation, in the order they finished."""
+
+    def line(self, name: str) -> str:
+        """One line saying what happened."""
+        ran = self.ok + self.failed + self.lost
+        return (f"sweep {name}: {self.total} points: {ran} ran ({self.ok} ok, {self.failed} failed, {self.lost} lost), "
+                f"{self.skipped} already done, {self.wall_s:.1f} s; table {self.table}")
+
+
+class Progress:
+    """`sweep NAME: done d/N, failed f, running r` on one line of a terminal, redrawn in place."""
+
+    def __init__(self, name: str, total: int, skipped: int, stream: TextIO | None = None) -> None:
+        self.name, self.total, self.skipped = name, total, skipped
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.t0 = time.monotonic()
+        self._drawn = 0
+
+    def update(self, done: int, failed: int, running: int) -> None:
+        """Redraw (terminals only)."""
+        if not self.live:
+            return
+        text = (f"cimsim: sweep {self.name}: done {self.skipped + done}/{self.total}, failed {failed}, "
+                f"running {running}  {time.monotonic() - self.t0:.0f} s")
+        self.stream.write("\r" + text.ljust(self._drawn))
+        self.stream.flush()
+        self._drawn = max(self._drawn, len(text))
+
+    def close(self) -> None:
+        """Erase the line."""
+        if self.live and self._drawn:
+            self.stream.write("\r" + " " * self._drawn + "\r")
+            self.stream.flush()
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise InputError("cimsim sweep needs Dask distributed, pandas and pyarrow: "
+                         "pip install 'cimsim[sweep]'") from None
+    return distributed
+
+
+def connect(scheduler: str, workers: int, retries: int, timeout_s: float) -> tuple[Any, Any]:
+    """A (client, cluster) pair: a LocalCluster of `workers` processes (0: one per core), or
+    a client of the scheduler at `scheduler` (cluster None). A scheduler that does not answer
+    within `timeout_s` is an InputError."""
+    distributed = _distributed()
+    import dask
+
+    if scheduler:
+        if not ADDRESS.fullmatch(scheduler):
+            raise InputError(f"scheduler {scheduler!r}: expected an address like tcp://HOST:PORT")
+        try:
+            client = distributed.Client(scheduler, timeout=f"{timeout_s}s", set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"scheduler {scheduler}: no Dask scheduler answered within {timeout_s:g} s "
+                             f"({type(exc).__name__})") from None
+        return client, None
+    n = workers or os.cpu_count() or 1
+    with dask.config.set({"distributed.scheduler.allowed-failures": retries}):
+        cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+    return distributed.Client(cluster, set_as_default=False), cluster
+
+
+def run_sweep(sweep: Sweep, out: Path, *, workers: int | None = None, scheduler: str | None = None,
+              trace: bool | None = None, client: Any = None, stream: TextIO | None = None,
+              on_finish: Callable[[Point, dict[str, Any]], None] | None = None) -> SweepOutcome:
+    """Run every point of `sweep` not yet done in `out`; write rows, summaries and the table.
+
+    `workers`, `scheduler` and `trace` override the sweep file's `[sweep]` options; `client`
+    is an existing Dask client to use (and leave open); `on_finish(point, row)` is called as
+    each point finishes. Ctrl-C cancels the pending points and leaves the directory resumable.
+    """
+    opts = sweep.options
+    traced = opts.trace if trace is None else trace
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "sweep.json", json.dumps({
+        "name": sweep.name, "sweep_file": str(sweep.path), "base": str(sweep.base), "set": sweep.fixed,
+        "keys": list(sweep.keys),
+        "points": [{"point": p.key, "index": p.index, "values": p.values, "overrides": list(p.overrides)}
+                   for p in sweep.points]}, indent=1) + "\n")
+    rows = done_rows(out, sweep.points)
+    todo = [p for p in sweep.points if p.key not in rows]
+    outcome = SweepOutcome(out / "results.parquet", len(sweep.points), skipped=len(rows))
+    t0 = time.perf_counter()
+    if not todo:
+        write_table(out, sweep, rows)
+        outcome.wall_s = time.perf_counter() - t0
+        return outcome
+    distributed = _distributed()
+    own = client is None
+    cluster = None
+    if own:
+        client, cluster = connect(scheduler if scheduler is not None else opts.scheduler,
+                                  workers if workers is not None else opts.workers, opts.retries,
+                                  opts.connect_timeout_s)
+    progress = Progress(sweep.name, len(sweep.points), len(rows), stream)
+    futures: dict[Any, Point] = {}
+    try:
+        for p in todo:
+            path = str(point_dir(out, p) / "trace.h5") if traced else None
+            fut = client.submit(run_point, p.scenario, path, key=f"cimsim-point-{p.key}", pure=False,
+                                retries=opts.retries)
+            futures[fut] = p
+        pending = set(futures)
+        last_table = 0.0
+        while pending:
+            try:
+                with client.as_current():
+                    finished, pending = distributed.wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                finished = set()
+            for fut in finished:
+                point = futures[fut]
+                result = _result(fut, distributed)
+                row = make_row(sweep, point, result)
+                record_point(out, point, row, result.get("summary"))
+                rows[point.key] = row
+                outcome.ran.append(point.key)
+                status = PointStatus(result["status"])
+                outcome.ok += status is PointStatus.OK
+                outcome.failed += status is PointStatus.FAILED
+                outcome.lost += status is PointStatus.LOST
+                if on_finish is not None:
+                    on_finish(point, row)
+            if finished and (not pending or time.monotonic() - last_table >= TABLE_EVERY_S):
+                write_table(out, sweep, rows)
+                last_table = time.monotonic()
+            progress.update(outcome.ok + outcome.failed + outcome.lost, outcome.failed,
+                            _running(client, pending) if progress.live else 0)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        if rows:
+            write_table(out, sweep, rows)
+        raise
+    finally:
+        progress.close()
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    write_table(out, sweep, rows)
+    outcome.wall_s = time.perf_counter() - t0
+    return outcome
+
+
+def _result(fut: Any, distributed: Any) -> dict[str, Any]:
+    """A finished future's result dict; a task lost with its workers becomes a LOST result."""
+    try:
+        result: dict[str, Any] = fut.result()
+        return result
+    except distributed.KilledWorker as exc:
+        why = f"lost: its worker died while running it, more often than allowed ({' '.join(str(exc).split())})"
+    except Exception as exc:  # the task itself catches cimsim's errors; this is the infrastructure
+        why = f"lost: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    return {"status": PointStatus.LOST.value, "exit_code": 1, "error": why[:500], "wall_s": 0.0, "summary": None}
+
+
+def _running(client: Any, pending: set[Any]) -> int:
+    """How many of the pending points a worker is processing now."""
+    keys = {f.key for f in pending}
+    try:
+        processing = client.processing()
+    except Exception:
+        return 0
+    return sum(1 for tasks in processing.values() for k in tasks if k in keys)
