@@ -87,8 +87,10 @@ class LockStep(Clocking):
         """A step of `cycles` from its timestep's start; longer ones occupy the next timesteps."""
         cpt = self.cpt
         now_ts = now // cpt
-        steps = max(1, -(-cycles // cpt))
-        deliver = max(now, (now_ts + steps - 1) * cpt)
+        steps = -(-cycles // cpt) or 1
+        deliver = (now_ts + steps - 1) * cpt
+        if deliver < now:
+            deliver = now
         stall: StallCause | None = None
         if steps > 1:
             stall = StallCause.COMPUTE if cycles - sram_cycles > cpt else StallCause.SRAM

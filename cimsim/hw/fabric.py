@@ -76,8 +76,12 @@ class IdealFabric(Fabric):
     def transmit(self, port: OutputPort, count: int, at_cycle: int) -> None:
         """Deliver after the role's delay."""
         delay = (self.partial_cycles if port.role is EdgeRole.PARTIAL else self.hop_cycles) + at_cycle - self.env.now
-        if delay <= 0:
-            port.arrive(count)
+        if delay <= 0:  # `port.arrive(count)`, inlined: the common case of the ideal fabric
+            target = port.target
+            target.upstream_cause = None
+            port.in_flight -= count
+            target.in_flight -= count
+            target.deliver(port.source, count)
         else:
             simpy.Timeout(self.env, delay, count).callbacks.append(port.on_arrival)
 

@@ -138,6 +138,7 @@ class OutputPort:
         self.sent = 0
         self.on_arrival = self._on_arrival
         """Callback for a SimPy event whose value is the number of pixels that arrive."""
+        self._transmit = fabric.transmit
 
     def blocked(self, count: int) -> StallCause | None:
         """None if `count` more pixels can be sent now, else the cause: `output` (the
@@ -178,7 +179,7 @@ class OutputPort:
         self.in_flight += count
         target.in_flight += count
         target.owner.kick()  # the consumer now waits on the fabric, not on its producer
-        self.fabric.transmit(self, count, at_cycle)
+        self._transmit(self, count, at_cycle)
 
     def arrive(self, count: int) -> None:
         """The fabric delivered `count` pixels to the consumer."""
