@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import cimsim._threads  # noqa: F401  (before numpy)
 from cimsim import __version__, io_safety
 from cimsim.config.load import ENUMS
-from cimsim.errors import CimsimError, OutputError
+from cimsim.errors import CimsimError, OutputError, SimulationError
 
 METHODS = tuple(m for m in ENUMS["mapping.sram_method"] if m != "auto")
 """Input SRAM placements (`cimsim.mapping.sram.METHODS`; this module imports nothing heavy, so
@@ -237,13 +237,19 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from cimsim.sweep import command as sweep_cli
 
-    return sweep_cli.sweep_command(args)
+    line, lost = sweep_cli.sweep_command(args)
+    _say(line)
+    if lost:
+        raise SimulationError(f"{lost} points were lost with their workers; rerun the sweep to run them")
+    return 0
 
 
 def _sweep_plot(args: argparse.Namespace) -> int:
     from cimsim.sweep import command as sweep_cli
 
-    return sweep_cli.sweep_plot_command(args)
+    out = sweep_cli.sweep_plot_command(args)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

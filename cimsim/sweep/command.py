@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,9 @@ def add_parsers(sub: Any) -> None:
     sp.add_argument("-o", "--output", required=True, metavar="FILE.png", help="PNG file to write")
 
 
-def sweep_command(args: argparse.Namespace) -> int:
-    """`cimsim sweep`: expand, run, report one line; 0 when every point has its row."""
+def sweep_command(args: argparse.Namespace) -> tuple[str, int]:
+    """`cimsim sweep`: expand and run; return the one-line report for the terminal and how
+    many points were lost with their workers (the CLI prints; 0 lost: every point has its row)."""
     from cimsim.sweep.engine import run_sweep
     from cimsim.sweep.spec import load_sweep
 
@@ -57,20 +57,14 @@ def sweep_command(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise InputError(f"-o {out}: exists and is not a directory")
     outcome = run_sweep(sweep, out, workers=workers, scheduler=args.scheduler, trace=args.trace or None)
-    print(outcome.line(sweep.name))
-    if outcome.lost:
-        print(f"cimsim: error: {outcome.lost} points were lost with their workers; rerun the sweep to run them",
-              file=sys.stderr)
-        return 3
-    return 0
+    return outcome.line(sweep.name), outcome.lost
 
 
-def sweep_plot_command(args: argparse.Namespace) -> int:
-    """`cimsim sweep-plot`."""
+def sweep_plot_command(args: argparse.Namespace) -> Path:
+    """`cimsim sweep-plot`; return the picture written."""
     from cimsim.sweep.plot import plot_results
 
     out = plot_results(args.results, args.x, args.y, args.output, color=args.color, line=args.line,
                        pareto=args.pareto, x_better=args.x_better, y_better=args.y_better, logx=args.logx,
                        logy=args.logy, title=args.title)
-    print(f"wrote {out}", file=sys.stderr)
-    return 0
+    return Path(out)
