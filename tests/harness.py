@@ -189,7 +189,7 @@ def layer_mapping(geom: LayerGeometry, rate: int, write: int = 1, read: int = 0)
         fits=True, row_parts=1, col_parts=1, cores=(0,), sram_method="plip", pixel_bits=8,
         slot_columns=geom.slot_columns, sram_words=geom.slot_columns * geom.in_h + 1, residual_capacity=0,
         sram_data_words=geom.slot_columns * geom.in_h, write_cycles=(write, write), read_cycles=(read, read),
-        fused=(), main_input="src", residual_input=None,
+        fused=(), main_inputs=("src",), residual_input=None,
     )
 
 

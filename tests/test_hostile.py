@@ -308,8 +308,6 @@ def model_cases() -> Iterator[tuple[str, dict]]:
     yield "fc on a spatial input", mutated(lambda m: m["layers"].__delitem__(4))
     yield "layers not tables", mutated(lambda m: m.__setitem__("layers", [])) | {"layers_raw": "3"}
     yield "add reads the image directly", mutated(lambda m: m["layers"][2].__setitem__("inputs", '["input", "conv2"]'))
-    yield "add main input has other consumers", mutated(lambda m: m["layers"][2].__setitem__(
-        "inputs", '["conv1", "conv2"]'))
     yield "pool reads the image directly", mutated(lambda m: m["layers"][4].__setitem__("input", '"input"'))
 
 

@@ -3,6 +3,7 @@ the mapper's refusal of what the simulated cores cannot run yet."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from cimsim.functional.weights import (
 )
 from cimsim.network import Layer, load_model
 from cimsim.network.layers import LayerKind
+from cimsim.runner import run_scenario
 
 # -- naive loops, the ground truth of the vectorised reference -------------------------
 
@@ -319,27 +321,27 @@ def test_int8_reference_tracks_the_float_network(tmp_path):
 # -- the mapper refuses what the cores cannot run yet ----------------------------------
 
 
-@pytest.mark.parametrize(("model", "fragment"), [
+@pytest.mark.parametrize(("model", "stage"), [
     (HEAD + layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="3", padding="1")
-     + layer(name='"p"', type='"maxpool"', input='"c"', kernel="2", stride="2"),
-     "layer 'p': kind maxpool is not simulated yet"),
+     + layer(name='"p"', type='"maxpool"', input='"c"', kernel="2", stride="2"), ("p", "digital")),
     (HEAD + layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="3", padding="1",
-                  groups="4"), "layer 'c': a depthwise conv (groups = 4) is not simulated yet"),
-    (HEAD + layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="[3, 1]"),
-     "layer 'c': a non-square conv (kernel 3x1, stride 1x1, padding 0x0) is not simulated yet"),
+                  groups="4"), ("c", "crossbar")),
+    (HEAD + layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="[3, 1]"), ("c", "crossbar")),
     (HEAD + layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="1")
      + layer(name='"f"', type='"flatten"', input='"c"') + layer(name='"o"', type='"fc"', input='"f"',
-                                                               out_features="2"),
-     "layer 'f': kind flatten is not simulated yet"),
+                                                               out_features="2"), ("o", "digital")),
     (HEAD.replace("height = 8\nwidth = 8", "height = 1\nwidth = 1") + layer(
-        name='"o"', type='"fc"', input='"input"', out_features="2"), "mapping.fc_on = 'crossbar'"),
+        name='"o"', type='"fc"', input='"input"', out_features="2"), ("o", "digital")),
 ])
-def test_mapper_refuses_kinds_not_simulated_yet(tmp_path, capsys, model, fragment):
+def test_new_kinds_run_on_the_simulated_cores(tmp_path, capsys, model, stage):
+    """What the mapper once refused now runs, on the unit `stage` names (tests/test_stage_timing.py
+    derives their timing)."""
     write(tmp_path, model)
     scenario = write(tmp_path, 'model = "model.toml"\n', "s.toml")
-    assert main(["run", str(scenario), "--no-trace"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and err.startswith("cimsim: error: ") and fragment in err, err
+    assert main(["run", str(scenario), "--no-trace", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["batch"] == 1
+    plan = run_scenario(scenario).record.plan
+    assert plan.layers[stage[0]].unit == stage[1]
 
 
 def test_mlp_runs_with_fc_on_crossbar_and_depthwise_key_validated(tmp_path, capsys):

@@ -8,11 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cimsim.config import load_scenario
-from cimsim.errors import MappingError
 from cimsim.functional.reference import reference_forward
 from cimsim.functional.weights import make_images, make_params
-from cimsim.mapping import map_network
 from cimsim.network import load_model
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -42,20 +39,3 @@ def test_zoo_model_loads_and_its_reference_forward_pass_runs(name):
     final = out[net.output_layer.name]
     assert final.shape[1:] == out_shape
     assert np.unique(final).size > 3  # not a constant or saturated output
-
-
-@pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_model_maps_or_is_refused_naming_the_layer(tmp_path, name):
-    blocked = ZOO[name][3]
-    scenario = tmp_path / "s.toml"
-    scenario.write_text(f'model = "{MODELS / (name + ".toml")}"\n[mapping]\nfc_on = "crossbar"\n'
-                        "[chip]\narray_rows = 64\narray_cols = 64\n")
-    s = load_scenario(scenario)
-    net = load_model(s.model)
-    if blocked is None:
-        plan = map_network(net, s)
-        assert set(plan.layers) == {"fc1", "fc2", "fc3"}
-        assert plan.core_count >= 3
-    else:
-        with pytest.raises(MappingError, match=f"layer '{blocked}': .* not simulated yet"):
-            map_network(net, s)

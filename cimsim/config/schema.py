@@ -53,6 +53,15 @@ class ChipConfig:
     """Cycles of one crossbar matrix-vector multiplication (all replicas at once)."""
     digital_cycles: int = 4
     """Cycles of the digital processor per output pixel (scale, ReLU, residual/partial add)."""
+    digital_ops_per_cycle: int = 16
+    """Element-wise operations (compare, add) per cycle of a digital processor running a layer
+    of its own: a pool or an add costs ceil(window values / this) cycles per output pixel
+    (16: the 4 digital_cycles Dazzi's light processor spends per 56-64-channel pixel)."""
+    digital_macs_per_cycle: int = 16
+    """8-bit multiply-accumulates per cycle of a digital processor running a depthwise conv
+    (mapping.depthwise = "digital") or an fc of its own: ceil(MACs per output / this) +
+    digital_cycles per output pixel (16: Ottavi et al. 2021's 8 RISC-V cores with 4-way 8-bit
+    SIMD MACs at PULP-NN's ~55 % utilisation, 8 x 4 x 0.55 = 17.6, rounded down)."""
     partial_sum_timesteps: int = 1
     """Timesteps for a row-split layer's partial sums to reach the merging core's
     digital processor (Dazzi 2.4.4: a split layer behaves as two layers in sequence)."""
@@ -120,17 +129,24 @@ class MappingConfig:
     """Input SRAM pixel placement: "iwap", "klip", "plip", or "auto" (IWAP when a
     pixel is smaller than a word, else PLIP, as Dazzi 3.1.2)."""
     fc_on: str = "digital"
-    """Where the final fully connected layer runs: "digital" (the digital processor
-    of the core producing its input, after global average pooling; Dazzi's 43-core
-    count) or "crossbar" (a core of its own)."""
+    """Where fully connected layers run: "digital" (fused into the digital processor of the
+    core producing a 1 x 1 input, after global average pooling: Dazzi's 43-core count; an fc
+    that cannot be fused, e.g. after a flatten, on the input or after another fc, runs on the
+    digital processor of a core of its own, see chip.digital_macs_per_cycle) or "crossbar"
+    (every fc on crossbars of its own)."""
     replica_fit: str = "split"
     """When a layer's kernel replicas do not fit one crossbar: "split" it by rows
     over more cores (Eq. 5), "error", or "assume" they fit (Dazzi 3.1.4's assumption;
     reported as a warning)."""
     depthwise: str = "crossbar"
     """Where depthwise convs (groups = input channels) run: "crossbar" (block-diagonal on
-    crossbars, Ottavi et al. 2021) or "digital" (on a digital processor, their HYBRID choice).
-    Validated but not used yet: the simulated cores do not run depthwise convs yet."""
+    crossbars, Ottavi et al. 2021: K^2 x C rows, the off-diagonal devices zero) or "digital"
+    (on the digital processor of a core of its own, their HYBRID choice; see
+    chip.digital_macs_per_cycle)."""
+    depthwise_job_channels: int = 0
+    """Crossbar depthwise: channels per job, Ottavi's C_job. The K^2 x C rows share C_job
+    columns and the C / C_job jobs run one after another (an output pixel takes C / C_job
+    MVMs; K^2 x C x C_job devices). 0: one job of all C channels (K^2 x C x C devices)."""
     max_cores: int = 0
     """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
     balancer picks the layer rates of the highest throughput within this many cores; 0: the

@@ -33,8 +33,9 @@ import numpy as np
 from cimsim.energy.actions import Action, Component, CountKey
 from cimsim.hw.core import Core
 from cimsim.hw.fabric import Fabric
-from cimsim.mapping.plan import Flow, MappingPlan
-from cimsim.network import Network
+from cimsim.mapping.plan import Flow, LayerMapping, MappingPlan
+from cimsim.mapping.stages import Unit
+from cimsim.network import Layer, Network
 from cimsim.network.layers import LayerKind
 
 C, A = Component, Action
@@ -94,16 +95,44 @@ def flow_actions(flow: Flow, fabric: Fabric, link_width_bits: int, layer: str) -
     return out
 
 
+def _own_work(lm: LayerMapping, lay: Layer) -> list[tuple[Action, int]]:
+    """Digital actions per output pixel of a digital stage's own layer (before requantising)."""
+    assert lm.window is not None
+    kh, kw = lm.window.kernel
+    win = kh * kw
+    if lay.kind in (LayerKind.MAXPOOL, LayerKind.LOCAL_AVGPOOL, LayerKind.AVGPOOL):
+        return [(A.POOL, win * lay.out_channels)]
+    if lay.kind is LayerKind.ADD:
+        return [(A.ADD, lay.out_channels)]
+    if lay.kind is LayerKind.FC:
+        return [(A.FC_MAC, lay.in_channels * lay.out_channels), (A.REQUANTISE, lay.out_channels)]
+    return [(A.DW_MAC, win * lay.out_channels), (A.REQUANTISE, lay.out_channels)]  # a depthwise conv
+
+
 def _digital(net: Network, plan: MappingPlan, layer: str, pooled: bool) -> tuple[list[tuple[Action, int]], int]:
     """(digital actions per output pixel, FC MACs per image) of a layer's writing core."""
     lm = plan.layers[layer]
     lay = net.layer(layer)
+    if lm.unit is Unit.DIGITAL:
+        own = _own_work(lm, lay)
+        if lay.relu:
+            own.append((A.RELU, lay.out_channels))
+        rest, fc_macs = _fused_work(net, lm, lay, pooled, own_requantise=False)
+        return own + rest, fc_macs
+    return _fused_work(net, lm, lay, pooled, own_requantise=True)
+
+
+def _fused_work(net: Network, lm: LayerMapping, lay: Layer, pooled: bool,
+                own_requantise: bool) -> tuple[list[tuple[Action, int]], int]:
+    """Digital actions per output pixel of the layers fused into a stage (and, on a crossbar
+    stage, its own requantise, ReLU and partial-sum adds), and the fused FC's MACs per image."""
     fused = [net.layer(f) for f in lm.fused]
     add = next((f for f in fused if f.kind is LayerKind.ADD), None)
     fc = next((f for f in fused if f.kind is LayerKind.FC), None)
     ch = lay.out_channels
-    per_pixel = [(A.REQUANTISE, ch)]
-    if (add.relu if add is not None else lay.relu):
+    per_pixel = [(A.REQUANTISE, ch)] if own_requantise else []
+    relu = add.relu if add is not None else (lay.relu and own_requantise)  # a digital stage counted its own
+    if relu:
         per_pixel.append((A.RELU, ch))
     adds = ch * (lm.row_parts - 1) + (ch if add is not None else 0)
     if adds:
@@ -120,15 +149,18 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
     layer, g = spec.layer, core.n_groups
     period = len(core._write_cost)
     cells = spec.rows_used * spec.cols_used
+    lm = plan.layers[layer]
     rates: list[tuple[CountKey, str, int]] = [
         ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
         ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
-        ((layer, C.CROSSBAR, A.MVM, cells), "steps", 1),
     ]
-    if not functional:
-        rates += [((layer, C.CROSSBAR, A.CYCLE, cells), "steps", 1),
-                  ((layer, C.DAC, A.DRIVE, net.bits), "steps", spec.rows_used),
-                  ((layer, C.ADC, A.CONVERT, adc_bits), "steps", spec.cols_used)]
+    if lm.unit is Unit.CROSSBAR:  # a depthwise split into jobs: one MVM per job, each on its rows
+        jobs = lm.jobs
+        rates.append(((layer, C.CROSSBAR, A.MVM, cells // jobs), "steps", jobs))
+        if not functional:
+            rates += [((layer, C.CROSSBAR, A.CYCLE, cells // jobs), "steps", jobs),
+                      ((layer, C.DAC, A.DRIVE, net.bits), "steps", spec.rows_used),
+                      ((layer, C.ADC, A.CONVERT, adc_bits), "steps", spec.cols_used * jobs)]
     if core.is_writer:
         digital, fc_macs = _digital(net, plan, layer, core.pooled)
         rates += [((layer, C.DIGITAL, action, 0), "outputs", n) for action, n in digital]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +22,9 @@ from cimsim.hw.fabric import build_fabric
 from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
-from cimsim.mapping.plan import Flow, MappingPlan, dataflow_order
+from cimsim.mapping.plan import Flow, LayerMapping, MappingPlan, dataflow_order
 from cimsim.mapping.sram import SramLayout, make_layout
+from cimsim.mapping.stages import Unit
 from cimsim.network import Network
 from cimsim.network.layers import EdgeRole, LayerKind
 from cimsim.sim.energy import EnergyCollector, energy_section
@@ -32,12 +34,22 @@ from cimsim.sim.stats import LinkCollector, StatsCollector
 
 
 def layer_geometry(net: Network, plan: MappingPlan, name: str) -> LayerGeometry:
-    """Dataflow tables of a compute layer (an FC on a crossbar sees one 1 x 1 pixel)."""
-    layer = net.layer(name)
+    """Dataflow tables of a stage: its window (a hand-built plan without one: a 1 x 1 pixel)."""
     lm = plan.layers[name]
-    if layer.kind is LayerKind.CONV:
-        return build_geometry(layer.in_h, layer.in_w, layer.kernel, layer.stride, layer.padding, lm.rate, lm.dw)
-    return build_geometry(1, 1, 1, 1, 0, 1)
+    win = lm.window
+    if win is None:
+        return build_geometry(1, 1, 1, 1, 0, 1)
+    return build_geometry(win.in_h, win.in_w, win.kernel, win.stride, win.padding, lm.rate, lm.dw)
+
+
+def stage_timing(timing: CoreTiming, lm: LayerMapping) -> CoreTiming:
+    """The chip's core timing as one stage sees it: a digital stage has no MVM and spends its
+    own cycles per output; a depthwise split into jobs runs one MVM per job."""
+    if lm.unit is Unit.DIGITAL:
+        return replace(timing, mvm_cycles=0, digital_cycles=lm.digital_step_cycles)
+    if lm.jobs > 1:
+        return replace(timing, mvm_cycles=timing.mvm_cycles * lm.jobs)
+    return timing
 
 
 def sram_timing(lay: SramLayout, geom: LayerGeometry) -> SramTiming:
@@ -93,8 +105,9 @@ class Chip:
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
 
-        def sources(layer: str) -> list[str]:
-            return [plan.input_name] if layer == plan.input_name else [names[c] for c in plan.layers[layer].merge_cores]
+        def sources(*layers: str) -> list[str]:
+            return [s for layer in layers for s in ([plan.input_name] if layer == plan.input_name
+                                                    else [names[c] for c in plan.layers[layer].merge_cores])]
 
         def ports_for(src: int | None, src_name: str, memory: OutputMemory | None) -> list[OutputPort]:
             out = []
@@ -124,12 +137,12 @@ class Chip:
                 partial_sources = ([names[lm.cores[r * lm.col_parts + spec.col_part]] for r in range(lm.row_parts - 1)]
                                    if cid in merge else [])
                 self.cores[cid] = Core(
-                    env, spec, lm, geom, sram, timing, self.clocking, self.probe, self.batch, outputs,
-                    main_sources=sources(lm.main_input),
+                    env, spec, lm, geom, sram, stage_timing(timing, lm), self.clocking, self.probe, self.batch,
+                    outputs, main_sources=sources(*lm.main_inputs),
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
-                    pooled=pooled and cid in merge, main_capacity=2 * burst[lm.main_input],
+                    pooled=pooled and cid in merge, main_capacity=max(2 * max(burst[m] for m in lm.main_inputs), lm.skew_capacity),
                     datapath=self.datapath, check_invariants=checked,
                 )
         self.energy = self._energy_collector() if scenario.energy.enabled else None

@@ -34,6 +34,7 @@ from cimsim.functional.reference import (
 from cimsim.functional.weights import load_params, make_params
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
+from cimsim.mapping.stages import Unit
 from cimsim.network import Network
 from cimsim.sim.probe import Probe
 
@@ -71,6 +72,11 @@ class Datapath:
         self.post: dict[str, dict[str, Any]] = {}
         for name, lm in plan.layers.items():
             layer = net.layer(name)
+            if lm.unit is not Unit.CROSSBAR or len(lm.main_inputs) > 1 or layer.groups > 1 or not layer.is_square \
+                    or lm.jobs > 1 or (layer.kind == "fc" and lm.window is not None and lm.window.in_h * lm.window.in_w > 1):
+                raise InputError(f"{scenario.source}: functional.enabled: layer '{name}' ({layer.kind}"
+                                 f"{', ' + lm.unit if lm.unit is not Unit.CROSSBAR else ''}) is not run by the functional "
+                                 "datapath yet (it runs square, ungrouped convs and fcs on crossbars)")
             parts = -(-layer.kernel_rows // chip.crossbar_rows)
             self.maths[name] = LayerMath(layer, self.params[name], xcfg, parts, chip.crossbar_rows)
             fused = [net.layer(f) for f in lm.fused]
@@ -126,12 +132,12 @@ class Datapath:
     def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]]) -> None:
         """The group may only read input pixels its producer has already written."""
         lm = self.plan.layers[layer]
-        if lm.main_input == self.input_name:  # the image source streams every pixel of the image
+        if lm.main_inputs[0] == self.input_name:  # the image source streams every pixel of the image
             return
         layer_obj = self.net.layer(layer)
-        filled = self.filled.get((lm.main_input, image))
+        filled = self.filled.get((lm.main_inputs[0], image))
         if filled is None:
-            raise SimulationError(f"functional: {layer} read image {image} of '{lm.main_input}' before it was "
+            raise SimulationError(f"functional: {layer} read image {image} of '{lm.main_inputs[0]}' before it was "
                                   "produced or after it was freed")
         if layer_obj.kind != "conv":
             ok = bool(filled.all())
@@ -141,7 +147,7 @@ class Datapath:
             ok = all(filled[max(0, r * s - p):min(h, r * s - p + k), max(0, c * s - p):min(w, c * s - p + k)].all()
                      for r, c in positions)
         if not ok:
-            raise SimulationError(f"functional: {layer} image {image} read input pixels of '{lm.main_input}' "
+            raise SimulationError(f"functional: {layer} image {image} read input pixels of '{lm.main_inputs[0]}' "
                                   "that were not produced yet")
 
     def _batched(self, image: int) -> None:
@@ -152,7 +158,7 @@ class Datapath:
             lm = self.plan.layers[name]
             layer = self.net.layer(name)
             geom = self.geoms[name]
-            src = values[lm.main_input]
+            src = values[lm.main_inputs[0]]
             if layer.kind == "conv":
                 positions = [(r, c) for c in range(geom.out_w) for r in range(geom.out_h)]
                 win = windows(src, positions, layer.kernel, layer.stride, layer.padding)
@@ -249,7 +255,7 @@ class Datapath:
                 entry = [(np.stack([out[r, c] for r, c in positions]), None), positions, cores, cycles]
             else:
                 layer_obj = self.net.layer(layer)
-                src = self._read(lm.main_input, image, layer)
+                src = self._read(lm.main_inputs[0], image, layer)
                 if layer_obj.kind == "conv":
                     win = windows(src, positions, layer_obj.kernel, layer_obj.stride, layer_obj.padding)
                 else:
@@ -320,7 +326,7 @@ class Datapath:
         return x
 
     def _image_done_reading(self, lm: Any, image: int) -> None:
-        for src in (lm.main_input, lm.residual_input):
+        for src in (lm.main_inputs[0], lm.residual_input):
             if src is None:
                 continue
             self.done_readers[(src, image)] += 1

@@ -24,12 +24,15 @@ class LayerGeometry:
     in_w: int
     out_h: int
     out_w: int
-    kernel: int
-    stride: int
-    padding: int
+    kernel: tuple[int, int]
+    """(rows, columns) of the window."""
+    stride: tuple[int, int]
+    """(along H, along W)."""
+    padding: tuple[int, int]
+    """Zero rows above and below, zero columns left and right."""
     dw: int
     slot_columns: int
-    """Input columns the circular SRAM buffer holds (F, or F + (dw - 1) * stride for Method 2)."""
+    """Input columns the circular SRAM buffer holds (Fw, or Fw + (dw - 1) * stride_w for Method 2)."""
     group_count: np.ndarray
     """Outputs in each group."""
     group_done: np.ndarray
@@ -69,11 +72,22 @@ class LayerGeometry:
         return len(self.group_count)
 
 
-def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int, rate: int,
+Pair = int | tuple[int, int]
+"""A size along H and W: one int for both, or (along H, along W)."""
+
+
+def pair(value: Pair) -> tuple[int, int]:
+    """`value` as (along H, along W)."""
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def build_geometry(in_h: int, in_w: int, kernel: Pair, stride: Pair, padding: Pair, rate: int,
                    dw: int = 1) -> LayerGeometry:
-    """Tables for a (kernel x kernel, stride, padding) window computing `rate` outputs at once."""
-    out_h = (in_h + 2 * padding - kernel) // stride + 1
-    out_w = (in_w + 2 * padding - kernel) // stride + 1
+    """Tables for a (kernel, stride, padding) window computing `rate` outputs at once; each of
+    the three is one int (square) or (along H, along W)."""
+    (kh, kw), (sh, sw), (ph, pw) = pair(kernel), pair(stride), pair(padding)
+    out_h = (in_h + 2 * ph - kh) // sh + 1
+    out_w = (in_w + 2 * pw - kw) // sw + 1
     dw = max(1, min(dw, rate, out_w))
     block_rows = -(-rate // dw)
     last_group = np.full((in_w, in_h), -1, dtype=np.int64)
@@ -90,11 +104,11 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
     total = 0
     for c0 in range(0, out_w, dw):
         c1 = min(c0 + dw, out_w)
-        col_lo, col_hi = c0 * stride - padding, (c1 - 1) * stride - padding + kernel - 1
+        col_lo, col_hi = c0 * sw - pw, (c1 - 1) * sw - pw + kw - 1
         prev_hi = None
         for r0 in range(0, out_h, block_rows):
             r1 = min(r0 + block_rows, out_h)
-            row_lo, row_hi = r0 * stride - padding, (r1 - 1) * stride - padding + kernel - 1
+            row_lo, row_hi = r0 * sh - ph, (r1 - 1) * sh - ph + kh - 1
             g = len(count)
             total += (r1 - r0) * (c1 - c0)
             count.append((r1 - r0) * (c1 - c0))
@@ -114,7 +128,7 @@ def build_geometry(in_h: int, in_w: int, kernel: int, stride: int, padding: int,
         return np.array(x, dtype=np.int64)
 
     return LayerGeometry(
-        in_h, in_w, out_h, out_w, kernel, stride, padding, dw, kernel + (dw - 1) * stride,
+        in_h, in_w, out_h, out_w, (kh, kw), (sh, sw), (ph, pw), dw, kw + (dw - 1) * sw,
         arr(count), arr(done), arr(need), arr(first_in), arr(released), arr(out_need), tuple(rows),
         np.array(cols, dtype=np.int64).reshape(-1, 2), np.array(origin, dtype=np.int64).reshape(-1, 2),
         np.array(shape, dtype=np.int64).reshape(-1, 2),

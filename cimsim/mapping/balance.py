@@ -91,14 +91,15 @@ def layer_options(net: Network, scenario: Scenario) -> dict[str, dict[int, Layer
     xbar_cols = scenario.chip.crossbar_cols
     pinned = scenario.dataflow.layer_rates
     options: dict[str, dict[int, LayerCost]] = {}
-    for name, residual in compute_layers(net, scenario).items():
-        layer = net.layer(name)
-        pixels = layer.out_h * layer.out_w if layer.kind == "conv" else 1
+    for name, stage in compute_layers(net, scenario).items():
+        pixels = stage.window.out_pixels
         if name in pinned:
             rates = [pinned[name]]
+        elif not stage.replicable:
+            rates = [1]
         else:
-            rates = [r for r in divisors(pixels, MAX_RATE) if r == 1 or r * layer.out_channels <= xbar_cols]
-        costs = {r: c for r in rates if (c := layer_cost(net, layer, r, scenario, residual)) is not None}
+            rates = [r for r in divisors(pixels, MAX_RATE) if r == 1 or r * stage.out_channels <= xbar_cols]
+        costs = {r: c for r in rates if (c := layer_cost(net, stage, r, scenario)) is not None}
         if not costs:
             why = f"at the rate {pinned[name]} of dataflow.layer_rates" if name in pinned else "at any rate"
             raise MappingError(f"{scenario.source}: dataflow.mode = 'balanced': layer '{name}' cannot be mapped {why} "
@@ -108,12 +109,8 @@ def layer_options(net: Network, scenario: Scenario) -> dict[str, dict[int, Layer
 
 
 def stage_pixels(net: Network, scenario: Scenario) -> dict[str, int]:
-    """Output pixels per image of every compute layer (1 for an FC)."""
-    out = {}
-    for name in compute_layers(net, scenario):
-        layer = net.layer(name)
-        out[name] = layer.out_h * layer.out_w if layer.kind == "conv" else 1
-    return out
+    """Output pixels per image of every stage (1 for an FC)."""
+    return {name: st.window.out_pixels for name, st in compute_layers(net, scenario).items()}
 
 
 def stage_time(cost: LayerCost, cycles_per_timestep: int, lockstep: bool) -> Fraction:

@@ -1,8 +1,9 @@
 """Map a network onto the core array (Dazzi 2021 sections 2.2, 2.4.4, 3.1.1).
 
-Each conv layer (and the FC layer when it runs on a crossbar) becomes one or more
-cores; add, average-pooling and digital-FC layers are fused into the digital
-processor of the core that produces their main input. Pure: no SimPy.
+Every stage (`cimsim.mapping.stages`: a conv, a crossbar FC, or a layer on a digital
+processor of its own) becomes one or more cores; add, global-pooling and digital-FC layers
+that can be are fused into the digital processor of the core producing their main input.
+Pure: no SimPy.
 """
 
 from __future__ import annotations
@@ -19,84 +20,20 @@ from cimsim.mapping.placement import snake
 from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
 from cimsim.mapping.sram import SramLayout, auto_method, make_layout
-from cimsim.network import Layer, Network
-from cimsim.network.layers import EdgeRole, LayerKind
-
-SIMULATED_KINDS: frozenset[LayerKind] = frozenset(
-    {LayerKind.INPUT, LayerKind.CONV, LayerKind.ADD, LayerKind.AVGPOOL, LayerKind.FC})
-"""Layer kinds the simulated cores run today; the numpy reference (`cimsim.functional`) runs every kind."""
+from cimsim.mapping.stages import Stage, Unit, plan_stages
+from cimsim.network import Network
+from cimsim.network.layers import EdgeRole
 
 
-def layer_rate(layer: Layer, scenario: Scenario) -> int:
-    """Pixels per timestep the layer computes under the scenario's dataflow."""
+def stage_rate(stage: Stage, scenario: Scenario) -> int:
+    """Pixels per timestep the stage computes under the scenario's dataflow (1 for a stage
+    without crossbar replicas: a digital stage, a depthwise split into jobs)."""
     flow = scenario.dataflow
-    if layer.name in flow.layer_rates:
-        return flow.layer_rates[layer.name]
-    if flow.mode == "speedup":
-        return flow.speedup_rates.get(str(layer.out_channels), 1)
+    if stage.name in flow.layer_rates:
+        return flow.layer_rates[stage.name]
+    if flow.mode == "speedup" and stage.replicable:
+        return flow.speedup_rates.get(str(stage.out_channels), 1)
     return 1
-
-
-def check_simulated(net: Network) -> None:
-    """Refuse, in one line, the first layer the simulated cores cannot run yet: the kinds
-    outside `SIMULATED_KINDS` and grouped (depthwise) or non-square convs."""
-    for layer in net.layers:
-        problem = ""
-        if layer.kind not in SIMULATED_KINDS:
-            shown = "avgpool (local, with a kernel)" if layer.kind == LayerKind.LOCAL_AVGPOOL else layer.kind.value
-            problem = f"kind {shown} is not simulated yet"
-        elif layer.kind == LayerKind.CONV and layer.groups > 1:
-            what = "depthwise" if layer.is_depthwise else "grouped"
-            problem = f"a {what} conv (groups = {layer.groups}) is not simulated yet"
-        elif layer.kind == LayerKind.CONV and not layer.is_square:
-            (kh, kw), (sh, sw), (ph, pw) = layer.kernel_hw, layer.stride_hw, layer.padding_hw
-            problem = (f"a non-square conv (kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}) "
-                       "is not simulated yet")
-        if problem:
-            raise MappingError(
-                f"{net.source}: layer '{layer.name}': {problem} (the simulated cores run conv with groups = 1 and "
-                "square kernels, add, global avgpool and fc; the numpy reference forward pass runs every kind)"
-            )
-
-
-def _emitters(net: Network, scenario: Scenario) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Map every layer to the compute layer (or input) that emits its pixels, and
-    each compute layer to the layers fused into its digital processor."""
-    emit: dict[str, str] = {}
-    fused: dict[str, list[str]] = {}
-    for layer in net.layers:
-        if layer.kind == "input":
-            emit[layer.name] = layer.name
-        elif layer.kind == "conv" or (layer.kind == "fc" and scenario.mapping.fc_on == "crossbar"):
-            emit[layer.name] = layer.name
-            fused[layer.name] = []
-        else:
-            src = emit[layer.inputs[0]]
-            if src == net.input_layer.name:
-                hint = ("; with mapping.fc_on = 'crossbar' it runs on a core of its own"
-                        if layer.kind == "fc" else "")
-                raise MappingError(
-                    f"{net.source}: layer '{layer.name}' ({layer.kind}) reads the network input directly; "
-                    f"it must follow a conv layer whose digital processor can run it{hint}"
-                )
-            if layer.kind == "fc" and any(net.layer(f).kind == "fc" for f in fused[src]):
-                first = next(f for f in fused[src] if net.layer(f).kind == "fc")
-                raise MappingError(
-                    f"{net.source}: layer '{layer.name}' (fc): a second fc in the digital processor of '{src}' "
-                    f"(after '{first}') is not simulated yet; with mapping.fc_on = 'crossbar' every fc runs on "
-                    "a core of its own"
-                )
-            if len(net.consumers(layer.inputs[0])) > 1:
-                others = [c for c in net.consumers(layer.inputs[0]) if c != layer.name]
-                raise MappingError(
-                    f"{net.source}: {layer.kind} layer '{layer.name}': its {'main ' if layer.kind == 'add' else ''}"
-                    f"input '{layer.inputs[0]}' has other consumers ({', '.join(repr(o) for o in others)}), so "
-                    f"the {layer.kind} cannot be fused into the digital processor of '{src}' (which would then "
-                    "send them its result instead of its map)"
-                )
-            emit[layer.name] = src
-            fused[src].append(layer.name)
-    return emit, fused
 
 
 MAX_RATE = 1024
@@ -104,74 +41,77 @@ MAX_RATE = 1024
 quadratic in the replicas, and no crossbar holds more."""
 
 
-def _check_rates(net: Network, scenario: Scenario, fused: dict[str, list[str]]) -> None:
-    """Every dataflow.layer_rates entry names a layer that runs on crossbars, and every
-    rate is at most the layer's output pixels per image (more replicas than outputs would
-    compute nothing) and MAX_RATE."""
+def _key(name: str) -> str:
+    return f"dataflow.layer_rates.{name if name.replace('_', '').replace('-', '').isalnum() else repr(name)}"
+
+
+def _check_rates(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> None:
+    """Every dataflow.layer_rates entry names a stage, a rate above 1 only a stage with crossbar
+    replicas, and every rate is at most the stage's output pixels per image (more replicas than
+    outputs would compute nothing) and MAX_RATE."""
     flow = scenario.dataflow
     where = f"{scenario.source}: "
-    compute = list(fused)
+    replicable = [name for name, st in stages.items() if st.replicable]
     known = {layer.name for layer in net.layers}
     for name, rate in flow.layer_rates.items():
-        key = f"dataflow.layer_rates.{name if name.replace('_', '').replace('-', '').isalnum() else repr(name)}"
-        if name not in fused:
+        problem = ""
+        if name not in stages:
             if name in known:
                 kind = net.layer(name).kind
-                why = ("runs on the digital processor of the core before it (mapping.fc_on = 'digital')"
-                       if kind == "fc" else f"is {'an' if kind[0] in 'aeiou' else 'a'} {kind} layer, fused into the "
-                       "digital processor of its producer")
-                problem = f"layer '{name}' {why}; only layers on crossbars have rates"
+                problem = (f"layer '{name}' is {'an' if kind[0] in 'aeiou' else 'a'} {kind} layer, fused into the "
+                           "digital processor of its producer (or only a view of its inputs)")
             else:
                 problem = f"model {net.source} has no layer '{name}'"
-            raise MappingError(f"{where}{key} = {rate}: {problem} (layers with rates: {', '.join(compute)})")
-    for name in fused:
-        layer = net.layer(name)
-        rate = layer_rate(layer, scenario)
-        pixels = layer.out_h * layer.out_w
+        elif rate > 1 and not stages[name].replicable:
+            st = stages[name]
+            problem = (f"layer '{name}' runs on a digital processor, without crossbar replicas" if st.unit is Unit.DIGITAL
+                       else f"layer '{name}' is a depthwise conv split into {st.jobs} jobs "
+                       "(mapping.depthwise_job_channels), without replicas")
+        if problem:
+            raise MappingError(f"{where}{_key(name)} = {rate}: {problem}; only layers on crossbars have rates "
+                               f"above 1 (layers with rates: {', '.join(replicable)})")
+    for name, st in stages.items():
+        rate = stage_rate(st, scenario)
+        pixels = st.window.out_pixels
         if rate <= min(pixels, MAX_RATE):
             continue
         if name in flow.layer_rates:
-            key = f"dataflow.layer_rates.{name if name.replace('_', '').replace('-', '').isalnum() else repr(name)}"
+            key = _key(name)
         else:
-            key = f'dataflow.speedup_rates."{layer.out_channels}" (dataflow.mode = \'speedup\', layer \'{name}\')'
-        limit = (f"more than the {pixels} output pixels per image of layer '{name}' ({layer.out_h} x {layer.out_w})"
-                 if rate > pixels else f"more than {MAX_RATE} kernel replicas")
+            key = f'dataflow.speedup_rates."{st.out_channels}" (dataflow.mode = \'speedup\', layer \'{name}\')'
+        limit = (f"more than the {pixels} output pixels per image of layer '{name}' "
+                 f"({st.window.out_h} x {st.window.out_w})" if rate > pixels else f"more than {MAX_RATE} kernel replicas")
         raise MappingError(f"{where}{key} = {rate}: {limit}; at most {min(pixels, MAX_RATE)}")
 
 
-def _sram_need(net: Network, layer: Layer, dw: int, scenario: Scenario,
-               residual: bool) -> tuple[str, int, int, SramLayout, int, int]:
-    """A layer's input SRAM at replica block width `dw`: (placement method, slot columns, stored
+def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario) -> tuple[str, int, int, SramLayout, int, int]:
+    """A stage's input SRAM at replica block width `dw`: (placement method, slot columns, stored
     height, layout, residual words, residual capacity in pixels)."""
     chip = scenario.chip
-    kernel = layer.kernel if layer.kind == "conv" else 1
-    stride = layer.stride if layer.kind == "conv" else 1
-    in_bits = layer.in_channels * net.bits
+    win = stage.window
+    in_bits = stage.in_channels * net.bits
     method = scenario.mapping.sram_method
     if method == "auto":
         method = auto_method(in_bits, chip.sram_word_bits)
-    slot_columns = kernel + (dw - 1) * stride
-    in_h = layer.in_h if layer.kind == "conv" else 1
-    lay = make_layout(method, in_bits, in_h, slot_columns, chip.sram_word_bits)
+    slot_columns = win.kernel[1] + (dw - 1) * win.stride[1]
+    lay = make_layout(method, in_bits, win.in_h, slot_columns, chip.sram_word_bits)
     residual_words, residual_capacity = 0, 0
-    if residual:
+    if stage.residual_input is not None:
         # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
-        res_pixel_words = math.ceil(layer.out_channels * net.bits / chip.sram_word_bits)
-        residual_words = res_pixel_words * (dw + 2) * layer.out_h
+        res_pixel_words = math.ceil(stage.out_channels * net.bits / chip.sram_word_bits)
+        residual_words = res_pixel_words * (dw + 2) * win.out_h
         residual_capacity = max(0, chip.sram_depth_words - lay.total_words) // res_pixel_words
-    return method, slot_columns, in_h, lay, residual_words, residual_capacity
+    return method, slot_columns, win.in_h, lay, residual_words, residual_capacity
 
 
-def compute_layers(net: Network, scenario: Scenario) -> dict[str, bool]:
-    """The layers that run on crossbars (in network order), each with whether a residual add is
-    fused into its digital processor."""
-    _, fused = _emitters(net, scenario)
-    return {name: any(net.layer(f).kind == "add" for f in fs) for name, fs in fused.items()}
+def compute_layers(net: Network, scenario: Scenario) -> dict[str, Stage]:
+    """The stages (layers with cores of their own), in network order."""
+    return plan_stages(net, scenario)
 
 
 @dataclass(frozen=True)
 class LayerCost:
-    """What a layer costs at a rate: cores, and the cycles of one steady-state step."""
+    """What a stage costs at a rate: cores, and the cycles of one steady-state step."""
 
     cores: int
     groups: int
@@ -179,123 +119,153 @@ class LayerCost:
     step_cycles: int
     """Estimated cycles of one parallel group in the middle of a column: storing the input
     pixels it consumes (rate x stride^2, at the layout's most words per pixel), reading its
-    new kernel rows (rate / dW x stride rows of the window's words), the MVM and the digital
-    processor (digital_cycles per output); stores and reads add on one SRAM port."""
+    new kernel rows (rate / dW x stride rows of the window's words), the MVMs (or a digital
+    stage's work) and the digital processor (digital_cycles per output); stores and reads add
+    on one SRAM port."""
 
 
-def layer_cost(net: Network, layer: Layer, rate: int, scenario: Scenario, residual: bool) -> LayerCost | None:
-    """Cores the mapper gives `layer` at `rate` pixels per timestep (its replica layout, row and
+def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> LayerCost | None:
+    """Cores the mapper gives `stage` at `rate` pixels per timestep (its replica layout, row and
     column splits, as `map_network` chooses them) and its step cycles, or None when that rate
     cannot be mapped: its replicas do not fit and `mapping.replica_fit` is "error", or its
     input SRAM overflows."""
     chip = scenario.chip
-    kernel = layer.kernel if layer.kind == "conv" else 1
-    stride = layer.stride if layer.kind == "conv" else 1
+    win = stage.window
     try:
-        shape, fits, _ = _choose_shape(layer, kernel, stride, rate, scenario)
+        shape, fits, _ = _choose_shape(stage, rate, scenario)
     except MappingError:
         return None
-    split = fits or scenario.mapping.replica_fit == "split"
-    rows, cols = (shape.rows, shape.cols) if split else (layer.kernel_rows, layer.kernel_cols)
-    _, _, _, lay, residual_words, _ = _sram_need(net, layer, shape.dw, scenario, residual)
+    rows, cols = _matrix(stage, shape, fits, scenario)
+    _, _, _, lay, residual_words, _ = _sram_need(net, stage, shape.dw, scenario)
     if lay.total_words + residual_words > chip.sram_depth_words:
         return None
-    metrics = lay.metrics(kernel)
-    stores = rate * stride * stride * max(metrics.write_cycles)
-    window = kernel + (shape.dw - 1) * stride
-    reads = math.ceil(rate / shape.dw) * stride * max(metrics.read_cycles) * math.ceil(window / kernel)
+    metrics = lay.metrics(win.kernel[1])
+    sh, sw = win.stride
+    stores = rate * sh * sw * max(metrics.write_cycles)
+    window = win.kernel[1] + (shape.dw - 1) * sw
+    reads = math.ceil(rate / shape.dw) * sh * max(metrics.read_cycles) * math.ceil(window / win.kernel[1])
     sram = stores + reads if chip.sram_ports == 1 else max(stores, reads)
+    dw = max(1, min(shape.dw, rate, win.out_w))
+    groups = math.ceil(win.out_w / dw) * math.ceil(win.out_h / math.ceil(rate / dw))
+    if stage.unit is Unit.DIGITAL:
+        return LayerCost(1, groups, sram + stage.digital_step_cycles * rate)
     cores = math.ceil(rows / chip.crossbar_rows) * math.ceil(cols / chip.crossbar_cols)
-    dw = max(1, min(shape.dw, rate, layer.out_w))
-    groups = math.ceil(layer.out_w / dw) * math.ceil(layer.out_h / math.ceil(rate / dw))
-    return LayerCost(cores, groups, sram + chip.mvm_cycles + chip.digital_cycles * rate)
+    return LayerCost(cores, groups, sram + chip.mvm_cycles * stage.jobs + chip.digital_cycles * rate)
+
+
+def _matrix(stage: Stage, shape: ReplicaShape, fits: bool, scenario: Scenario) -> tuple[int, int]:
+    """Crossbar rows and columns the stage is given: the collective matrix of its replicas,
+    or of one replica when they do not fit and are assumed to."""
+    if fits or scenario.mapping.replica_fit == "split":
+        return shape.rows, shape.cols
+    kh, kw = stage.window.kernel
+    return kh * kw * stage.in_channels, stage.out_channels // stage.jobs
+
+
+def _cores_of(stage: Stage, rows: int, cols: int, scenario: Scenario) -> tuple[int, int]:
+    """(row parts, column parts): one core for a digital stage."""
+    chip = scenario.chip
+    if stage.unit is Unit.DIGITAL:
+        return 1, 1
+    return math.ceil(rows / chip.crossbar_rows), math.ceil(cols / chip.crossbar_cols)
+
+
+def _weights(net: Network, stage: Stage) -> int:
+    """Non-zero weights of one replica of the stage's layer (0 without a crossbar)."""
+    layer = net.layer(stage.name)
+    if stage.unit is Unit.DIGITAL:
+        return 0
+    kh, kw = stage.window.kernel
+    return kh * kw * (stage.in_channels // max(1, layer.groups)) * stage.out_channels
 
 
 def map_network(net: Network, scenario: Scenario) -> MappingPlan:
-    """Place every compute layer on cores of the scenario's chip (a `dataflow.mode = "balanced"`
+    """Place every stage on cores of the scenario's chip (a `dataflow.mode = "balanced"`
     scenario must have been resolved by `cimsim.mapping.balance.resolve` first)."""
     chip = scenario.chip
-    check_simulated(net)
-    emit, fused = _emitters(net, scenario)
+    stages = plan_stages(net, scenario)
     if scenario.dataflow.mode == "balanced":
-        unresolved = [name for name in fused if name not in scenario.dataflow.layer_rates]
+        unresolved = [name for name in stages if name not in scenario.dataflow.layer_rates]
         if unresolved:
             raise MappingError(f"{scenario.source}: dataflow.mode = 'balanced': layer '{unresolved[0]}' has no rate; "
                                "resolve the scenario with cimsim.mapping.balance.resolve(net, scenario) first "
                                "(cimsim.runner does)")
-    _check_rates(net, scenario, fused)
+    _check_rates(net, scenario, stages)
     warnings: list[str] = []
     layers: dict[str, LayerMapping] = {}
     edges: list[tuple[str, str, EdgeRole]] = []
     cores: list[CoreSpec] = []
     positions = snake(chip.array_rows, chip.array_cols)
-    for layer in net.layers:
-        if layer.name not in fused:
-            continue
-        rate = layer_rate(layer, scenario)
-        kernel = layer.kernel if layer.kind == "conv" else 1
-        stride = layer.stride if layer.kind == "conv" else 1
-        shape, fits, note = _choose_shape(layer, kernel, stride, rate, scenario)
+    for name, st in stages.items():
+        rate = stage_rate(st, scenario)
+        shape, fits, note = _choose_shape(st, rate, scenario)
         if note and not fits:
-            warnings.append(f"{layer.name}: {note}")
-        rows = shape.rows if (fits or scenario.mapping.replica_fit == "split") else layer.kernel_rows
-        cols = shape.cols if (fits or scenario.mapping.replica_fit == "split") else layer.kernel_cols
-        row_parts = math.ceil(rows / chip.crossbar_rows)
-        col_parts = math.ceil(cols / chip.crossbar_cols)
+            warnings.append(f"{name}: {note}")
+        rows, cols = _matrix(st, shape, fits, scenario)
+        row_parts, col_parts = _cores_of(st, rows, cols, scenario)
         if not fits and scenario.mapping.replica_fit == "split":
             note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
-        main = emit[layer.inputs[0]]
-        residual = None
-        for f in fused[layer.name]:
-            fl = net.layer(f)
-            if fl.kind == "add":
-                if residual is not None:
-                    raise MappingError(f"{net.source}: layer '{layer.name}' would need two residual adds")
-                residual = emit[fl.inputs[1]]
-        in_bits = layer.in_channels * net.bits
-        method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(
-            net, layer, shape.dw, scenario, residual is not None)
+        in_bits = st.in_channels * net.bits
+        method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(net, st, shape.dw, scenario)
         need = lay.total_words + residual_words
         if need > chip.sram_depth_words:
             raise MappingError(
-                f"{scenario.source}: layer '{layer.name}' needs {need} words of {chip.sram_word_bits}-bit input SRAM "
+                f"{scenario.source}: layer '{name}' needs {need} words of {chip.sram_word_bits}-bit input SRAM "
                 f"({method.upper()}: {in_h} x {slot_columns} pixels of {in_bits} bits + a zero pixel"
                 f"{' + residual area' if residual_words else ''}), the core has chip.sram_depth_words = "
                 f"{chip.sram_depth_words}"
             )
-        metrics = lay.metrics(kernel)
+        metrics = lay.metrics(st.window.kernel[1])
         ids = []
         for r in range(row_parts):
             for c in range(col_parts):
                 cid = len(cores)
                 if cid >= len(positions):
-                    total = _count_cores(net, scenario, fused)
+                    total = count_cores(net, scenario)
                     raise MappingError(
                         f"{scenario.source}: the mapping needs {total} cores, the array has "
                         f"chip.array_rows x chip.array_cols = {chip.array_rows} x {chip.array_cols} = {len(positions)}"
                     )
-                r_used = min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
-                c_used = min(chip.crossbar_cols, cols - c * chip.crossbar_cols)
-                cores.append(CoreSpec(cid, layer.name, r, c, r_used, c_used, positions[cid]))
+                digital = st.unit is Unit.DIGITAL
+                r_used = 0 if digital else min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
+                c_used = 0 if digital else min(chip.crossbar_cols, cols - c * chip.crossbar_cols)
+                cores.append(CoreSpec(cid, name, r, c, r_used, c_used, positions[cid]))
                 ids.append(cid)
-        layers[layer.name] = LayerMapping(
-            layer=layer.name, rate=rate, replicas=rate, method=shape.method, dw=shape.dw, rows=shape.rows,
-            cols=shape.cols, fits=fits, row_parts=row_parts, col_parts=col_parts, cores=tuple(ids),
+        xbar = st.unit is Unit.CROSSBAR
+        skew = 0
+        if len(st.main_inputs) > 1:
+            skew = (chip.sram_depth_words - need) // math.ceil(in_bits / chip.sram_word_bits)
+        layers[name] = LayerMapping(
+            layer=name, rate=rate, replicas=rate if xbar else 0, method=shape.method, dw=shape.dw,
+            rows=shape.rows if xbar else 0, cols=shape.cols if xbar else 0, fits=fits,
+            row_parts=row_parts, col_parts=col_parts, cores=tuple(ids),
             sram_method=method, pixel_bits=in_bits, slot_columns=slot_columns, sram_words=need,
             residual_capacity=residual_capacity,
             sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
-            fused=tuple(fused[layer.name]), main_input=main, residual_input=residual, note=note,
+            fused=st.fused, main_inputs=st.main_inputs, residual_input=st.residual_input, note=note,
+            unit=st.unit, window=st.window, digital_step_cycles=st.digital_step_cycles, jobs=st.jobs,
+            skew_capacity=skew, devices=shape.rows * shape.cols if xbar else 0, weights=_weights(net, st) * (rate if xbar else 0),
         )
-        edges.append((main, layer.name, EdgeRole.MAIN))
-        if residual is not None:
-            edges.append((residual, layer.name, EdgeRole.RESIDUAL))
+        edges.extend((m, name, EdgeRole.MAIN) for m in st.main_inputs)
+        if st.residual_input is not None:
+            edges.append((st.residual_input, name, EdgeRole.RESIDUAL))
+    emitted = stages[next(reversed(stages))].name if stages else net.input_layer.name
     plan = MappingPlan(
         layers=layers, cores=tuple(cores), edges=tuple(edges), input_name=net.input_layer.name,
-        output_layer=emit[net.output_layer.name], array=(chip.array_rows, chip.array_cols),
+        output_layer=_output_stage(net, stages, emitted), array=(chip.array_rows, chip.array_cols),
         warnings=tuple(warnings),
     )
     flows, graph = _routed_flows(plan, net, scenario)
     return replace(plan, flows=tuple(flows), topology=graph)
+
+
+def _output_stage(net: Network, stages: dict[str, Stage], last: str) -> str:
+    """The stage that emits the network's output."""
+    out = net.output_layer.name
+    for name, st in stages.items():
+        if out == name or out in st.fused:
+            return name
+    return last  # the output is an alias (a flatten) of the last stage
 
 
 def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[list[Flow], nx.DiGraph | None]:
@@ -314,7 +284,7 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
             src = plan.layers[src_layer]
             sources = list(src.merge_cores)
             pooled = any(net.layer(f).kind == "avgpool" for f in src.fused)
-            bits = net.layer(src_layer).out_channels * net.bits // src.col_parts
+            bits = net.layer(src.fused[-1] if src.fused else src_layer).out_channels * net.bits // src.col_parts
             rate = 1 if pooled else src.rate
         for s in sources:
             flows.extend(Flow(s, t, role, src_layer, dst_layer, bits, rate) for t in targets)
@@ -362,24 +332,25 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
     return routed, graph
 
 
-def _choose_shape(layer: Layer, kernel: int, stride: int, rate: int,
-                  scenario: Scenario) -> tuple[ReplicaShape, bool, str]:
-    """The replica layout of a layer: (shape, fits one crossbar, note)."""
+def _choose_shape(stage: Stage, rate: int, scenario: Scenario) -> tuple[ReplicaShape, bool, str]:
+    """The replica layout of a stage: (shape, fits one crossbar, note); a digital stage's is
+    its window without replicas."""
     chip = scenario.chip
     policy = scenario.mapping.replica_fit
-    method1 = collective_shape(layer.in_channels, layer.out_channels, kernel, stride, rate)
-    if method1.rows <= chip.crossbar_rows and method1.cols <= chip.crossbar_cols:
+    win = stage.window
+    c_out = stage.out_channels // stage.jobs
+    method1 = collective_shape(stage.in_channels, c_out, win.kernel, win.stride, rate)
+    if stage.unit is Unit.DIGITAL or (method1.rows <= chip.crossbar_rows and method1.cols <= chip.crossbar_cols):
         return method1, True, ""
     if rate == 1:
         return method1, False, ""
     if policy != "assume":
-        best = best_shape(layer.in_channels, layer.out_channels, kernel, stride, rate,
-                          chip.crossbar_rows, chip.crossbar_cols)
+        best = best_shape(stage.in_channels, c_out, win.kernel, win.stride, rate, chip.crossbar_rows, chip.crossbar_cols)
         if best is not None:
             return best, True, f"Method 1 needs {method1.rows} rows; Method 2 with dW = {best.dw} fits in {best.rows}"
     if policy == "error":
         raise MappingError(
-            f"{scenario.source}: layer '{layer.name}': {rate} kernel replicas need {method1.rows} x {method1.cols} "
+            f"{scenario.source}: layer '{stage.name}': {rate} kernel replicas need {method1.rows} x {method1.cols} "
             f"crossbar cells by Method 1 and no Method 2 layout fits a {chip.crossbar_rows} x {chip.crossbar_cols} "
             "crossbar (mapping.replica_fit = 'error')"
         )
@@ -390,17 +361,12 @@ def _choose_shape(layer: Layer, kernel: int, stride: int, rate: int,
     return method1, False, ""
 
 
-def _count_cores(net: Network, scenario: Scenario, fused: dict[str, list[str]]) -> int:
-    """Cores the mapping would need on an unbounded array (for the error message)."""
-    chip = scenario.chip
+def count_cores(net: Network, scenario: Scenario) -> int:
+    """Cores the mapping needs on an unbounded array."""
     total = 0
-    for name in fused:
-        layer = net.layer(name)
-        kernel = layer.kernel if layer.kind == "conv" else 1
-        stride = layer.stride if layer.kind == "conv" else 1
-        rate = layer_rate(layer, scenario)
-        shape, fits, _ = _choose_shape(layer, kernel, stride, rate, scenario)
-        rows, cols = (shape.rows, shape.cols) if fits or scenario.mapping.replica_fit == "split" else (
-            layer.kernel_rows, layer.kernel_cols)
-        total += math.ceil(rows / chip.crossbar_rows) * math.ceil(cols / chip.crossbar_cols)
+    for st in plan_stages(net, scenario).values():
+        shape, fits, _ = _choose_shape(st, stage_rate(st, scenario), scenario)
+        rows, cols = _matrix(st, shape, fits, scenario)
+        r, c = _cores_of(st, rows, cols, scenario)
+        total += r * c
     return total

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from cimsim.network.layers import EdgeRole, LayerKind, Network
+from cimsim.mapping.stages import Unit, Window
+from cimsim.network.layers import EdgeRole, Network
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class CoreSpec:
 
 @dataclass(frozen=True)
 class LayerMapping:
-    """How one compute layer (a conv or a crossbar FC) sits on the chip."""
+    """How one stage (a layer with cores of its own, `cimsim.mapping.stages`) sits on the chip."""
 
     layer: str
     rate: int
@@ -67,11 +68,29 @@ class LayerMapping:
     """(min, max) SRAM cycles to read one kernel row of F input pixels."""
     fused: tuple[str, ...]
     """Non-crossbar layers run by this layer's digital processor (add, avgpool, fc)."""
-    main_input: str
-    """Compute layer (or the network input) whose pixels feed the crossbar."""
+    main_inputs: tuple[str, ...]
+    """Stages (or the network input) whose pixels feed the crossbar (several: a concat's, in
+    channel order)."""
     residual_input: str | None
     """Compute layer whose pixels are added by the digital processor, if any."""
     note: str = ""
+    unit: Unit = Unit.CROSSBAR
+    """Where the stage computes: its crossbars, or only its digital processor."""
+    window: Window | None = None
+    """The window the controller slides (None: a 1 x 1 pixel, as a hand-built fc)."""
+    digital_step_cycles: int = 0
+    """`Unit.DIGITAL`: digital-processor cycles per output pixel."""
+    jobs: int = 1
+    """MVMs per output (a crossbar depthwise split into jobs)."""
+    devices: int = 0
+    """Crossbar devices holding weights (rows x columns of the collective matrix; a depthwise
+    split into jobs K^2 x C x C_job); 0 on a digital stage."""
+    weights: int = 0
+    """Weights of the layer (devices that hold a non-zero weight of one replica)."""
+    skew_capacity: int = 0
+    """Several main inputs (a concat): input pixels an early input's slices may run ahead of the
+    latest one, held in the SRAM words the input buffer and the residual area leave free
+    (0: one input, whose inbox holds two of its producer's deliveries)."""
 
     @property
     def merge_cores(self) -> tuple[int, ...]:
@@ -137,9 +156,5 @@ def dataflow_order(plan: MappingPlan) -> list[str]:
 
 
 def layer_pixels(net: Network, plan: MappingPlan) -> dict[str, int]:
-    """Output pixels per image of every compute layer (1 for an FC)."""
-    out = {}
-    for name in plan.layers:
-        layer = net.layer(name)
-        out[name] = layer.out_h * layer.out_w if layer.kind is LayerKind.CONV else 1
-    return out
+    """Output pixels per image of every stage, before any fused pool (1 for an FC)."""
+    return {name: lm.window.out_pixels if lm.window is not None else 1 for name, lm in plan.layers.items()}

@@ -41,23 +41,26 @@ def window_pixels(kernel: int, stride: int, height: int, width: int) -> int:
     return len(pixels)
 
 
-def collective_shape(c_in: int, c_out: int, kernel: int, stride: int, replicas: int, dw: int = 1) -> ReplicaShape:
+def collective_shape(c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int | tuple[int, int],
+                     replicas: int, dw: int = 1) -> ReplicaShape:
     """Rows and columns of `replicas` kernel copies laid out `dw` outputs wide.
 
     `dw == 1` is Method 1 (Dazzi 2.2.1): each extra replica adds kernel x c_in rows
     when stride 1. `dw > 1` is Method 2 (2.2.2): the outputs fill a block of
-    ceil(replicas / dw) rows by dw columns (the last row may be partial).
+    ceil(replicas / dw) rows by dw columns (the last row may be partial). `kernel` and
+    `stride` are one int (square) or (along H, along W).
     """
-    if replicas < 1 or dw < 1 or kernel < 1 or stride < 1:
+    (kh, kw), (sh, sw) = _pair(kernel), _pair(stride)
+    if replicas < 1 or dw < 1 or min(kh, kw, sh, sw) < 1:
         raise ValueError("replicas, dw, kernel and stride must be positive")
     dw = min(dw, replicas)
     full_rows, rest = divmod(replicas, dw)
     pixels: set[tuple[int, int]] = set()
     outputs = [(i, j) for i in range(full_rows) for j in range(dw)] + [(full_rows, j) for j in range(rest)]
     for i, j in outputs:
-        for a in range(kernel):
-            for b in range(kernel):
-                pixels.add((i * stride + a, j * stride + b))
+        for a in range(kh):
+            for b in range(kw):
+                pixels.add((i * sh + a, j * sw + b))
     return ReplicaShape(replicas, 1 if dw == 1 else 2, dw, len(pixels) * c_in, replicas * c_out)
 
 
@@ -71,7 +74,11 @@ def fits(shape: ReplicaShape, xbar_rows: int, xbar_cols: int) -> bool:
     return shape.rows <= xbar_rows and shape.cols <= xbar_cols
 
 
-def best_shape(c_in: int, c_out: int, kernel: int, stride: int, replicas: int,
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def best_shape(c_in: int, c_out: int, kernel: int | tuple[int, int], stride: int | tuple[int, int], replicas: int,
                xbar_rows: int, xbar_cols: int) -> ReplicaShape | None:
     """The layout of `replicas` kernel copies that fits one crossbar, or None.
 

@@ -183,7 +183,7 @@ class TraceWriter:
         layers = [
             (name, i, lm.merge_cores[0], lm.cores[0], len(lm.cores), lm.rate, lm.replicas, lm.method, lm.dw,
              lm.rows, lm.cols, lm.fits, lm.row_parts, lm.col_parts, pixels[name], net.layer(name).out_channels,
-             lm.main_input,
+             "+".join(lm.main_inputs),
              lm.residual_input or "", lm.sram_method)
             for i, (name, lm) in enumerate(plan.layers.items())
         ]
