@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -327,9 +328,13 @@ def _power(trace: Trace, plt: Any) -> Any:
     powered = ", ".join(c for c, w in zip(series.components, series.static_W, strict=True) if w) or "none"
     fig, ax = plt.subplots(figsize=(10, 4.5))
     x = np.repeat(edges_us, 2)[1:-1]  # a step curve: each bin's power over its whole length
-    ys = [np.full(len(x), static)] + [np.repeat(dynamic[:, i], 2) for i in used]
-    labels = [f"static ({powered}): {static * 1e3:.4g} mW"] + [f"{series.components[i]} (dynamic)" for i in used]
-    colours = ["#d9d9d9"] + [COMPONENT_COLOURS.get(series.components[i], "#000000") for i in used]
+    ys = [np.repeat(dynamic[:, i], 2) for i in used]
+    labels = [f"{series.components[i]} (dynamic)" for i in used]
+    colours = [COMPONENT_COLOURS.get(series.components[i], "#000000") for i in used]
+    if static:
+        ys.insert(0, np.full(len(x), static))
+        labels.insert(0, f"static ({powered}): {static * 1e3:.4g} mW")
+        colours.insert(0, "#d9d9d9")
     ax.stackplot(x, ys, labels=labels, colors=colours, linewidth=0)
     cpt = int(trace.file["events"].attrs["timestep_cycles"])
     code = trace.kind_names.index("image_done")
@@ -342,9 +347,9 @@ def _power(trace: Trace, plt: Any) -> Any:
     ax.set_ylim(0, None)
     ax.set_xlabel(f"time (us; bins of {series.bin_cycles} cycles = {series.bin_cycles / cpt:g} timesteps)")
     ax.set_ylabel("power (W)")
-    uncharged = ", ".join(sorted(energy["uncharged_counts"])) or "none"
-    ax.set_title(f"{_title(trace)}: power ({energy['table']}; average {energy['average_power_W']:.3g} W; "
-                 f"uncharged: {uncharged})", fontsize=8)
+    uncharged = textwrap.fill(", ".join(sorted(energy["uncharged_counts"])) or "none", 140)
+    ax.set_title(f"{_title(trace)}: power ({energy['table']}, average {energy['average_power_W']:.3g} W)\n"
+                 f"uncharged: {uncharged}", fontsize=8)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
