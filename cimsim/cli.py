@@ -23,7 +23,7 @@ METHODS = tuple(m for m in ENUMS["mapping.sram_method"] if m != "auto")
 an interrupt while the program starts is caught like any other)."""
 
 LEVELS = ("events", "summary")
-PLOT_KINDS = ("progress", "occupancy", "stalls", "links", "energy")
+PLOT_KINDS = ("progress", "occupancy", "stalls", "links", "energy", "power")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("--kind", required=True, choices=PLOT_KINDS,
                       help="progress: Fig. 10 curves of image 0; occupancy: core x timestep states; "
                            "stalls: stall timesteps per layer; links: NoC link utilisation; "
-                           "energy: energy per image by layer and component (energy.enabled)")
+                           "energy: energy per image by layer and component (energy.enabled); "
+                           "power: power over time by component (energy.enabled, level events)")
     plot.add_argument("-o", "--output", required=True, metavar="FILE.png", help="PNG file to write")
 
     exp = sub.add_parser("export", help="convert a trace for other tools")

@@ -51,7 +51,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
             record.extra["balancer"] = balance.as_dict(timestep_ns)
         report = make_report(record)
         if writer is not None:
-            writer.finish(record, report)
+            writer.finish(record, report, chip.energy)
     return report
 
 

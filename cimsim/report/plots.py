@@ -5,13 +5,17 @@
   (its first merge core), coloured by the layer's output channels;
 - `occupancy`: what every core did in every timestep (computing, stalled by cause, idle);
 - `stalls`: stall timesteps per layer by cause, stacked;
-- `links`: utilisation of every NoC link on the core array (needs link events).
+- `links`: utilisation of every NoC link on the core array (needs link events);
+- `energy`: energy per image by layer and component kind (`energy.enabled`);
+- `power`: power over time by component kind, from the energy per time bin the trace
+  stores (`energy.enabled`, trace level events), with the image completions marked.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,8 +26,9 @@ from cimsim.io_safety import AtomicOutput, check_destination
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
+    from cimsim.trace.reader import PowerSeries
 
-KINDS = ("progress", "occupancy", "stalls", "links", "energy")
+KINDS = ("progress", "occupancy", "stalls", "links", "energy", "power")
 """What `cimsim plot --kind` draws."""
 MAX_COLUMNS = 1200
 """Occupancy map: at most this many timestep columns (longer runs are binned, majority state)."""
@@ -71,7 +76,8 @@ def plot(trace: Trace, kind: str, out: str | Path) -> Path:
     if fmt not in formats:
         raise PlotError(f"-o {out}: unknown picture format '.{fmt}' (use .png, or one of "
                         f"{', '.join('.' + f for f in sorted(formats))})")
-    draw = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links, "energy": _energy}
+    draw = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links, "energy": _energy,
+            "power": _power}
     fig = draw[kind](trace, plt)
     try:
         with AtomicOutput(out, [trace.path], what="-o") as dest:
@@ -288,4 +294,62 @@ def _energy(trace: Trace, plt: Any) -> Any:
     axes[0].legend(fontsize=8)
     uncharged = ", ".join(sorted(energy["uncharged_counts"])) or "none"
     fig.suptitle(f"{_title(trace)}: energy ({energy['table']}; uncharged: {uncharged})", fontsize=8)
+    return fig
+
+
+COMPONENT_COLOURS = {
+    "dfc": "#fdae6b", "sram": "#3182bd", "crossbar": "#31a354", "dac": "#9ecae1", "adc": "#de2d26",
+    "digital": "#756bb1", "router": "#fd8d3c", "link": "#e7298a", "dram": "#636363", "core": "#bdbdbd",
+}
+
+
+def power_series(trace: Trace) -> PowerSeries:
+    """The trace's energy over time; PlotError if it has none (and why)."""
+    if not isinstance(trace.summary.get("energy"), dict):
+        raise PlotError(f"{trace.path}: no energy in this trace (run the scenario with energy.enabled = true)")
+    _need_events(trace, "power")
+    series = trace.energy_power
+    if series is None:
+        raise PlotError(f"{trace.path}: no energy over time in this trace (schema version {trace.schema_version}; "
+                        "rerun it with this cimsim)")
+    return series
+
+
+def _power(trace: Trace, plt: Any) -> Any:
+    """Power over time: the static power of every powered instance at the bottom, the dynamic
+    power of each component kind stacked on it; image completions marked."""
+    series = power_series(trace)
+    width = np.diff(series.edges_s)
+    dynamic = np.divide(series.dynamic_J, width[:, None], out=np.zeros_like(series.dynamic_J),
+                        where=width[:, None] > 0)
+    edges_us = series.edges_s * 1e6
+    used = [i for i, _ in enumerate(series.components) if dynamic[:, i].any()]
+    static = float(series.static_W.sum())
+    powered = ", ".join(c for c, w in zip(series.components, series.static_W, strict=True) if w) or "none"
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    x = np.repeat(edges_us, 2)[1:-1]  # a step curve: each bin's power over its whole length
+    ys = [np.repeat(dynamic[:, i], 2) for i in used]
+    labels = [f"{series.components[i]} (dynamic)" for i in used]
+    colours = [COMPONENT_COLOURS.get(series.components[i], "#000000") for i in used]
+    if static:
+        ys.insert(0, np.full(len(x), static))
+        labels.insert(0, f"static ({powered}): {static * 1e3:.4g} mW")
+        colours.insert(0, "#d9d9d9")
+    ax.stackplot(x, ys, labels=labels, colors=colours, linewidth=0)
+    cpt = int(trace.file["events"].attrs["timestep_cycles"])
+    code = trace.kind_names.index("image_done")
+    done = [int(c) for block in trace.iter_events() for c in block["cycle"][block["kind"] == code]]
+    for i, cycle in enumerate(sorted(done)):
+        ax.axvline(cycle / series.clock_hz * 1e6, color="#555555", lw=0.6, ls="--",
+                   label="image completed" if i == 0 else None)
+    energy = trace.summary["energy"]
+    ax.set_xlim(0, edges_us[-1])
+    ax.set_ylim(0, None)
+    ax.set_xlabel(f"time (us; bins of {series.bin_cycles} cycles = {series.bin_cycles / cpt:g} timesteps)")
+    ax.set_ylabel("power (W)")
+    uncharged = textwrap.fill(", ".join(sorted(energy["uncharged_counts"])) or "none", 140)
+    ax.set_title(f"{_title(trace)}: power ({energy['table']}, average {energy['average_power_W']:.3g} W)\n"
+                 f"uncharged: {uncharged}", fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

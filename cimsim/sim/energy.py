@@ -17,11 +17,21 @@ collector keeps image 0's counts apart:
 - steady state (batch >= 2) = the actions of images 1..B-1, and every instance powered
   from image 0's completion to image B-1's: energy per image = one image's dynamic
   energy + static power x the image interval, whatever the batch.
+
+For the trace (`cimsim.trace`), after `energy_section` has charged the run:
+`core_counts` splits the counts by core (the step tables are per core; action events
+name no core and go to core -1), and `power_bins` charges the steps each core computed
+in each time bin (`steps_per_bin`, counted by the trace writer from the compute events)
+with the table: a bin's dynamic energy per component kind, exact because a core's steps
+run in order, so the steps in a bin are a known range of its (phase, group) sequence.
+Action events carry no time: a layer's are spread over the bins in proportion to the
+steps its cores computed in them, chip-level ones (the DRAM's) over all cores' steps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +55,8 @@ class EnergyCollector:
         """Counts from action events of image 0."""
         self.recovery = ActionCounts()
         """Counts from action events of work that speculation's recovery ran."""
+        self.charged: Charged | None = None
+        """What `energy_section` charged (None until it ran)."""
 
     # --- probe subscriber -----------------------------------------------------------------------
     def action(self, image: int, layer: str, component: Component, action: Action, argument: int, n: int,
@@ -77,6 +89,106 @@ class EnergyCollector:
         return counts
 
 
+    def core_counts(self) -> dict[int, ActionCounts]:
+        """The run's dynamic counts by core id (after `energy_section`): each core's steps from
+        its step table; -1 holds the action events, which name a layer or none but no core
+        (the functional datapath counts a layer's crossbars together; the DRAM is the chip's).
+        Summed over the cores they are the run's counts."""
+        if self.charged is None:
+            raise RuntimeError("core_counts: energy_section has not charged the run")
+        steps = self.charged.steps
+        out = {}
+        for core, t in sorted(self.tables.items()):
+            counts = ActionCounts()
+            _add(counts, t.counts(step_hits(steps.get(core, 0), t.n_groups, t.period)))
+            out[core] = counts
+        out[-1] = ActionCounts().merge(self.events)
+        return out
+
+    def power_bins(self, steps_per_bin: np.ndarray, core_layers: Mapping[int, str]) -> PowerBins:
+        """Dynamic joules per time bin and component kind, and static watts per component kind
+        (after `energy_section`). `steps_per_bin[core, b]`: compute events of `core` that
+        started in bin b; `core_layers`: core id -> its layer. See the module docstring."""
+        ch = self.charged
+        if ch is None:
+            raise RuntimeError("power_bins: energy_section has not charged the run")
+        comps = list(Component)
+        col = {c: i for i, c in enumerate(comps)}
+        n_bins = steps_per_bin.shape[1]
+        dyn = np.zeros((n_bins, len(comps)))
+        performed = ch.total.counts
+        for core, t in sorted(self.tables.items()):
+            per_step = np.zeros((len(comps), t.period * t.n_groups))
+            for key, basis, n in t.rates:
+                if key not in performed:
+                    continue
+                energy = ch.table.energy(key[1], key[2], key[3])
+                if energy:
+                    per_step[col[key[1]]] += n * energy * t.basis[basis].ravel()
+            if not per_step.any() or core >= steps_per_bin.shape[0]:
+                continue
+            cum = np.concatenate((np.zeros((len(comps), 1)), np.cumsum(per_step, axis=1)), axis=1)
+            done = np.cumsum(steps_per_bin[core].astype(np.int64))  # steps done by the end of each bin
+            cycle = t.period * t.n_groups  # step k is (phase k // n_groups % period, group k % n_groups)
+
+            def energy_of(s: np.ndarray, cum: np.ndarray = cum, cycle: int = cycle) -> np.ndarray:
+                return (s // cycle) * cum[:, -1:] + cum[:, s % cycle]
+
+            dyn += np.diff(energy_of(done), axis=1, prepend=0.0).T
+        share = _shares(steps_per_bin, core_layers)
+        for (layer, comp, action, arg), n in sorted(self.events.counts.items()):
+            energy = ch.table.energy(comp, action, arg)
+            if energy:
+                dyn[:, col[Component(comp)]] += n * energy * share.get(layer, share[""])
+        static = np.zeros(len(comps))
+        for _layer, comp, _inst in self.powered:
+            spec = ch.table.components.get(comp)
+            if spec is not None:
+                static[col[comp]] += spec.static_power_W
+        return PowerBins(tuple(str(c) for c in comps), dyn, static)
+
+
+@dataclass(frozen=True)
+class Charged:
+    """What `energy_section` charged: the table, the clock and the steps each core computed."""
+
+    table: EnergyTable
+    clock_hz: float
+    steps: dict[int, int]
+    """Core id -> compute events."""
+    total: ActionCounts
+    """The run's dynamic counts."""
+
+
+@dataclass(frozen=True)
+class PowerBins:
+    """Energy over time of a run, by component kind (columns named by `components`)."""
+
+    components: tuple[str, ...]
+    dynamic_J: np.ndarray
+    """(bins, components) dynamic joules of the actions in each bin."""
+    static_W: np.ndarray
+    """(components,) static watts of every powered instance (powered for the whole run)."""
+
+
+def _shares(steps_per_bin: np.ndarray, core_layers: Mapping[int, str]) -> dict[str, np.ndarray]:
+    """Layer -> the fraction of its cores' steps in each bin ("": all cores'; all in bin 0
+    when there are no steps), the weights with which timeless action events are spread."""
+    n_bins = steps_per_bin.shape[1]
+    first = np.zeros(n_bins)
+    first[0] = 1.0
+    out: dict[str, np.ndarray] = {}
+    groups: dict[str, list[int]] = {"": [c for c in core_layers if c < steps_per_bin.shape[0]]}
+    for core, layer in core_layers.items():
+        if core < steps_per_bin.shape[0]:
+            groups.setdefault(layer, []).append(core)
+    for layer, cores in groups.items():
+        steps = steps_per_bin[sorted(cores)].sum(axis=0).astype(np.float64)
+        total = steps.sum()
+        out[layer] = steps / total if total else first
+    return out
+
+
 def step_hits(steps: int, n_groups: int, period: int) -> np.ndarray:
     """(period, n_groups) counts of the (phase, group) steps among a core's first `steps`."""
     images, rest = divmod(steps, n_groups)
@@ -106,6 +218,7 @@ def energy_section(collector: EnergyCollector, steps: Mapping[int, int], table: 
         span = done_cycles[-1] - done_cycles[0]
         steady = Window(collector.with_power(total.minus(first), span), batch - 1, span)
     run = collector.with_power(total, cycles)
+    collector.charged = Charged(table, clock_hz, dict(steps), total.copy())
     rep = energy_report(run, table, clock_hz, cycles=cycles, images=batch, macs_per_image=macs_per_image,
                         steady=steady, fill=fill)
     rec = energy_report(collector.recovery, table, clock_hz, cycles=cycles, images=batch)

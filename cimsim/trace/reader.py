@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +17,7 @@ from typing import Any, Self
 import h5py
 import numpy as np
 
-from cimsim.energy.actions import ActionCounts
+from cimsim.energy.actions import Action, ActionCounts, Component, check_pair
 from cimsim.errors import InputError
 from cimsim.mapping.plan import MappingPlan
 from cimsim.trace.schema import EVENT_DTYPE, FORMAT, LEVELS, LINK_DTYPE, SUPPORTED_VERSIONS, plan_from_dict
@@ -57,6 +58,36 @@ def _table(ds: h5py.Dataset) -> np.ndarray:
     for name in raw.dtype.names:
         out[name] = [_str(v) for v in raw[name]] if raw.dtype[name].kind == "O" else raw[name]
     return out
+
+
+@dataclass(frozen=True)
+class PowerSeries:
+    """Energy over time of a run (`/energy/power_dynamic_J`): bin b covers the cycles
+    [b x bin_cycles, min((b + 1) x bin_cycles, cycles)); columns are component kinds."""
+
+    components: tuple[str, ...]
+    bin_cycles: int
+    cycles: int
+    """Cycles of the run (the last bin ends there)."""
+    clock_hz: float
+    dynamic_J: np.ndarray
+    """(bins, components) dynamic joules of the actions in each bin."""
+    static_W: np.ndarray
+    """(components,) static power of all powered instances, for the whole run."""
+
+    @property
+    def edges_s(self) -> np.ndarray:
+        """Bin boundaries in seconds (bins + 1)."""
+        n = self.dynamic_J.shape[0]
+        cyc = np.minimum(np.arange(n + 1, dtype=np.int64) * self.bin_cycles, self.cycles)
+        return cyc / self.clock_hz
+
+    @property
+    def watts(self) -> np.ndarray:
+        """(bins, components) average power in each bin: dynamic joules / its length + static."""
+        width = np.diff(self.edges_s)
+        dyn = np.divide(self.dynamic_J, width[:, None], out=np.zeros_like(self.dynamic_J), where=width[:, None] > 0)
+        return dyn + self.static_W[None, :]
 
 
 class Trace:
@@ -195,17 +226,75 @@ class Trace:
 
     @cached_property
     def energy_counts(self) -> ActionCounts | None:
-        """The run's action counts and powered cycles (None: energy was not enabled)."""
+        """The run's action counts (per layer, summed over cores) and powered cycles (None:
+        energy was not enabled)."""
         if "energy" not in self.file:
             return None
-        g = self.file["energy"]
-        counts, powered = _table(g["counts"]), _table(g["powered"])
-        return ActionCounts.from_dict({
-            "counts": [{"layer": str(r["layer"]), "component": str(r["component"]), "action": str(r["action"]),
-                        "argument": int(r["argument"]), "count": int(r["count"])} for r in counts],
+        where = f"{self.path}: /energy"
+        if self.schema_version == 2:
+            rows = [{"layer": str(r["layer"]), "component": str(r["component"]), "action": str(r["action"]),
+                     "argument": int(r["argument"]), "count": int(r["count"])} for r in self._energy_table("counts")]
+            out = ActionCounts.from_dict({"counts": rows}, where)
+        else:  # schema 3: the per-core counts, summed
+            out = ActionCounts()
+            for counts in (self.energy_core_counts or {}).values():
+                out.merge(counts)
+        powered = self._energy_table("powered")
+        return out.merge(ActionCounts.from_dict({
             "powered": [{"layer": str(r["layer"]), "component": str(r["component"]), "instance": str(r["instance"]),
-                         "cycles": int(r["cycles"])} for r in powered],
-        }, f"{self.path}: /energy")
+                         "cycles": int(r["cycles"])} for r in powered]}, where))
+
+    @cached_property
+    def energy_core_counts(self) -> dict[int, ActionCounts] | None:
+        """Core id -> its action counts (-1: action events, which name no core: the functional
+        datapath's, counted per layer, and the DRAM's). None: energy was not enabled, or a
+        schema-2 trace, which stores the counts per layer only."""
+        if "energy" not in self.file or self.schema_version < 3:
+            return None
+        g = self.file["energy"]
+        try:
+            comps = [Component(n) for n in _names(g.attrs["component_names"])]
+            actions = [Action(n) for n in _names(g.attrs["action_names"])]
+            layers = _names(g.attrs["layer_names"])
+            rows = g["core_counts"][()]
+            out: dict[int, ActionCounts] = {}
+            for core, layer, comp, action, arg, n in rows[["core", "layer", "component", "action", "argument",
+                                                           "count"]].tolist():
+                c, a = comps[comp], actions[action]
+                check_pair(c, a, f"{self.path}: /energy/core_counts")
+                if n < 0 or core < -1:
+                    raise ValueError(f"core {core}, count {n}")
+                out.setdefault(int(core), ActionCounts()).add(c, a, int(n), int(arg), layers[layer])
+        except (KeyError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
+            raise TraceError(f"{self.path}: damaged trace (/energy/core_counts: {exc})") from None
+        return out
+
+    @cached_property
+    def energy_power(self) -> PowerSeries | None:
+        """The run's energy over time (None: energy was not enabled, the trace has no events,
+        or it is older than schema 3)."""
+        if "energy" not in self.file or "power_dynamic_J" not in self.file["energy"]:
+            return None
+        g = self.file["energy"]
+        try:
+            ds = g["power_dynamic_J"]
+            series = PowerSeries(_names(g.attrs["component_names"]), int(ds.attrs["bin_cycles"]),
+                                 int(ds.attrs["cycles"]), float(g.attrs["clock_hz"]),
+                                 np.asarray(ds[()], dtype=np.float64), np.asarray(g["static_power_W"][()], np.float64))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TraceError(f"{self.path}: damaged trace (/energy power: {exc})") from None
+        n = len(series.components)
+        if (series.dynamic_J.ndim != 2 or series.dynamic_J.shape[1] != n or series.static_W.shape != (n,)
+                or series.bin_cycles <= 0 or series.clock_hz <= 0
+                or series.dynamic_J.shape[0] != max(1, -(-series.cycles // series.bin_cycles))):
+            raise TraceError(f"{self.path}: damaged trace (/energy/power_dynamic_J does not match its attributes)")
+        return series
+
+    def _energy_table(self, name: str) -> np.ndarray:
+        try:
+            return _table(self.file["energy"][name])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise TraceError(f"{self.path}: damaged trace (/energy/{name}: {exc})") from None
 
     @cached_property
     def run(self) -> dict[str, Any]:

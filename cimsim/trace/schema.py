@@ -16,14 +16,16 @@ from typing import Any
 import h5py
 import numpy as np
 
+from cimsim.energy.actions import Action, Component
 from cimsim.mapping.plan import MappingPlan
 from cimsim.sim.probe import EventKind, StallCause
 
 FORMAT = "cimsim-trace"
 """Value of the root attribute `format`."""
-SCHEMA_VERSION = 2
-"""Value of the root attribute `schema_version` (2: the optional `/energy` group)."""
-SUPPORTED_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+"""Value of the root attribute `schema_version` (2: the optional `/energy` group; 3: its
+counts per core, `/energy/core_counts`, and energy over time, `/energy/power_dynamic_J`)."""
+SUPPORTED_VERSIONS = (1, 2, 3)
 """Schema versions `cimsim.trace.open` can read."""
 LEVELS = ("summary", "events")
 """Trace levels: `summary` = mapping, run tables and per-layer summaries; `events` adds the
@@ -82,9 +84,27 @@ CORE_DTYPE = [
 """Columns of `/mapping/cores`."""
 EDGE_DTYPE = [("producer", "str"), ("consumer", "str"), ("role", "str")]
 """Columns of `/mapping/edges`."""
+COMPONENTS: tuple[str, ...] = tuple(c.value for c in Component)
+"""Energy components by index (`/energy` attribute `component_names`; new ones are appended)."""
+ACTIONS: tuple[str, ...] = tuple(a.value for a in Action)
+"""Energy actions by index (`/energy` attribute `action_names`; new ones are appended)."""
+COMPONENT_ENUM = h5py.enum_dtype({c: i for i, c in enumerate(COMPONENTS)}, basetype="u1")
+"""HDF5 enum type of the `component` column of `/energy/core_counts`."""
+ACTION_ENUM = h5py.enum_dtype({a: i for i, a in enumerate(ACTIONS)}, basetype="u1")
+"""HDF5 enum type of the `action` column of `/energy/core_counts`."""
+ENERGY_CORE_COUNT_DTYPE = np.dtype([
+    ("core", "<i2"),             # core id; -1: action events, which name no core (functional datapath, DRAM)
+    ("layer", "<i2"),            # index into the /energy attribute layer_names ("" = none, the input stream)
+    ("component", COMPONENT_ENUM),
+    ("action", ACTION_ENUM),
+    ("argument", "<i8"),         # the action's argument (ADC bits, link length, MVM cells, ...), else 0
+    ("count", "<i8"),
+])
+"""One record of `/energy/core_counts` (runs with `energy.enabled`, schema 3): the run's
+action counts per core; summed over cores, the per-layer counts of the summary."""
 ENERGY_COUNT_DTYPE = [("layer", "str"), ("component", "str"), ("action", "str"), ("argument", "<i8"),
                       ("count", "<i8")]
-"""Columns of `/energy/counts` (runs with `energy.enabled`): action counts of the whole run."""
+"""Columns of `/energy/counts` of schema-2 traces (read, no longer written): the run's counts per layer."""
 ENERGY_POWERED_DTYPE = [("layer", "str"), ("component", "str"), ("instance", "str"), ("cycles", "<i8")]
 """Columns of `/energy/powered`: the clock cycles each instance was powered."""
 RUN_CORE_DTYPE = np.dtype([

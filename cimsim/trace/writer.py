@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 import h5py
 import numpy as np
@@ -36,10 +36,12 @@ from cimsim.network.model import model_text
 from cimsim.sim.probe import StallCause
 from cimsim.sim.record import RunRecord
 from cimsim.trace.schema import (
+    ACTIONS,
     CAUSES,
+    COMPONENTS,
     CORE_DTYPE,
     EDGE_DTYPE,
-    ENERGY_COUNT_DTYPE,
+    ENERGY_CORE_COUNT_DTYPE,
     ENERGY_POWERED_DTYPE,
     EVENT_DTYPE,
     FORMAT,
@@ -53,6 +55,10 @@ from cimsim.trace.schema import (
     plan_to_dict,
 )
 
+if TYPE_CHECKING:
+    from cimsim.energy.actions import ActionCounts
+    from cimsim.sim.energy import EnergyCollector
+
 BLOCK_EVENTS = 65536
 """Events buffered before they are appended to `/events` (about 2.5 MB)."""
 CHUNK_ROWS = 16384
@@ -61,6 +67,9 @@ T = TypeVar("T")
 INT32_MAX = 2**31 - 1
 """A stall longer than this many cycles stores this duration (its `count` of timesteps is exact)."""
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+POWER_BINS = 2048
+"""Energy over time (`energy.enabled`, level events): at most this many time bins. A bin starts
+one timestep wide and doubles (adjacent bins summed) whenever the run outgrows the bins."""
 
 
 def partial_path(path: Path) -> Path:
@@ -137,6 +146,13 @@ class TraceWriter:
         self.finished = False
         self.write_seconds = 0.0
         """Wall time spent appending blocks and finishing the file (compression and I/O)."""
+        self._power = self.records_events and scenario.energy.enabled
+        self.bin_cycles = self.cpt
+        """Width of the energy-over-time bins, in cycles (a power of two times a timestep)."""
+        self._core_layers = {c.id: c.layer for c in plan.cores}
+        n_cores = max(self._core_layers, default=-1) + 1
+        self.steps_per_bin = np.zeros((n_cores if self._power else 0, POWER_BINS), dtype=np.int64)
+        """(cores, bins) compute events that started in each bin (energy runs at level events)."""
         self._out = AtomicOutput(self.path, scenario_inputs(scenario), what="trace", mkdir=True)
         self.partial = self._out.partial
         try:
@@ -241,9 +257,25 @@ class TraceWriter:
         self.write_seconds += time.perf_counter() - t0
         self._out.check()  # a failed write stops the run here, with one line naming the file
 
+    def _bin_steps(self, ev: np.ndarray) -> None:
+        """Count the block's compute events per core and time bin (fixed memory: bins widen)."""
+        comp = ev[ev["kind"] == self._kind["compute"]]
+        if not len(comp):
+            return
+        cycle = comp["cycle"]
+        while int(cycle.max()) // self.bin_cycles >= POWER_BINS:
+            n = self.steps_per_bin.shape[0]
+            folded = self.steps_per_bin.reshape(n, POWER_BINS // 2, 2).sum(axis=2)
+            self.steps_per_bin = np.concatenate((folded, np.zeros_like(folded)), axis=1)
+            self.bin_cycles *= 2
+        flat = comp["core"].astype(np.int64) * POWER_BINS + cycle // self.bin_cycles
+        self.steps_per_bin += np.bincount(flat, minlength=self.steps_per_bin.size).reshape(self.steps_per_bin.shape)
+
     @_guarded
     def _flush_events(self) -> None:
         if self._n_ev:
+            if self._power:
+                self._bin_steps(self._ev[:self._n_ev])
             self._append("events", self._ev, self._n_ev)
             self.events_written += self._n_ev
             self._n_ev = 0
@@ -258,8 +290,10 @@ class TraceWriter:
 
     # --- end ----------------------------------------------------------------------------------
     @_guarded
-    def finish(self, record: RunRecord, report: Summarised) -> Path:
-        """Write the run tables and the summary, mark the file complete and rename it."""
+    def finish(self, record: RunRecord, report: Summarised, energy: EnergyCollector | None = None) -> Path:
+        """Write the run tables and the summary, mark the file complete and rename it. `energy`:
+        the run's energy collector (`energy.enabled`), for the counts per core and over time;
+        without it the counts are stored as core -1 and there is no energy over time."""
         self._flush_events()
         self._flush_links()
         t0 = time.perf_counter()
@@ -279,7 +313,7 @@ class TraceWriter:
         run.create_dataset("core_stalls", data=stalls)
         self._summary(f.create_group("summary"), report.summary)
         if isinstance(report.summary.get("energy"), dict):
-            self._energy(f.create_group("energy"), report.summary["energy"])
+            self._energy(f.create_group("energy"), report.summary["energy"], energy, record.cycles)
         f.attrs["events"] = self.events_written
         f.attrs["links"] = self.links_written
         f.attrs["complete"] = True
@@ -297,16 +331,43 @@ class TraceWriter:
                 for lay in summary["layers"]]
         g.create_dataset("layers", data=np.array(rows, dtype=_dtype(spec)))
 
-    def _energy(self, g: h5py.Group, energy: dict[str, Any]) -> None:
-        """The run's action counts (`energy.enabled`): `/energy/counts` and `/energy/powered`."""
+    def _energy(self, g: h5py.Group, energy: dict[str, Any], collector: EnergyCollector | None,
+                cycles: int) -> None:
+        """The run's action counts per core (`/energy/core_counts`), the powered cycles of every
+        instance (`/energy/powered`) and, at level events, the energy per time bin."""
+        from cimsim.energy.actions import ActionCounts
+
         g.attrs["table"] = energy["table"]
         g.attrs["table_file"] = energy["table_file"]
         g.attrs["clock_hz"] = energy["clock_hz"]
-        counts = [(r["layer"], r["component"], r["action"], r["argument"], r["count"])
-                  for r in energy["counts"]["counts"]]
-        g.create_dataset("counts", data=np.array(counts, dtype=_dtype(ENERGY_COUNT_DTYPE)))
+        g.attrs["component_names"] = list(COMPONENTS)
+        g.attrs["action_names"] = list(ACTIONS)
+        run = ActionCounts.from_dict(energy["counts"], "energy counts")
+        by_core = collector.core_counts() if collector is not None else {-1: ActionCounts().merge(run)}
+        self._core_counts(g, by_core)
         powered = [(r["layer"], r["component"], r["instance"], r["cycles"]) for r in energy["counts"]["powered"]]
         g.create_dataset("powered", data=np.array(powered, dtype=_dtype(ENERGY_POWERED_DTYPE)))
+        if collector is None or not self._power:
+            return
+        n_bins = max(1, -(-cycles // self.bin_cycles))
+        steps = self.steps_per_bin[:, :n_bins].copy()
+        steps[:, -1] += self.steps_per_bin[:, n_bins:].sum(axis=1)  # none start at or after the run's end
+        power = collector.power_bins(steps, self._core_layers)
+        ds = g.create_dataset("power_dynamic_J", data=power.dynamic_J, **COMPRESSION)
+        ds.attrs["bin_cycles"] = self.bin_cycles
+        ds.attrs["cycles"] = cycles
+        g.create_dataset("static_power_W", data=power.static_W)
+
+    def _core_counts(self, g: h5py.Group, by_core: dict[int, ActionCounts]) -> None:
+        layers = sorted({layer for counts in by_core.values() for layer, *_ in counts.counts} | {""})
+        g.attrs["layer_names"] = np.array(layers, dtype=h5py.string_dtype())
+        li = {name: i for i, name in enumerate(layers)}
+        ci = {name: i for i, name in enumerate(COMPONENTS)}
+        ai = {name: i for i, name in enumerate(ACTIONS)}
+        rows = [(core, li[layer], ci[comp], ai[action], arg, n)
+                for core, counts in sorted(by_core.items())
+                for (layer, comp, action, arg), n in sorted(counts.counts.items()) if n]
+        g.create_dataset("core_counts", data=np.array(rows, dtype=ENERGY_CORE_COUNT_DTYPE))
 
     def abort(self) -> None:
         """Close and remove the partial file (an interrupted or failed run)."""
