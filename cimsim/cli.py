@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 import cimsim._threads  # noqa: F401  (before numpy)
 from cimsim import __version__, io_safety
 from cimsim.config.load import ENUMS
-from cimsim.errors import CimsimError, OutputError, SimulationError
+from cimsim.errors import CimsimError, MappingError, OutputError, SimulationError
 
 METHODS = tuple(m for m in ENUMS["mapping.sram_method"] if m != "auto")
 """Input SRAM placements (`cimsim.mapping.sram.METHODS`; this module imports nothing heavy, so
@@ -105,8 +105,10 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--xbar-cols", metavar="C", help="crossbar columns (default 256)")
     rep.add_argument("--json", action="store_true", help="print one JSON object")
 
+    from cimsim.mapping.command import add_parser as add_map_parser
     from cimsim.sweep.command import add_parsers as add_sweep_parsers  # sweep, sweep-plot
 
+    add_map_parser(sub)
     add_sweep_parsers(sub)
     return p
 
@@ -231,8 +233,19 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     commands = {"run": _run, "sram": _sram, "replicas": _replicas, "report": _report, "plot": _plot,
-                "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot}
+                "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot, "map": _map}
     return commands[args.command](args)
+
+
+def _map(args: argparse.Namespace) -> int:
+    from cimsim.mapping.command import map_command
+
+    text, problems = map_command(args)
+    _say(text)
+    if problems:
+        raise MappingError(f"{args.scenario}: {len(problems)} mapping problem{'s' if len(problems) > 1 else ''}: "
+                           + "; ".join(problems))
+    return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:

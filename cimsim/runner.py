@@ -16,6 +16,7 @@ from cimsim.hw.chip import build_chip
 from cimsim.limits import check_run
 from cimsim.mapping import MappingPlan, map_network
 from cimsim.mapping.balance import resolve
+from cimsim.mapping.sizing import resolve_array
 from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
@@ -37,6 +38,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
     (`trace_level` "events": every event; "summary": mapping and summaries only)."""
     net = load_model(scenario.model)
     scenario, balance = resolve(net, scenario)  # dataflow.mode = "balanced": choose the rates
+    scenario = resolve_array(net, scenario)  # chip.array_rows / array_cols = "auto"
     check_run(scenario, net)
     plan = map_network(net, scenario)
     env = simpy.Environment()

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from cimsim.config.schema import EnergyConfig, Scenario
+from cimsim.config.schema import AUTO, EnergyConfig, Scenario
 from cimsim.energy.table import builtin_tables, load_table, resolve_table
 from cimsim.errors import InputError
 
@@ -48,6 +48,9 @@ NON_NEGATIVE: frozenset[str] = frozenset(
      "mapping.depthwise_job_channels"}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
+
+AUTO_FIELDS: frozenset[str] = frozenset({"chip.array_rows", "chip.array_cols"})
+"""Integer fields that may also be "auto" (stored as `AUTO`, resolved by `cimsim.mapping.sizing`)."""
 
 INT_MAX = 2**31 - 1
 """Largest integer any field takes (the trace stores timesteps, cycles of a step and
@@ -268,6 +271,8 @@ class _Checker:
 
     def value(self, tp: Any, value: Any, path: str) -> Any:
         """Check and convert one value of schema type `tp`."""
+        if path in AUTO_FIELDS and value == "auto":
+            return AUTO
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, dict):
                 self.fail(path, value, "must be a table")
@@ -284,6 +289,8 @@ class _Checker:
         if tp is bool:
             return "true or false"
         if tp is int:
+            if rule_path in AUTO_FIELDS:
+                return 'positive integer or "auto"'
             return "non-negative integer" if rule_path in NON_NEGATIVE else "positive integer"
         if tp is float:
             return "positive number"

@@ -22,14 +22,21 @@ class FabricKind(StrEnum):
     """A mesh or prism under `elastic` clocking: routers with credits, cycle by cycle."""
 
 
+AUTO = 0
+"""`chip.array_rows` / `array_cols` = "auto" as loaded: sized to the mapping by
+`cimsim.mapping.sizing.resolve_array` before the chip is built."""
+
+
 @dataclass(frozen=True)
 class ChipConfig:
     """The core array and what is inside each core."""
 
     array_rows: int = 8
-    """Rows of the core array (cores are placed along a snake over rows x cols)."""
+    """Rows of the core array (cores are placed along a snake over rows x cols); "auto": as
+    few as the mapping needs (with both "auto", the most square array of enough cores,
+    columns = ceil(sqrt(cores)), rows = ceil(cores / columns))."""
     array_cols: int = 6
-    """Columns of the core array."""
+    """Columns of the core array; "auto" as for array_rows."""
     crossbar_rows: int = 256
     """Rows (inputs) of each core's crossbar: one weight per device."""
     crossbar_cols: int = 256

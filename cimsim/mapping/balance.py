@@ -169,6 +169,11 @@ def resolve(net: Network, scenario: Scenario) -> tuple[Scenario, Balance | None]
         raise MappingError(f"{where}: the balancer maps only replicas that fit; mapping.replica_fit = 'assume' "
                            "would count overfull crossbars (use 'split' or 'error')")
     array = chip.array_rows * chip.array_cols
+    if array == 0:  # an "auto" array: the budget is what sizes it
+        if not scenario.mapping.max_cores:
+            raise MappingError(f"{where}: chip.array_rows or array_cols = 'auto' needs mapping.max_cores, the core "
+                               "budget, to balance within")
+        array = scenario.mapping.max_cores
     budget = scenario.mapping.max_cores or array
     if budget > array:
         raise MappingError(f"{where}: mapping.max_cores = {budget} is more than the array's chip.array_rows x "
