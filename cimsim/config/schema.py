@@ -151,9 +151,10 @@ class MappingConfig:
     (on the digital processor of a core of its own, their HYBRID choice; see
     chip.digital_macs_per_cycle)."""
     depthwise_job_channels: int = 0
-    """Crossbar depthwise: channels per job, Ottavi's C_job. The K^2 x C rows share C_job
-    columns and the C / C_job jobs run one after another (an output pixel takes C / C_job
-    MVMs; K^2 x C x C_job devices). 0: one job of all C channels (K^2 x C x C devices)."""
+    """Crossbar depthwise: channels per job, Ottavi's C_job. The C / C_job jobs sit side by side
+    in column bands of C_job columns and share K^2 x C_job rows, driven with one job's inputs at a
+    time: K^2 x C_job x C devices, and an output pixel takes C / C_job MVMs. 0: one job of all C
+    channels (the block-diagonal K^2 C x C matrix)."""
     max_cores: int = 0
     """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
     balancer picks the layer rates of the highest throughput within this many cores; 0: the

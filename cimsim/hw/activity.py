@@ -154,13 +154,13 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
         ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
         ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
     ]
-    if lm.unit is Unit.CROSSBAR:  # a depthwise split into jobs: one MVM per job, each on its rows
+    if lm.unit is Unit.CROSSBAR:  # a depthwise in jobs: one MVM per job, all rows, its band of columns
         jobs = lm.jobs
         rates.append(((layer, C.CROSSBAR, A.MVM, cells // jobs), "steps", jobs))
         if not functional:
             rates += [((layer, C.CROSSBAR, A.CYCLE, cells // jobs), "steps", jobs),
-                      ((layer, C.DAC, A.DRIVE, net.bits), "steps", spec.rows_used),
-                      ((layer, C.ADC, A.CONVERT, adc_bits), "steps", spec.cols_used * jobs)]
+                      ((layer, C.DAC, A.DRIVE, net.bits), "steps", spec.rows_used * jobs),
+                      ((layer, C.ADC, A.CONVERT, adc_bits), "steps", spec.cols_used)]
     if core.is_writer:
         digital, fc_macs = _digital(net, plan, layer, core.pooled)
         rates += [((layer, C.DIGITAL, action, 0), "outputs", n) for action, n in digital]

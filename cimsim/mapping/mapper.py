@@ -159,7 +159,7 @@ def _matrix(stage: Stage, shape: ReplicaShape, fits: bool, scenario: Scenario) -
     if fits or scenario.mapping.replica_fit == "split":
         return shape.rows, shape.cols
     kh, kw = stage.window.kernel
-    return kh * kw * stage.in_channels, stage.out_channels // stage.jobs
+    return kh * kw * stage.in_channels // stage.jobs, stage.out_channels
 
 
 def _cores_of(stage: Stage, rows: int, cols: int, scenario: Scenario) -> tuple[int, int]:
@@ -338,14 +338,14 @@ def _choose_shape(stage: Stage, rate: int, scenario: Scenario) -> tuple[ReplicaS
     chip = scenario.chip
     policy = scenario.mapping.replica_fit
     win = stage.window
-    c_out = stage.out_channels // stage.jobs
-    method1 = collective_shape(stage.in_channels, c_out, win.kernel, win.stride, rate)
+    c_in = stage.in_channels // stage.jobs  # jobs in column bands, driven one after another on shared rows
+    method1 = collective_shape(c_in, stage.out_channels, win.kernel, win.stride, rate)
     if stage.unit is Unit.DIGITAL or (method1.rows <= chip.crossbar_rows and method1.cols <= chip.crossbar_cols):
         return method1, True, ""
     if rate == 1:
         return method1, False, ""
     if policy != "assume":
-        best = best_shape(stage.in_channels, c_out, win.kernel, win.stride, rate, chip.crossbar_rows, chip.crossbar_cols)
+        best = best_shape(c_in, stage.out_channels, win.kernel, win.stride, rate, chip.crossbar_rows, chip.crossbar_cols)
         if best is not None:
             return best, True, f"Method 1 needs {method1.rows} rows; Method 2 with dW = {best.dw} fits in {best.rows}"
     if policy == "error":

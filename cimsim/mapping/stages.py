@@ -99,7 +99,9 @@ class Stage:
     digital_step_cycles: int = 0
     """DIGITAL: digital-processor cycles per output pixel (the crossbar layer's are chip.digital_cycles)."""
     jobs: int = 1
-    """CROSSBAR depthwise split into jobs (`mapping.depthwise_job_channels`): MVMs per output."""
+    """CROSSBAR depthwise split into jobs (`mapping.depthwise_job_channels`, Ottavi's C / C_job): the
+    jobs sit side by side in column bands of C_job columns and share K^2 x C_job rows, which are
+    driven with one job's inputs at a time, so an output pixel takes `jobs` MVMs."""
 
     @property
     def out_layer(self) -> str:
