@@ -180,3 +180,15 @@ def test_non_square_conv_runs_with_its_window(tmp_path: Path, kernel: str) -> No
     kh, kw = (3, 1) if kernel == "[3, 1]" else (1, 3)
     assert lm.window.kernel == (kh, kw) and lm.rows == kh * kw * 3
     assert report.summary["layers"][0]["pixels"] == (8 - kh + 1) * (8 - kw + 1)
+
+
+def test_depthwise_jobs_share_rows_and_run_one_after_another(tmp_path: Path) -> None:
+    """mapping.depthwise_job_channels = 4 splits the 8-channel depthwise into 2 jobs (Ottavi's
+    C_job = 4): 9 x 4 = 36 shared rows, 8 columns, 9 x 8 x 4 = 288 devices; each output takes
+    2 MVMs (2 x 10 cycles, still within the timestep, so the timing is the plain conv's)."""
+    report = run_scenario(scenario(tmp_path, HEAD + CONV1 + DW, "[mapping]\ndepthwise_job_channels = 4\n"))
+    lm = report.record.plan.layers["dw"]
+    assert (lm.rows, lm.cols, lm.devices, lm.weights, lm.jobs, lm.rate) == (36, 8, 288, 72, 2, 1)
+    assert first_last(report)["dw"] == (18, 81)
+    bad = scenario(tmp_path, HEAD + CONV1 + DW, "[mapping]\ndepthwise_job_channels = 3\n")
+    assert main(["run", str(bad), "--no-trace"]) == 2
