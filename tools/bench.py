@@ -44,7 +44,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from bench_compare import compare_bench, compare_child  # noqa: E402  (tools/ on the path first)
+from bench_compare import compare_bench, compare_child, ideal_pixel_hops  # noqa: E402  (tools/ on the path first)
 
 TRACE_SCENARIO = "dazzi2021_resnet32_speedup.toml"
 
@@ -302,6 +302,37 @@ def sweep_bench(args: argparse.Namespace) -> None:
           f"(2 x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
 
 
+HOP_SCENARIOS = (("ResNet-32 CIFAR-10", "dazzi2021_resnet32.toml"), ("ResNet-18 ImageNet", "zoo/resnet18_imagenet.toml"))
+"""The per-hop comparison of issue 12: the cost of a pixel delivered should not grow with the network."""
+
+
+def hop_bench() -> None:
+    """CPU seconds per pixel-hop (a pixel delivered from its producer to one consumer core) of
+    ResNet-32 and ResNet-18 at batch 1, each in this process, `build_chip(...).run()` only."""
+    import simpy
+
+    from cimsim.config import load_scenario
+    from cimsim.hw.chip import build_chip
+    from cimsim.mapping import map_network
+    from cimsim.mapping.sizing import resolve_array
+    from cimsim.network import load_model
+
+    print(f"{'network (batch 1)':<22} {'cores':>5} {'pixel-hops':>11} {'CPU s':>7} {'us/hop':>7} {'events/hop':>10}")
+    for label, scenario in HOP_SCENARIOS:
+        sc = load_scenario(ROOT / "scenarios" / scenario, ["run.batch=1"])
+        net = load_model(sc.model)
+        sc = resolve_array(net, sc)
+        plan = map_network(net, sc)
+        env = simpy.Environment()
+        chip = build_chip(env, sc, net, plan)
+        t0 = time.process_time()
+        chip.run()
+        cpu = time.process_time() - t0
+        hops = ideal_pixel_hops(net, plan, 1)
+        events = next(env._eid) - len(env._queue)
+        print(f"{label:<22} {plan.core_count:>5} {hops:>11,} {cpu:>7.2f} {cpu / hops * 1e6:>7.2f} {events / hops:>10.2f}")
+
+
 def speed_bench(args: argparse.Namespace) -> None:
     """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
@@ -314,6 +345,7 @@ def speed_bench(args: argparse.Namespace) -> None:
             print(f"{scenario:<32} {batch:>5} {wall:>8.2f} {events:>10,} {events / wall:>10,.0f} "
                   f"{cycles / wall:>12,.0f}")
         print(f"{'':<32} ratio batch {big} / batch 1: {walls[big] / walls[1]:.1f}x")
+    hop_bench()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

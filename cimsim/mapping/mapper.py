@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import networkx as nx
 
-from cimsim.config.schema import FabricKind, Scenario
+from cimsim.config.schema import AUTO, FabricKind, Scenario
 from cimsim.errors import MappingError
 from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
@@ -183,6 +183,9 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     """Place every stage on cores of the scenario's chip (a `dataflow.mode = "balanced"`
     scenario must have been resolved by `cimsim.mapping.balance.resolve` first)."""
     chip = scenario.chip
+    if AUTO in (chip.array_rows, chip.array_cols):
+        raise MappingError(f"{scenario.source}: chip.array_rows / array_cols = 'auto': resolve the scenario with "
+                           "cimsim.mapping.sizing.resolve_array(net, scenario) first (cimsim.runner does)")
     stages = plan_stages(net, scenario)
     if scenario.dataflow.mode == "balanced":
         unresolved = [name for name in stages if name not in scenario.dataflow.layer_rates]
