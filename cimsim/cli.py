@@ -293,8 +293,9 @@ def _run(args: argparse.Namespace) -> int:
         _say(report.table())
         _say(f"\nsimulated {report.summary['simulated_cycles']:,} cycles, {report.summary['events']:,} events "
               f"in {time.perf_counter() - t0:.2f} s")
-        if trace is not None:  # stdout: a successful run keeps stderr empty
-            _say(f"trace: {trace} ({trace.stat().st_size / 1e6:.1f} MB, level {args.trace_level})")
+        for path in ([trace] if trace is not None and trace.exists() else [Path(t) for t in report.summary.get(
+                "traces", [])]):  # stdout: a successful run keeps stderr empty (a reloading run: one per segment)
+            _say(f"trace: {path} ({path.stat().st_size / 1e6:.1f} MB, level {args.trace_level})")
     return 0
 
 

@@ -12,41 +12,62 @@ from typing import TYPE_CHECKING
 import simpy
 
 from cimsim.config import Scenario, load_scenario
-from cimsim.hw.chip import build_chip
+from cimsim.hw.chip import Chip, build_chip
 from cimsim.limits import check_run
 from cimsim.mapping import MappingPlan, map_network
-from cimsim.mapping.balance import resolve
+from cimsim.mapping.balance import Balance, resolve
+from cimsim.mapping.mapper import count_cores
 from cimsim.mapping.sizing import resolve_array
 from cimsim.network import Network, load_model
 from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
 
 if TYPE_CHECKING:
+    from cimsim.reload import ReloadReport
     from cimsim.trace import TraceWriter
 
 
 def run_scenario(path: str | Path, overrides: Sequence[str] = (), subscribers: list[Subscriber] | None = None,
-                 trace: str | Path | None = None, trace_level: str = "events") -> Report:
+                 trace: str | Path | None = None, trace_level: str = "events") -> Report | ReloadReport:
     """Load, map, build, simulate and report one scenario file (and trace it to `trace`)."""
     scenario = load_scenario(path, overrides)
     return run(scenario, subscribers, trace, trace_level)
 
 
 def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: str | Path | None = None,
-        trace_level: str = "events") -> Report:
+        trace_level: str = "events") -> Report | ReloadReport:
     """Simulate an already loaded scenario; with `trace`, write the HDF5 trace there
-    (`trace_level` "events": every event; "summary": mapping and summaries only)."""
+    (`trace_level` "events": every event; "summary": mapping and summaries only). A
+    `mapping.weights = "reload"` scenario that needs more cores than its array runs segment by
+    segment (`cimsim.reload`)."""
     net = load_model(scenario.model)
     scenario, balance = resolve(net, scenario)  # dataflow.mode = "balanced": choose the rates
     scenario = resolve_array(net, scenario)  # chip.array_rows / array_cols = "auto"
+    if needs_reload(net, scenario):
+        from cimsim.reload import run_reloading
+
+        return run_reloading(scenario, net, subscribers, trace, trace_level)
     check_run(scenario, net)
     plan = map_network(net, scenario)
+    return simulate(scenario, net, plan, subscribers, trace, trace_level, balance)[0]
+
+
+def needs_reload(net: Network, scenario: Scenario) -> bool:
+    """True when the scenario reloads weights and the network needs more cores than the array."""
+    chip = scenario.chip
+    return scenario.mapping.weights == "reload" and count_cores(net, scenario) > chip.array_rows * chip.array_cols
+
+
+def simulate(scenario: Scenario, net: Network, plan: MappingPlan, subscribers: list[Subscriber] | None,
+             trace: str | Path | None, trace_level: str, balance: Balance | None = None,
+             program_weights: bool = False) -> tuple[Report, Chip]:
+    """Build the chip for a mapped scenario, run it (tracing it to `trace`) and report."""
     env = simpy.Environment()
     subscribers = list(subscribers or [])
     with _writer(trace, scenario, net, plan, trace_level) as writer:
         if writer is not None and writer.records_events:
             subscribers.append(writer)
-        chip = build_chip(env, scenario, net, plan, subscribers)
+        chip = build_chip(env, scenario, net, plan, subscribers, program_weights)
         record = chip.run()
         if balance is not None:
             timestep_ns = scenario.chip.cycles_per_timestep * 1000.0 / scenario.chip.clock_mhz
@@ -54,7 +75,7 @@ def run(scenario: Scenario, subscribers: list[Subscriber] | None = None, trace: 
         report = make_report(record)
         if writer is not None:
             writer.finish(record, report, chip.energy)
-    return report
+    return report, chip
 
 
 def overrides_hash(overrides: Sequence[str]) -> str:

@@ -38,6 +38,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
     "mapping.depthwise": ("crossbar", "digital"),
+    "mapping.weights": ("stationary", "reload"),
+    "chip.weight_device": ("rram", "pcm"),
     "dataflow.mode": ("regular", "speedup", "balanced"),
 }
 """Allowed values of the enumerated string fields, by dotted key path."""
@@ -45,7 +47,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
 NON_NEGATIVE: frozenset[str] = frozenset(
     {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
      "noc.dram_row", "noc.dram_col", "mapping.max_cores",
-     "mapping.depthwise_job_channels"}
+     "mapping.depthwise_job_channels", "chip.weight_write_ns_per_row"}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 
@@ -62,7 +64,8 @@ MAX_CORES = 2**15 - 1
 INT_LIMITS: dict[str, int] = {
     "chip.crossbar_rows": 65_536, "chip.crossbar_cols": 65_536, "chip.cycles_per_timestep": 1 << 24,
     "chip.mvm_cycles": 1 << 20, "chip.digital_cycles": 1 << 16,
-    "chip.digital_ops_per_cycle": 1 << 20, "chip.digital_macs_per_cycle": 1 << 20, "chip.partial_sum_timesteps": 1 << 16,
+    "chip.digital_ops_per_cycle": 1 << 20, "chip.weight_write_ns_per_row": 1 << 24,
+    "chip.weight_write_bits_per_cycle": 1 << 20, "chip.digital_macs_per_cycle": 1 << 20, "chip.partial_sum_timesteps": 1 << 16,
     "functional.crossbar_cycle_cycles": 1 << 20, "functional.adc_bits": 32, "noc.link_cycles": 256,
     "noc.router_cycles": 1 << 16, "noc.buffer_depth_flits": 32_767, "noc.partial_sum_bits": 64,
     "noc.header_bits": 65_536, "noc.link_width_bits": 1 << 20, "noc.ideal_hop_timesteps": 1 << 16,

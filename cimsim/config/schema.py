@@ -69,6 +69,16 @@ class ChipConfig:
     (mapping.depthwise = "digital") or an fc of its own: ceil(MACs per output / this) +
     digital_cycles per output pixel (16: Ottavi et al. 2021's 8 RISC-V cores with 4-way 8-bit
     SIMD MACs at PULP-NN's ~55 % utilisation, 8 x 4 x 0.55 = 17.6, rounded down)."""
+    weight_device: str = "rram"
+    """The crossbar's device, for programming weights (`mapping.weights = "reload"`): "rram"
+    (write time ~100 ns) or "pcm" (PCRAM, ~50 ns), Meng & Lu 2024 Table 5 (data from its refs
+    [29]-[31]); one write pulse programs a whole crossbar row."""
+    weight_write_ns_per_row: int = 0
+    """Time to program one crossbar row, overriding the device's (0: the device's)."""
+    weight_write_bits_per_cycle: int = 256
+    """Weight bits a core's programming interface takes per cycle (the row drivers' width: one
+    256-column row of 8-bit weights per 8 cycles); a core's programming time is the larger of its
+    rows x the row write time and its weight bits / this."""
     partial_sum_timesteps: int = 1
     """Timesteps for a row-split layer's partial sums to reach the merging core's
     digital processor (Dazzi 2.4.4: a split layer behaves as two layers in sequence)."""
@@ -155,6 +165,11 @@ class MappingConfig:
     in column bands of C_job columns and share K^2 x C_job rows, driven with one job's inputs at a
     time: K^2 x C_job x C devices, and an output pixel takes C / C_job MVMs. 0: one job of all C
     channels (the block-diagonal K^2 C x C matrix)."""
+    weights: str = "stationary"
+    """"stationary": every weight on the chip at once (a network needing more cores is refused);
+    "reload": a network needing more cores than the array is cut into segments that fit
+    (`cimsim.mapping.segments`), run one after another, each programmed from DRAM before it runs
+    and the whole batch passing through it (needs dram.enabled)."""
     max_cores: int = 0
     """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
     balancer picks the layer rates of the highest throughput within this many cores; 0: the

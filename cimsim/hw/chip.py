@@ -22,6 +22,7 @@ from cimsim.hw.fabric import build_fabric
 from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
+from cimsim.hw.weights import WeightProgrammer
 from cimsim.mapping.plan import Flow, LayerMapping, MappingPlan, dataflow_order
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.mapping.stages import Unit
@@ -76,7 +77,7 @@ class Chip:
     """A built chip, ready to run once."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
-                 subscribers: list[Subscriber] | None = None) -> None:
+                 subscribers: list[Subscriber] | None = None, program_weights: bool = False) -> None:
         self.env = env
         self.scenario = scenario
         self.net = net
@@ -154,7 +155,13 @@ class Chip:
         if dram_cfg.enabled:
             self.dram = Dram(env, dram_cfg.bandwidth_gbps * 1e3 / chip.clock_mhz,
                              round(dram_cfg.latency_ns * chip.clock_mhz / 1e3), self.probe)
-            self.probe.subscribe(_ResultWriter(self.dram, net.output_layer.out_channels * net.bits // 8))
+            out = net.output_layer  # the classifier's logits, or a segment's whole output map (a spill)
+            self.probe.subscribe(_ResultWriter(self.dram, -(-out.out_h * out.out_w * out.out_channels * net.bits // 8)))
+        self.weights: WeightProgrammer | None = None
+        if program_weights:
+            if self.dram is None:
+                raise SimulationError(f"{scenario.source}: programming weights needs the DRAM (dram.enabled = true)")
+            self.weights = WeightProgrammer(env, chip, self.dram, list(self.cores.values()), net.bits)
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
                                   pixel_bytes=-(-inp.out_channels * net.bits // 8))
@@ -310,6 +317,7 @@ class _ResultWriter:
 
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
-               subscribers: list[Subscriber] | None = None) -> Chip:
-    """Build the chip for a mapping plan."""
-    return Chip(env, scenario, net, plan, subscribers)
+               subscribers: list[Subscriber] | None = None, program_weights: bool = False) -> Chip:
+    """Build the chip for a mapping plan (with `program_weights`, its crossbars are programmed
+    from DRAM before they compute: `cimsim.hw.weights`)."""
+    return Chip(env, scenario, net, plan, subscribers, program_weights)

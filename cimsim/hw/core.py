@@ -137,6 +137,9 @@ class Core:
         """What the core waits for now (None: it has finished)."""
         self._last_step_ts = -1
         self._wake: simpy.Event | None = None
+        self.weights_ready: simpy.Event | None = None
+        """Set by the chip when weights are programmed before the run (`mapping.weights = "reload"`):
+        the controller starts once it fires, and the wait is charged to the `weights` stall."""
         self.process = env.process(self.run())
 
     # --- wiring ---------------------------------------------------------------------------------
@@ -269,6 +272,9 @@ class Core:
         read_words, digital_at = self._read, self._digital
         in_w, slot_columns, one_port = self._in_w, self._slot_columns, self.t.sram_ports == 1
         base_mvm, timing_mvm = self.base_mvm_cycles, self.t.mvm_cycles
+        if self.weights_ready is not None:
+            self.started, self.cause, self.mark_ts = True, StallCause.WEIGHTS, 0
+            yield self.weights_ready
         while self.group < self.total_groups:
             if self.stored < main.arrived:
                 self._store()

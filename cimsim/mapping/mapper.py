@@ -228,6 +228,8 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
                     raise MappingError(
                         f"{scenario.source}: the mapping needs {total} cores, the array has "
                         f"chip.array_rows x chip.array_cols = {chip.array_rows} x {chip.array_cols} = {len(positions)}"
+                        + ("" if scenario.mapping.weights == "reload" else
+                           " (mapping.weights = 'reload' runs it in segments that fit)")
                     )
                 digital = st.unit is Unit.DIGITAL
                 r_used = 0 if digital else min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
@@ -364,12 +366,14 @@ def _choose_shape(stage: Stage, rate: int, scenario: Scenario) -> tuple[ReplicaS
     return method1, False, ""
 
 
+def stage_cores(stage: Stage, scenario: Scenario) -> int:
+    """Cores the mapper gives a stage at its rate."""
+    shape, fits, _ = _choose_shape(stage, stage_rate(stage, scenario), scenario)
+    rows, cols = _matrix(stage, shape, fits, scenario)
+    r, c = _cores_of(stage, rows, cols, scenario)
+    return r * c
+
+
 def count_cores(net: Network, scenario: Scenario) -> int:
     """Cores the mapping needs on an unbounded array."""
-    total = 0
-    for st in plan_stages(net, scenario).values():
-        shape, fits, _ = _choose_shape(st, stage_rate(st, scenario), scenario)
-        rows, cols = _matrix(st, shape, fits, scenario)
-        r, c = _cores_of(st, rows, cols, scenario)
-        total += r * c
-    return total
+    return sum(stage_cores(st, scenario) for st in plan_stages(net, scenario).values())

@@ -32,6 +32,8 @@ class StallCause(StrEnum):
     """The DRAM was late with the image's pixels."""
     RECOVERY = "recovery"
     """Speculation failed: recovery cycles, here or upstream."""
+    WEIGHTS = "weights"
+    """Its weights were still being read from DRAM and programmed (`mapping.weights = "reload"`)."""
 
 
 class EventKind(StrEnum):

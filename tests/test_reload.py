@@ -1,0 +1,156 @@
+"""Weight reloading (`mapping.weights = "reload"`): segments, programming from DRAM, spills."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from cimsim.cli import main
+from cimsim.config import load_scenario
+from cimsim.mapping import map_network
+from cimsim.mapping.segments import cut_points, plan_segments
+from cimsim.network import load_model
+from cimsim.runner import run_scenario
+
+REPO = Path(__file__).resolve().parents[1]
+RESNET = REPO / "scenarios" / "dazzi2021_resnet32.toml"
+MLP = """name = "mlp"
+bits = 8
+[input]
+height = 1
+width = 1
+channels = 64
+[[layers]]
+name = "fc1"
+type = "fc"
+input = "input"
+out_features = 64
+relu = true
+[[layers]]
+name = "fc2"
+type = "fc"
+input = "fc1"
+out_features = 10
+"""
+ONE_CORE = """model = "model.toml"
+[chip]
+array_rows = 1
+array_cols = 1
+[mapping]
+fc_on = "crossbar"
+weights = "reload"
+[dram]
+enabled = true
+bandwidth_gbps = 1.0
+latency_ns = 50.0
+"""
+
+
+def one_core(tmp_path: Path, extra: str = "") -> Path:
+    (tmp_path / "model.toml").write_text(MLP)
+    path = tmp_path / "s.toml"
+    path.write_text(ONE_CORE + extra)
+    return path
+
+
+def test_hand_derived_reloading_run(tmp_path: Path) -> None:
+    """An MLP 64-64-10 with each fc on a crossbar, on a one-core chip: two segments. DRAM 1 GB/s
+    at 500 MHz = 2 bytes per cycle, 50 ns = 25 cycles latency; RRAM rows at 100 ns = 50 cycles.
+    Segment 0: fc1's 64 x 64 = 4,096 weight bytes are read first (the programmer's request is
+    queued before the image's): cycles 0-2,048, delivered at 2,073; programming takes
+    max(64 rows x 50, 32,768 bits / 256) = 3,200 cycles, so the crossbar is ready at 5,273 (106
+    timesteps, ceil). The image's 64 bytes follow on the channel (2,048-2,080, delivered at
+    2,105, emitted at timestep 43). fc1 computes at 5,273 (within its timestep, 1 timestep) and
+    its 64 output bytes are written at 5,273-5,305: the segment ends in timestep 107.
+    Segment 1 (fc2, 640 bytes of weights): read 0-320, delivered at 345, programmed at
+    345 + max(3,200, 20) = 3,545 (71 timesteps); its spilled input and the 10-byte result fit in
+    between: done at 3,550, 71 timesteps. Run: 107 + 71 = 178 timesteps; image 0 from timestep 43
+    to 107 + 70 = 177: latency 135."""
+    report = run_scenario(one_core(tmp_path))
+    s = report.summary
+    assert s["weights"] == "reload" and s["total_timesteps"] == 178 and s["latency_timesteps"] == 135
+    seg0, seg1 = s["segments"]
+    assert (seg0["start_timestep"], seg0["timesteps"], seg0["programming_timesteps"]) == (0, 107, 106)
+    assert (seg1["start_timestep"], seg1["timesteps"], seg1["programming_timesteps"]) == (107, 71, 71)
+    assert seg0["dram_bytes"] == {"weights": 4096, "input": 64, "output": 64}
+    assert seg1["dram_bytes"] == {"weights": 640, "input": 64, "output": 10}
+    assert seg0["stall_timesteps"]["weights"] == 105 and seg1["stall_timesteps"]["weights"] == 70
+
+
+def test_pcm_rows_program_faster(tmp_path: Path) -> None:
+    """PCM rows at 50 ns = 25 cycles: programming 64 x 25 = 1,600 cycles instead of 3,200."""
+    rram = run_scenario(one_core(tmp_path)).summary
+    pcm = run_scenario(one_core(tmp_path), ["chip.weight_device=pcm"]).summary
+    assert pcm["segments"][0]["programming_timesteps"] == -(-(2073 + 1600) // 50)
+    assert pcm["total_timesteps"] < rram["total_timesteps"]
+
+
+def test_resnet32_on_a_4x4_array_reloads_in_segments_that_conserve_pixels() -> None:
+    """ResNet-32 (42 cores) on 16 cores: segments cut after blocks (single live tensor); each fits;
+    every layer in exactly one segment; what a segment spills is exactly what the next reads."""
+    overrides = ["mapping.weights=reload", "chip.array_rows=4", "chip.array_cols=4", "dram.enabled=true",
+                 "run.batch=2"]
+    scenario = load_scenario(RESNET, overrides)
+    net = load_model(scenario.model)
+    segments = plan_segments(net, scenario)
+    assert len(segments) >= 3 and all(seg.cores <= 16 for seg in segments)
+    layers = [name for seg in segments for name in seg.layers]
+    assert layers == [layer.name for layer in net.layers[1:]]
+    cuts = set(cut_points(net, scenario))
+    assert all(seg.output in cuts for seg in segments[:-1])
+    report = run_scenario(RESNET, overrides)  # each segment's drain checks run (run.check_invariants)
+    rows = report.summary["segments"]
+    for before, after in itertools.pairwise(rows):
+        tensor = net.layer(before["output"])
+        spill = tensor.out_h * tensor.out_w * tensor.out_channels * 2
+        assert before["dram_bytes"]["output"] == after["dram_bytes"]["input"] == spill
+        assert after["start_timestep"] == before["start_timestep"] + before["timesteps"]
+    assert report.summary["total_timesteps"] == sum(r["timesteps"] for r in rows)
+    assert sum(r["dram_bytes"]["weights"] for r in rows) == sum(
+        c.rows_used * c.cols_used for seg in segments for c in map_network(seg.network, scenario).cores)
+
+
+def test_reload_traces_one_file_per_segment(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "run.h5"
+    assert main(["run", str(one_core(tmp_path)), "--trace", str(trace)]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "run.segment0.h5").exists() and (tmp_path / "run.segment1.h5").exists()
+    assert not trace.exists() and out.count("trace: ") == 2
+
+
+@pytest.mark.parametrize(("extra", "fragment"), [
+    ("", "mapping.weights"),  # stationary: the array is too small
+])
+def test_stationary_refuses_what_reload_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: str,
+                                             fragment: str) -> None:
+    path = one_core(tmp_path)
+    path.write_text(ONE_CORE.replace('weights = "reload"', 'weights = "stationary"'))
+    assert main(["run", str(path), "--no-trace"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "the mapping needs 2 cores" in err and fragment in err
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), [
+    (["dram.enabled=false"], "dram.enabled = true"),
+    (["functional.enabled=true"], "functional.enabled"),
+    (["chip.crossbar_rows=32"], "alone needs 2 cores"),  # fc1's 64 rows on 32-row crossbars: 2 cores > 1
+    (["chip.weight_device=flash"], "chip.weight_device"),
+])
+def test_bad_reloading_runs_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str],
+                                         fragment: str) -> None:
+    argv = ["run", str(one_core(tmp_path)), "--no-trace"]
+    for o in overrides:
+        argv += ["--set", o]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("cimsim: error: ") and fragment in err, err
+
+
+def test_reload_is_not_used_when_the_network_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = one_core(tmp_path)
+    assert main(["run", str(path), "--no-trace", "--json", "--set", "chip.array_cols=2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "segments" not in summary and summary["cores"] == 2
