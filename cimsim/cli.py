@@ -106,9 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--json", action="store_true", help="print one JSON object")
 
     from cimsim.mapping.command import add_parser as add_map_parser
+    from cimsim.roofline import add_parser as add_roofline_parser
     from cimsim.sweep.command import add_parsers as add_sweep_parsers  # sweep, sweep-plot
 
     add_map_parser(sub)
+    add_roofline_parser(sub)
     add_sweep_parsers(sub)
     return p
 
@@ -233,7 +235,8 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     commands = {"run": _run, "sram": _sram, "replicas": _replicas, "report": _report, "plot": _plot,
-                "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot, "map": _map}
+                "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot, "map": _map,
+                "roofline": _roofline}
     return commands[args.command](args)
 
 
@@ -245,6 +248,13 @@ def _map(args: argparse.Namespace) -> int:
     if problems:
         raise MappingError(f"{args.scenario}: {len(problems)} mapping problem{'s' if len(problems) > 1 else ''}: "
                            + "; ".join(problems))
+    return 0
+
+
+def _roofline(args: argparse.Namespace) -> int:
+    from cimsim.roofline import roofline_command
+
+    _say(roofline_command(args))
     return 0
 
 

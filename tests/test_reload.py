@@ -154,3 +154,31 @@ def test_reload_is_not_used_when_the_network_fits(tmp_path: Path, capsys: pytest
     assert main(["run", str(path), "--no-trace", "--json", "--set", "chip.array_cols=2"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert "segments" not in summary and summary["cores"] == 2
+
+
+def test_roofline_points_follow_the_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each point is its batch's run: 2 x MACs x batch over the run's seconds, against MACs per
+    weight byte read x batch; reloading reads the weights once per batch, so the intensity
+    grows with the batch, and the programming is amortised: TOPS grow with it."""
+    path = one_core(tmp_path)
+    plot = tmp_path / "roof.png"
+    assert main(["roofline", str(path), "--batch", "1,4,16", "--json", "-o", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    macs = 64 * 64 + 64 * 10
+    assert result["macs_per_image"] == macs and result["weight_bytes"] == macs
+    points = result["points"]
+    for p in points:
+        summary = run_scenario(path, [f"run.batch={p['batch']}"]).summary
+        seconds = summary["simulated_cycles"] / 500e6
+        assert p["tops"] == pytest.approx(2 * macs * p["batch"] / seconds / 1e12)
+        assert p["intensity_macs_per_byte"] == pytest.approx(macs * p["batch"] / macs)
+        assert p["tops"] <= p["roofline_tops"]
+    assert points[0]["tops"] < points[1]["tops"] < points[2]["tops"]
+    assert plot.stat().st_size > 0
+
+
+@pytest.mark.parametrize("batches", ["", "0,1", "a,b", ",".join(["1"] * 2 + [str(i) for i in range(2, 70)])])
+def test_roofline_bad_batches(tmp_path: Path, capsys: pytest.CaptureFixture[str], batches: str) -> None:
+    assert main(["roofline", str(one_core(tmp_path)), "--batch", batches]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "--batch" in err
