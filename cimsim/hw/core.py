@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+from simpy import Event
 
 from cimsim.errors import SimulationError
 from cimsim.hw.clocking import Clocking
@@ -288,7 +289,7 @@ class Core:
                 if cause != self.cause:
                     self._account(now_ts)
                     self.cause = cause
-                self._wake = wake = env.event()
+                self._wake = wake = Event(env)
                 yield wake
                 continue
             wait = clock.hold_off(now, self.busy_until_ts)
@@ -351,34 +352,35 @@ class Core:
     # --- invariants -----------------------------------------------------------------------------
     def _check_step(self, image: int, gi: int, timestep: int) -> None:
         """The group about to be computed has all it needs, and nothing it needs was overwritten."""
-        if self.clock.one_step_per_timestep:
-            if timestep <= self._last_step_ts:
-                _fail(f"{self.spec.name}: computed two groups in timestep {timestep} "
-                      f"(previous at {self._last_step_ts})")
-            self._last_step_ts = timestep
-        stored, main, residual = self.stored, self.main, self.residual
-        need = image * self.n_in + self._need[gi] + 1
-        if stored < need:
-            self._fail_step(image, gi, f"needs {need} stored input pixels, only {stored} stored "
-                            f"({main.arrived} arrived) at timestep {timestep}")
+        if timestep <= self._last_step_ts and self.clock.one_step_per_timestep:
+            _fail(f"{self.spec.name}: computed two groups in timestep {timestep} "
+                  f"(previous at {self._last_step_ts})")
+        self._last_step_ts = timestep
+        stored, main = self.stored, self.main
+        first = image * self.n_in
+        if stored <= first + self._need[gi]:
+            self._fail_step(image, gi, f"needs {first + self._need[gi] + 1} stored input pixels, only {stored} "
+                            f"stored ({main.arrived} arrived) at timestep {timestep}")
         if stored > main.arrived:
             _fail(f"{self.spec.name}: {stored} input pixels stored but only {main.arrived} arrived")
         # pixel i lives in slot i % slots until pixel i + slots is stored, so the stored
         # window is [stored - slots, stored)
-        oldest = image * self.n_in + self._first_input[gi]
+        oldest = first + self._first_input[gi]
         if oldest < stored - self.slots:
             self._fail_step(image, gi, f"needs input pixel {oldest}, overwritten: {stored} stored in "
                             f"{self.slots} slots (H x F) at timestep {timestep}")
         if main.capacity is not None and main.arrived - main.consumed > main.capacity:
             _fail(main.invariant_problems()[0])
-        if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
-            _fail(residual.invariant_problems()[0])
-        if residual.sources and residual.arrived < image * self.n_out + self._out_need[gi]:
-            self._fail_step(image, gi, f"needs {image * self.n_out + self._out_need[gi]} residual pixels, "
-                            f"{residual.arrived} arrived at timestep {timestep}")
-        if self.partial.sources and self.partial.arrived < image * self.n_out + self._done[gi]:
+        residual, partial = self.residual, self.partial
+        if residual.sources:  # a port without sources holds nothing
+            if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
+                _fail(residual.invariant_problems()[0])
+            if residual.arrived < image * self.n_out + self._out_need[gi]:
+                self._fail_step(image, gi, f"needs {image * self.n_out + self._out_need[gi]} residual pixels, "
+                                f"{residual.arrived} arrived at timestep {timestep}")
+        if partial.sources and partial.arrived < image * self.n_out + self._done[gi]:
             self._fail_step(image, gi, f"needs {image * self.n_out + self._done[gi]} partial sums, "
-                            f"{self.partial.arrived} arrived at timestep {timestep}")
+                            f"{partial.arrived} arrived at timestep {timestep}")
 
     def _fail_step(self, image: int, gi: int, problem: str) -> None:
         end = self._done[gi]
