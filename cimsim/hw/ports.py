@@ -39,6 +39,8 @@ class InputPort:
         self.sources = tuple(sources)
         self.capacity = capacity
         self.counts = dict.fromkeys(self.sources, 0)
+        self._several = len(self.counts) > 1
+        """More than one producer: a pixel has arrived once every producer delivered it."""
         self.arrived = 0
         self.consumed = 0
         self.in_flight = 0
@@ -56,7 +58,7 @@ class InputPort:
         counts = self.counts
         arrived = counts[source] + count
         counts[source] = arrived
-        if len(counts) > 1:
+        if self._several:
             arrived = min(counts.values())
         if arrived != self.arrived:
             self.arrived = arrived
