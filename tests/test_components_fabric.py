@@ -16,7 +16,7 @@ from cimsim.hw.clocking import Elastic
 from cimsim.hw.fabric import IdealFabric, build_fabric
 from cimsim.hw.lockstep_noc import LinkBudgetFabric
 from cimsim.hw.noc import Noc, Packet, RouterFabric
-from cimsim.hw.ports import OutputPort
+from cimsim.hw.ports import InputPort, OutputPort
 from cimsim.mapping import topology
 from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe, StallCause
@@ -49,6 +49,42 @@ def test_ideal_fabric_without_hops_delivers_inside_send() -> None:
     port = OutputPort(env, "src", sink.port, IdealFabric(env, CPT, 0, 0))
     port.send(3, 0)
     assert sink.port.arrived == 3 and port.in_flight == 0 and sink.arrivals == [0, 0, 0]
+
+
+class _Kicks:
+    """An input port's owner that counts its wake-ups."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def kick(self) -> None:
+        self.n += 1
+
+
+def test_ideal_fabric_immediate_roles_and_the_ports_own_delivery() -> None:
+    """A single-producer port on a zero-delay role delivers pixels sent for now itself (one
+    wake-up, nothing in flight); later pixels and a two-producer input go through the fabric."""
+    env = simpy.Environment()
+    fabric = IdealFabric(env, CPT, 0, 1)
+    assert fabric.immediate(EdgeRole.MAIN) and fabric.immediate(EdgeRole.RESIDUAL)
+    assert not fabric.immediate(EdgeRole.PARTIAL) and not IdealFabric(env, CPT, 1, 0).immediate(EdgeRole.MAIN)
+    owner = _Kicks()
+    inp = InputPort(owner, EdgeRole.MAIN, ["a"], capacity=8)
+    port = OutputPort(env, "a", inp, fabric)
+    port.send(2, 0)
+    assert (inp.arrived, inp.in_flight, port.in_flight, port.sent, owner.n) == (2, 0, 0, 2, 1)
+    port.send(1, 5, StallCause.COMPUTE)  # produced at cycle 5 (a step that overran): in the fabric until then
+    assert (inp.arrived, inp.in_flight, inp.upstream_cause, owner.n) == (2, 1, StallCause.COMPUTE, 2)
+    env.run()
+    assert (env.now, inp.arrived, inp.in_flight, inp.upstream_cause, owner.n) == (5, 3, 0, None, 3)
+    both = _Kicks()
+    joint = InputPort(both, EdgeRole.MAIN, ["a", "b"], capacity=8)
+    first, second = OutputPort(env, "a", joint, fabric), OutputPort(env, "b", joint, fabric)
+    first.send(1, 5)
+    assert joint.arrived == 0 and both.n == 1  # woken by the send, though no pixel is complete
+    second.send(1, 5)
+    assert joint.arrived == 1 and both.n == 3  # the send's wake-up and the delivery's
+    assert [p.drained_problems() for p in (port, first, second)] == [[], [], []]
 
 
 # --- link-budget fabric -------------------------------------------------------------------------

@@ -268,7 +268,7 @@ def test_resnet32_invariants() -> None:
 
 def test_checker_catches_missing_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A core that fires without its window raises SimulationError naming the core."""
-    monkeypatch.setattr(Core, "_blocked", lambda self: None)
+    monkeypatch.setattr(Core, "_blocked", lambda self, image, gi, now_ts: None)
     path = write_scenario(tmp_path, "plain3")
     with pytest.raises(SimulationError, match=r"invariant violated: conv\d.*needs \d+ stored input pixels") as info:
         run_checked(path, [])
@@ -278,9 +278,10 @@ def test_checker_catches_missing_inputs(tmp_path: Path, monkeypatch: pytest.Monk
 def test_checker_catches_overwritten_pixels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A core whose circular buffer overwrites pixels still needed is caught."""
 
-    def reckless_store(self: Core) -> None:  # stores every arrived pixel, needed slot or not
+    def reckless_store(self: Core, now_ts: int) -> int:  # stores every arrived pixel, needed slot or not
         self.stored = self.main.arrived
         self.main.consume_to(self.stored)
+        return self.stored
 
     monkeypatch.setattr(Core, "_store", reckless_store)
     path = write_scenario(tmp_path, "plain3")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+from simpy import Event
 
 from cimsim.errors import SimulationError
 from cimsim.hw.clocking import Clocking
@@ -194,8 +195,9 @@ class Core:
         return f"{what} waits for {cause}"
 
     # --- Algorithm 2: circular store ------------------------------------------------------------
-    def _store(self) -> None:
-        """Store arrived pixels while their slot's previous pixel is no longer needed."""
+    def _store(self, now_ts: int) -> int:
+        """Store arrived pixels while their slot's previous pixel is no longer needed (in
+        timestep `now_ts`); return the pixels stored so far."""
         arrived = self.main.arrived
         stored = before = self.stored
         n_in, slots, n_groups, group = self.n_in, self.slots, self.n_groups, self.group
@@ -218,28 +220,35 @@ class Core:
                 costs = write_cost[image % len(write_cost)]
         if stored != before:
             self.stored = stored
-            now_ts = int(self.env.now) // self._cpt
             if now_ts != self.store_ts:
                 self.store_ts, self.store_cycles = now_ts, 0
             self.store_cycles += cycles
             self.main.consume_to(stored)
+        return stored
 
     # --- Algorithm 1: conditions_to_compute -----------------------------------------------------
-    def _blocked(self) -> StallCause | None:
-        image, gi = divmod(self.group, self.n_groups)
+    def _blocked(self, image: int, gi: int, now_ts: int) -> StallCause | None:
+        """Store what arrived, then what keeps group `gi` of `image` from firing now (None:
+        nothing). A blocked output port registers the core to be woken when it frees space."""
         main = self.main
+        stored = self.stored
+        if stored < main.arrived:
+            stored = self._store(now_ts)
         need = image * self.n_in + self._need[gi] + 1
-        if self.stored < need:
-            if main.arrived >= need:
+        if stored < need:
+            arrived = main.arrived
+            if arrived >= need:
                 return StallCause.SRAM
             if main.upstream_cause is not None:
                 return main.upstream_cause
-            if main.arrived + main.in_flight >= need:
+            if arrived + main.in_flight >= need:
                 return StallCause.NOC
             return StallCause.DRAM if main.dram_waiting else StallCause.INPUT
-        if self.residual.sources and self.residual.arrived < image * self.n_out + self._out_need[gi]:
+        residual = self.residual
+        if residual.sources and residual.arrived < image * self.n_out + self._out_need[gi]:
             return StallCause.RESIDUAL
-        if self.partial.sources and self.partial.arrived < image * self.n_out + self._done[gi]:
+        partial = self.partial
+        if partial.sources and partial.arrived < image * self.n_out + self._done[gi]:
             return StallCause.PARTIAL
         count = self._send[gi]
         for port in self.outputs:
@@ -275,20 +284,19 @@ class Core:
         if self.weights_ready is not None:
             self.started, self.cause, self.mark_ts = True, StallCause.WEIGHTS, 0
             yield self.weights_ready
+        image, gi = divmod(self.group, n_groups)  # the group to compute next: group gi of image
         while self.group < self.total_groups:
-            if self.stored < main.arrived:
-                self._store()
-            cause = self._blocked()
             now = int(env.now)
             now_ts = now // cpt
+            cause = self._blocked(image, gi, now_ts)
             if not self.started and main.arrived > 0:
                 self.started, self.mark_ts = True, now_ts
             if cause is not None:
                 if cause != self.cause:
                     self._account(now_ts)
                     self.cause = cause
-                self._wake = env.event()
-                yield self._wake
+                self._wake = wake = Event(env)
+                yield wake
                 continue
             wait = clock.hold_off(now, self.busy_until_ts)
             if wait:
@@ -296,7 +304,6 @@ class Core:
                 continue
             if self.started and now_ts > self.mark_ts:
                 self._account(now_ts)
-            image, gi = divmod(self.group, n_groups)
             if checked:
                 self._check_step(image, gi, now_ts)
             mvm = timing_mvm if datapath is None else datapath.mvm(layer, image, gi, n_cores)
@@ -306,17 +313,18 @@ class Core:
             sram = stores + reads if one_port else max(stores, reads)
             cycles = sram + mvm + digital_at[gi]
             self.store_cycles = 0
-            plan = clock.step(now, sram, cycles, mvm - base_mvm)
-            if plan.announce is not None:  # the consumers now wait on this core, not the fabric
+            (start, wait_cycles, deliver, late, announce, stall, stall_start, stall_timesteps, busy,
+             mark) = clock.step(now, sram, cycles, mvm - base_mvm)  # a StepPlan, unpacked once
+            if announce is not None:  # the consumers now wait on this core, not the fabric
                 for port in outputs:
-                    port.announce(plan.announce)
-            if plan.stall is not None:
-                stall_event(core_id, layer, plan.stall, plan.stall_start_timestep, plan.stall_timesteps)
-            if plan.wait_cycles:
-                yield env.timeout(plan.wait_cycles)
+                    port.announce(announce)
+            if stall is not None:
+                stall_event(core_id, layer, stall, stall_start, stall_timesteps)
+            if wait_cycles:
+                yield env.timeout(wait_cycles)
             count = counts[gi]
             row, col = origin[gi]
-            compute_event(plan.start_cycle, now_ts, core_id, layer, image, done_at[gi] - count, count, cycles, row, col)
+            compute_event(start, now_ts, core_id, layer, image, done_at[gi] - count, count, cycles, row, col)
             if datapath is not None and self.is_writer:
                 datapath.finish(layer, image, gi)
             self.group += 1
@@ -327,16 +335,19 @@ class Core:
             if partial.sources:
                 partial.consume_to(base + done_at[gi])
             if self.stored < main.arrived:
-                self._store()
+                self._store(int(env.now) // cpt)
             send = send_at[gi]
             if send:
-                deliver, late = plan.deliver_cycle, plan.late_cause
                 for port in outputs:
                     port.send(send, deliver, late)
-            if gi == n_groups - 1 and self.emits_image_done:
-                probe.image_done(image, -1, plan.deliver_cycle // cpt, plan.deliver_cycle)
-            self.busy_until_ts = plan.busy_until_timestep
-            self.mark_ts = plan.next_mark_timestep
+            if gi == n_groups - 1:
+                if self.emits_image_done:
+                    probe.image_done(image, -1, deliver // cpt, deliver)
+                image, gi = image + 1, 0
+            else:
+                gi += 1
+            self.busy_until_ts = busy
+            self.mark_ts = mark
         self.cause = None
         # Pixels no window uses (e.g. the odd rows of a stride-2 1 x 1 layer) may still
         # arrive after the last output: accept them so producers are never held up.
@@ -347,34 +358,35 @@ class Core:
     # --- invariants -----------------------------------------------------------------------------
     def _check_step(self, image: int, gi: int, timestep: int) -> None:
         """The group about to be computed has all it needs, and nothing it needs was overwritten."""
-        if self.clock.one_step_per_timestep:
-            if timestep <= self._last_step_ts:
-                _fail(f"{self.spec.name}: computed two groups in timestep {timestep} "
-                      f"(previous at {self._last_step_ts})")
-            self._last_step_ts = timestep
-        stored, main, residual = self.stored, self.main, self.residual
-        need = image * self.n_in + self._need[gi] + 1
-        if stored < need:
-            self._fail_step(image, gi, f"needs {need} stored input pixels, only {stored} stored "
-                            f"({main.arrived} arrived) at timestep {timestep}")
+        if timestep <= self._last_step_ts and self.clock.one_step_per_timestep:
+            _fail(f"{self.spec.name}: computed two groups in timestep {timestep} "
+                  f"(previous at {self._last_step_ts})")
+        self._last_step_ts = timestep
+        stored, main = self.stored, self.main
+        first = image * self.n_in
+        if stored <= first + self._need[gi]:
+            self._fail_step(image, gi, f"needs {first + self._need[gi] + 1} stored input pixels, only {stored} "
+                            f"stored ({main.arrived} arrived) at timestep {timestep}")
         if stored > main.arrived:
             _fail(f"{self.spec.name}: {stored} input pixels stored but only {main.arrived} arrived")
         # pixel i lives in slot i % slots until pixel i + slots is stored, so the stored
         # window is [stored - slots, stored)
-        oldest = image * self.n_in + self._first_input[gi]
+        oldest = first + self._first_input[gi]
         if oldest < stored - self.slots:
             self._fail_step(image, gi, f"needs input pixel {oldest}, overwritten: {stored} stored in "
                             f"{self.slots} slots (H x F) at timestep {timestep}")
         if main.capacity is not None and main.arrived - main.consumed > main.capacity:
             _fail(main.invariant_problems()[0])
-        if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
-            _fail(residual.invariant_problems()[0])
-        if residual.sources and residual.arrived < image * self.n_out + self._out_need[gi]:
-            self._fail_step(image, gi, f"needs {image * self.n_out + self._out_need[gi]} residual pixels, "
-                            f"{residual.arrived} arrived at timestep {timestep}")
-        if self.partial.sources and self.partial.arrived < image * self.n_out + self._done[gi]:
+        residual, partial = self.residual, self.partial
+        if residual.sources:  # a port without sources holds nothing
+            if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
+                _fail(residual.invariant_problems()[0])
+            if residual.arrived < image * self.n_out + self._out_need[gi]:
+                self._fail_step(image, gi, f"needs {image * self.n_out + self._out_need[gi]} residual pixels, "
+                                f"{residual.arrived} arrived at timestep {timestep}")
+        if partial.sources and partial.arrived < image * self.n_out + self._done[gi]:
             self._fail_step(image, gi, f"needs {image * self.n_out + self._done[gi]} partial sums, "
-                            f"{self.partial.arrived} arrived at timestep {timestep}")
+                            f"{partial.arrived} arrived at timestep {timestep}")
 
     def _fail_step(self, image: int, gi: int, problem: str) -> None:
         end = self._done[gi]

@@ -40,6 +40,11 @@ class Fabric(ABC):
         """Flits of one packet of `payload_bits` (0: the fabric has no packets)."""
         return 0
 
+    def immediate(self, role: EdgeRole) -> bool:
+        """True when pixels of `role` sent now arrive now and the fabric does nothing else
+        with them: the port may then hand them to the consumer itself."""
+        return False
+
     def output_memory(self, packets: int) -> OutputMemory | None:
         """A core's output memory of `packets` packets, where the fabric queues packets
         there (None: it does not)."""
@@ -72,6 +77,10 @@ class IdealFabric(Fabric):
         self.env = env
         self.hop_cycles = hop_timesteps * cycles_per_timestep
         self.partial_cycles = partial_sum_timesteps * cycles_per_timestep
+
+    def immediate(self, role: EdgeRole) -> bool:
+        """True when the role's delay is zero."""
+        return (self.partial_cycles if role is EdgeRole.PARTIAL else self.hop_cycles) == 0
 
     def transmit(self, port: OutputPort, count: int, at_cycle: int) -> None:
         """Deliver after the role's delay."""

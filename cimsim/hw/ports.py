@@ -39,6 +39,8 @@ class InputPort:
         self.sources = tuple(sources)
         self.capacity = capacity
         self.counts = dict.fromkeys(self.sources, 0)
+        self._several = len(self.counts) > 1
+        """More than one producer: a pixel has arrived once every producer delivered it."""
         self.arrived = 0
         self.consumed = 0
         self.in_flight = 0
@@ -54,11 +56,15 @@ class InputPort:
     def deliver(self, source: str, count: int) -> None:
         """`count` pixels from `source` have arrived."""
         counts = self.counts
-        counts[source] += count
-        arrived = counts[source] if len(counts) == 1 else min(counts.values())
+        arrived = counts[source] + count
+        counts[source] = arrived
+        if self._several:
+            arrived = min(counts.values())
         if arrived != self.arrived:
             self.arrived = arrived
-            self.peak = max(self.peak, arrived - self.consumed)
+            held = arrived - self.consumed
+            if held > self.peak:
+                self.peak = held
             self.owner.kick()
 
     def space(self, source: str) -> int | None:
@@ -70,7 +76,7 @@ class InputPort:
     def consume_to(self, n: int) -> None:
         """The owner no longer needs pixels before index `n`; wake blocked producers."""
         if n > self.consumed:
-            self.consumed = min(self.arrived, n)
+            self.consumed = n if n < self.arrived else self.arrived
             if self.waiters:
                 self.release()
 
@@ -139,6 +145,9 @@ class OutputPort:
         self.on_arrival = self._on_arrival
         """Callback for a SimPy event whose value is the number of pixels that arrive."""
         self._transmit = fabric.transmit
+        self._direct = fabric.immediate(self.role) and len(target.counts) == 1
+        """Pixels sent for now reach the consumer at once and complete its input: `send`
+        delivers them itself (see there)."""
 
     def blocked(self, count: int) -> StallCause | None:
         """None if `count` more pixels can be sent now, else the cause: `output` (the
@@ -174,6 +183,13 @@ class OutputPort:
         `late_cause` says why `at_cycle` is in the future (the producer's step overran)."""
         self.sent += count
         target = self.target
+        if self._direct and count and at_cycle <= self.env.now:
+            # What the fabric would do at once (`arrive`), without the round trip through it,
+            # the in-flight counts that would go up and down again, and the kick before the
+            # delivery: with one source a delivery always completes pixels and kicks itself.
+            target.upstream_cause = None
+            target.deliver(self.source, count)
+            return
         if late_cause is not None and at_cycle > self.env.now:
             target.upstream_cause = late_cause
         self.in_flight += count
