@@ -28,6 +28,8 @@ block-diagonal matrix with its job blocks folded onto the same columns). Job ``j
 is one MVM that drives only the rows of its channels (the others get zero inputs) and
 reads the ``C_job`` columns as output channels ``j*C_job ..``; the jobs run one after
 another, so a window's cycles are the sum over its jobs (``job_cycles`` keeps them apart).
+(With a depth multiplier whose channels' outputs straddle two jobs the blocks cannot share
+columns: each job then has its own ``kh*kw*C_in x C_job`` block of the matrix.)
 """
 
 from __future__ import annotations
@@ -112,25 +114,36 @@ class LayerMath:
         """Crossbar columns of one job (C_out without jobs)."""
         self.matrix = dense_kernel_matrix(params.weights, groups)
         """The dense (block-diagonal) kernel matrix (rows, C_out)."""
-        self.row_job = _row_jobs(layer, groups, jobs)
-        """The job whose MVM drives each row (all 0 without jobs)."""
-        array = self.matrix
-        if jobs > 1:  # fold the jobs' column blocks onto the C_job columns of one array
-            array = sum((self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)),
-                        np.zeros((rows, self.job_cols), dtype=self.matrix.dtype))
-        self.parts: list[tuple[slice, slice, Crossbar]] = []
-        """(rows, columns of a job's outputs, crossbar) of every crossbar of the array."""
-        for r in range(row_parts):
-            rs = slice(r * xbar_rows, min(rows, (r + 1) * xbar_rows))
-            for c0 in range(0, self.job_cols, ccols):
-                cs = slice(c0, min(self.job_cols, c0 + ccols))
-                self.parts.append((rs, cs, Crossbar(array[rs, cs], crossbar_config)))
+        self.row_mask = _job_rows(layer, groups, jobs)
+        """(jobs, rows) bool: the rows each job's MVM drives (all rows without jobs)."""
+        folded = jobs == 1 or bool((self.row_mask.sum(axis=0) <= 1).all())
+        if jobs == 1:
+            arrays = [self.matrix]
+        elif folded:  # fold the jobs' column blocks onto the C_job columns of one array
+            arrays = [sum((self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)),
+                          np.zeros((rows, self.job_cols), dtype=self.matrix.dtype))]
+        else:  # a channel's outputs straddle two jobs (a depth multiplier): a block per job
+            arrays = [self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)]
+        self.job_parts: list[list[tuple[slice, slice, Crossbar]]] = []
+        """Each job's crossbars: (rows, columns of the job's outputs, crossbar)."""
+        for array in arrays:
+            parts = []
+            for r in range(row_parts):
+                rs = slice(r * xbar_rows, min(rows, (r + 1) * xbar_rows))
+                for c0 in range(0, self.job_cols, ccols):
+                    cs = slice(c0, min(self.job_cols, c0 + ccols))
+                    parts.append((rs, cs, Crossbar(array[rs, cs], crossbar_config)))
+            self.job_parts.append(parts)
+        self.parts: list[tuple[slice, slice, Crossbar]] = [p for parts in self.job_parts for p in parts]
+        """Every crossbar of the layer (rows, columns, crossbar)."""
+        if len(self.job_parts) < jobs:
+            self.job_parts *= jobs  # every job on the one folded array
 
     def job_windows(self, windows: np.ndarray, job: int) -> np.ndarray:
-        """The inputs job `job` drives: ``windows`` with the other jobs' rows zero."""
+        """The inputs job `job` drives: ``windows`` with the rows of the other jobs zero."""
         if self.jobs == 1:
             return windows
-        return np.where(self.row_job[None, :] == job, windows, 0).astype(windows.dtype)
+        return np.where(self.row_mask[job][None, :], windows, 0).astype(windows.dtype)
 
     @property
     def kernel(self) -> int:
@@ -156,7 +169,7 @@ class LayerMath:
         for job in range(self.jobs):
             x = self.job_windows(windows, job)
             c0 = job * self.job_cols
-            for rs, cs, xbar in self.parts:
+            for rs, cs, xbar in self.job_parts[job]:
                 res = xbar.mvm(x[:, rs])
                 out = slice(c0 + cs.start, c0 + cs.stop)
                 acc[:, out] += res.values
@@ -205,19 +218,18 @@ def dense_kernel_matrix(weights: np.ndarray, groups: int = 1) -> np.ndarray:
     return kernel_matrix(dense)
 
 
-def _row_jobs(layer: Layer, groups: int, jobs: int) -> np.ndarray:
-    """The job of each kernel-matrix row (ordered (ky, kx, c_in)): the one holding its group's outputs."""
+def _job_rows(layer: Layer, groups: int, jobs: int) -> np.ndarray:
+    """(jobs, rows) bool: the kernel-matrix rows (ordered (ky, kx, c_in)) whose group has outputs in
+    each job's columns."""
     rows = layer.kernel_rows
     if jobs == 1:
-        return np.zeros(rows, dtype=np.int64)
+        return np.ones((1, rows), dtype=bool)
     cin, cout = layer.in_channels, layer.out_channels
     cin_g, cout_g, job_cols = cin // groups, cout // groups, cout // jobs
     group = (np.arange(rows) % cin) // cin_g
     first, last = group * cout_g // job_cols, ((group + 1) * cout_g - 1) // job_cols
-    if np.any(first != last):
-        raise ValueError(f"layer {layer.name!r}: a group's {cout_g} output channels straddle two jobs of "
-                         f"{job_cols} channels")
-    return first
+    j = np.arange(jobs)[:, None]
+    return (first[None, :] <= j) & (j <= last[None, :])
 
 
 def windows(activations: np.ndarray, rows_cols, kernel: Pair, stride: Pair = 1, padding: Pair = 0,

@@ -64,6 +64,19 @@ class _Post:
     """The layer whose values the stage emits."""
 
 
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """A parallel group's output positions (column by column) and the input pixels it reads."""
+
+    positions: list[tuple[int, int]]
+    rows: np.ndarray
+    cols: np.ndarray
+    """The positions' rows and columns (index arrays)."""
+    read_rows: np.ndarray
+    read_cols: np.ndarray
+    """The in-image input pixels its windows read."""
+
+
 @dataclass
 class _Pending:
     """A group computed by the first of the stage's cores to fire it."""
@@ -71,7 +84,7 @@ class _Pending:
     values: np.ndarray
     """int8 (n, C): the stage's own outputs, or already with the residual added (`added`)."""
     added: bool
-    positions: list[tuple[int, int]]
+    group: _Group
     cores_left: int
     cycles: int
     """Crossbar cycles of the group (0 on a digital stage)."""
@@ -122,6 +135,7 @@ class Datapath:
         self.digital: dict[str, DigitalMath] = {}
         self.windows: dict[str, Window] = {}
         self.post: dict[str, _Post] = {}
+        self._groups: dict[str, dict[int, _Group]] = {}
         for name in plan.layers:
             self._program(name, scenario, xcfg)
         self.order = dataflow_order(plan)
@@ -182,10 +196,19 @@ class Datapath:
         return img
 
     # --- called by the cores ------------------------------------------------------------------
-    def _positions(self, geom: LayerGeometry, gi: int) -> list[tuple[int, int]]:
-        r0, c0 = (int(v) for v in geom.group_origin[gi])
-        nr, nc = (int(v) for v in geom.group_shape[gi])
-        return [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
+    def _group(self, layer: str, gi: int) -> _Group:
+        """Group `gi` of `layer`: its output positions and the input pixels its windows read (cached)."""
+        cache = self._groups.setdefault(layer, {})
+        g = cache.get(gi)
+        if g is None:
+            geom, win = self.geoms[layer], self.windows[layer]
+            r0, c0 = (int(v) for v in geom.group_origin[gi])
+            nr, nc = (int(v) for v in geom.group_shape[gi])
+            positions = [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
+            pixels = _window_pixels(win, positions)
+            rc = np.array(positions, dtype=np.int64)
+            g = cache[gi] = _Group(positions, rc[:, 0], rc[:, 1], pixels[:, 0], pixels[:, 1])
+        return g
 
     def _read(self, layer: str, image: int, who: str) -> np.ndarray:
         if layer == self.input_name:
@@ -201,27 +224,29 @@ class Datapath:
         maps = [read(m) for m in self.plan.layers[layer].main_inputs]
         return maps[0] if len(maps) == 1 else np.concatenate(maps, axis=2)
 
-    def _check_filled(self, layer: str, image: int, src: str, boxes: list[tuple[int, int, int, int]]) -> None:
-        """Every pixel of the (row, row end, column, column end) boxes of `src` is written."""
+    def _check_filled(self, layer: str, image: int, src: str, rows: np.ndarray, cols: np.ndarray) -> None:
+        """Every pixel (rows[i], cols[i]) of `src` is written."""
         if src == self.input_name:  # the image source streams every pixel of the image
             return
         filled = self.filled.get((src, image))
         if filled is None:
             raise SimulationError(f"functional: {layer} read image {image} of '{src}' before it was "
                                   "produced or after it was freed")
-        h, w = filled.shape
-        if not all(filled[max(0, r0):min(h, r1), max(0, c0):min(w, c1)].all() for r0, r1, c0, c1 in boxes):
+        if not filled[rows, cols].all():
             raise SimulationError(f"functional: {layer} image {image} read input pixels of '{src}' "
                                   "that were not produced yet")
 
-    def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]]) -> None:
-        """The group may only read input pixels its producers have already written (every main
-        input of a concat, over the stage's window)."""
-        win = self.windows[layer]
-        (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
-        boxes = [(r * sh - ph, r * sh - ph + kh, c * sw - pw, c * sw - pw + kw) for r, c in positions]
+    def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]] | int) -> None:
+        """A group (its output `positions`, or its index) may only read input pixels its producers
+        have already written (every main input of a concat, over the stage's window)."""
+        if isinstance(positions, int):
+            g = self._group(layer, positions)
+            rows, cols = g.read_rows, g.read_cols
+        else:
+            pixels = _window_pixels(self.windows[layer], positions)
+            rows, cols = pixels[:, 0], pixels[:, 1]
         for src in dict.fromkeys(self.plan.layers[layer].main_inputs):
-            self._check_filled(layer, image, src, boxes)
+            self._check_filled(layer, image, src, rows, cols)
 
     def _own(self, layer: str, image: int, x: np.ndarray,
              positions: list[tuple[int, int]]) -> tuple[np.ndarray, GroupResult | None]:
@@ -265,18 +290,17 @@ class Datapath:
         key = (layer, image, gi)
         entry = self.pending.get(key)
         if entry is None:
-            positions = self._positions(self.geoms[layer], gi)
-            self._check_window(layer, image, positions)
+            g = self._group(layer, gi)
+            self._check_window(layer, image, gi)
             if self.mode == "batched":
                 if (layer, image) not in self.pre:
                     self._batched(image)
                 out, cyc = self.pre[(layer, image)]
-                entry = _Pending(np.stack([out[r, c] for r, c in positions]), True, positions, cores,
-                                 max(int(cyc[r, c]) for r, c in positions))
+                entry = _Pending(out[g.rows, g.cols], True, g, cores, int(cyc[g.rows, g.cols].max()))
             else:
                 x = self._input_map(layer, lambda m: self._read(m, image, layer))
-                y, res = self._own(layer, image, x, positions)
-                entry = _Pending(y, False, positions, cores, res.crossbar_cycles if res is not None else 0)
+                y, res = self._own(layer, image, x, g.positions)
+                entry = _Pending(y, False, g, cores, res.crossbar_cycles if res is not None else 0)
             self.pending[key] = entry
             math = self.maths.get(layer)
             if math is not None:
@@ -315,23 +339,21 @@ class Datapath:
         lm = self.plan.layers[layer]
         geom = self.geoms[layer]
         post = self.post[layer]
-        positions = entry.positions
+        g = entry.group
         y = entry.values
         if post.add_relu is not None:
             assert lm.residual_input is not None
-            self._check_filled(layer, image, lm.residual_input, [(r, r + 1, c, c + 1) for r, c in positions])
+            self._check_filled(layer, image, lm.residual_input, g.rows, g.cols)
             if not entry.added:
                 rsrc = self._read(lm.residual_input, image, layer)
-                y = saturating_add(y, np.stack([rsrc[r, c] for r, c in positions]), post.add_relu)
+                y = saturating_add(y, rsrc[g.rows, g.cols], post.add_relu)
         out = self.act.get((layer, image))
         if out is None:
             shape = (geom.out_h, geom.out_w, y.shape[1])
             out = self.act[(layer, image)] = np.zeros(shape, dtype=np.int8)
             self.filled[(layer, image)] = np.zeros(shape[:2], dtype=bool)
-        filled = self.filled[(layer, image)]
-        for (r, c), v in zip(positions, y, strict=True):
-            out[r, c] = v
-            filled[r, c] = True
+        out[g.rows, g.cols] = y
+        self.filled[(layer, image)][g.rows, g.cols] = True
         if gi == geom.n_groups - 1:
             self._emit_cycles(layer, image)
             self._image_done_reading(layer, image)
@@ -407,6 +429,14 @@ class Datapath:
         if self.agreement is not None:
             out["onnx_agreement"] = self.agreement.summary()
         return out
+
+
+def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
+    """(n, 2) (row, column) of the in-image input pixels the windows of `positions` read."""
+    (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
+    read = {(y, x) for r, c in positions for y in range(max(0, r * sh - ph), min(win.in_h, r * sh - ph + kh))
+            for x in range(max(0, c * sw - pw), min(win.in_w, c * sw - pw + kw))}
+    return np.array(sorted(read), dtype=np.int64).reshape(-1, 2)
 
 
 def _success(c: dict[str, int]) -> float | None:

@@ -69,9 +69,9 @@ def emit_mvm(probe: Probe, sl: Slicing, policy: str, adc_bits: int, image: int, 
         else:
             mask = (res.job_cycles[job] > sl.speculative_cycles) if policy == "on_failure" else None
             recovered = n if mask is None else int(mask.sum())
-        for rs, cs, _xbar in math.parts:
+        for rs, cs, _xbar in math.job_parts[job]:
             sub = u[:, rs]
-            rows = sub.shape[1] if math.jobs == 1 else int(np.count_nonzero(math.row_job[rs] == job))
+            rows = sub.shape[1] if math.jobs == 1 else int(np.count_nonzero(math.row_mask[job, rs]))
             dcols = (cs.stop - cs.start) * sl.weight_slices
             hist = np.bincount(sub.ravel(), minlength=256)  # how often each input byte occurs
             base_pulses += int(hist @ base_table) * dcols
