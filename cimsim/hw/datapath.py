@@ -72,9 +72,8 @@ class _Group:
     rows: np.ndarray
     cols: np.ndarray
     """The positions' rows and columns (index arrays)."""
-    read_rows: np.ndarray
-    read_cols: np.ndarray
-    """The in-image input pixels its windows read."""
+    reads: np.ndarray
+    """int32 flat indices (row * input width + column) of the in-image input pixels its windows read."""
 
 
 @dataclass
@@ -205,9 +204,8 @@ class Datapath:
             r0, c0 = (int(v) for v in geom.group_origin[gi])
             nr, nc = (int(v) for v in geom.group_shape[gi])
             positions = [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
-            pixels = _window_pixels(win, positions)
             rc = np.array(positions, dtype=np.int64)
-            g = cache[gi] = _Group(positions, rc[:, 0], rc[:, 1], pixels[:, 0], pixels[:, 1])
+            g = cache[gi] = _Group(positions, rc[:, 0], rc[:, 1], _window_pixels(win, positions))
         return g
 
     def _read(self, layer: str, image: int, who: str) -> np.ndarray:
@@ -224,29 +222,25 @@ class Datapath:
         maps = [read(m) for m in self.plan.layers[layer].main_inputs]
         return maps[0] if len(maps) == 1 else np.concatenate(maps, axis=2)
 
-    def _check_filled(self, layer: str, image: int, src: str, rows: np.ndarray, cols: np.ndarray) -> None:
-        """Every pixel (rows[i], cols[i]) of `src` is written."""
+    def _check_filled(self, layer: str, image: int, src: str, pixels: np.ndarray) -> None:
+        """Every pixel (flat index row * width + column) of `src` is written."""
         if src == self.input_name:  # the image source streams every pixel of the image
             return
         filled = self.filled.get((src, image))
         if filled is None:
             raise SimulationError(f"functional: {layer} read image {image} of '{src}' before it was "
                                   "produced or after it was freed")
-        if not filled[rows, cols].all():
+        if not filled.reshape(-1)[pixels].all():
             raise SimulationError(f"functional: {layer} image {image} read input pixels of '{src}' "
                                   "that were not produced yet")
 
     def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]] | int) -> None:
         """A group (its output `positions`, or its index) may only read input pixels its producers
         have already written (every main input of a concat, over the stage's window)."""
-        if isinstance(positions, int):
-            g = self._group(layer, positions)
-            rows, cols = g.read_rows, g.read_cols
-        else:
-            pixels = _window_pixels(self.windows[layer], positions)
-            rows, cols = pixels[:, 0], pixels[:, 1]
+        pixels = (self._group(layer, positions).reads if isinstance(positions, int)
+                  else _window_pixels(self.windows[layer], positions))
         for src in dict.fromkeys(self.plan.layers[layer].main_inputs):
-            self._check_filled(layer, image, src, rows, cols)
+            self._check_filled(layer, image, src, pixels)
 
     def _own(self, layer: str, image: int, x: np.ndarray,
              positions: list[tuple[int, int]]) -> tuple[np.ndarray, GroupResult | None]:
@@ -343,7 +337,7 @@ class Datapath:
         y = entry.values
         if post.add_relu is not None:
             assert lm.residual_input is not None
-            self._check_filled(layer, image, lm.residual_input, g.rows, g.cols)
+            self._check_filled(layer, image, lm.residual_input, g.rows * geom.out_w + g.cols)
             if not entry.added:
                 rsrc = self._read(lm.residual_input, image, layer)
                 y = saturating_add(y, rsrc[g.rows, g.cols], post.add_relu)
@@ -432,11 +426,11 @@ class Datapath:
 
 
 def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
-    """(n, 2) (row, column) of the in-image input pixels the windows of `positions` read."""
+    """int32 flat indices (row * in_w + column) of the in-image input pixels the windows of `positions` read."""
     (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
-    read = {(y, x) for r, c in positions for y in range(max(0, r * sh - ph), min(win.in_h, r * sh - ph + kh))
+    read = {y * win.in_w + x for r, c in positions for y in range(max(0, r * sh - ph), min(win.in_h, r * sh - ph + kh))
             for x in range(max(0, c * sw - pw), min(win.in_w, c * sw - pw + kw))}
-    return np.array(sorted(read), dtype=np.int64).reshape(-1, 2)
+    return np.array(sorted(read), dtype=np.int32)
 
 
 def _success(c: dict[str, int]) -> float | None:
