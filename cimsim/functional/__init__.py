@@ -46,12 +46,23 @@ API
     ``clipped_mask`` marks outputs that are not exact.
 
 `cimsim.functional.chip_math`
-    ``LayerMath(layer, params, crossbar_config, row_parts, xbar_rows)``:
-    ``compute(windows int8 (n, k*k*c_in)) -> GroupResult`` (``acc`` int32
+    ``LayerMath(layer, params, crossbar_config, row_parts, xbar_rows, jobs=1)``:
+    ``compute(windows int8 (n, kh*kw*c_in)) -> GroupResult`` (``acc`` int32
     (n, c_out) summed over row parts, ``crossbar_cycles`` max over parts and
-    windows, per-window ``cycles``, counters summed); ``finish(acc, relu,
-    residual=None) -> int8 (n, c_out)``. ``windows(activations (H, W, C),
-    rows_cols, kernel, stride, padding) -> int8 (n, k*k*C)`` (zero padding).
+    windows, per-window ``cycles`` (summed over jobs, ``job_cycles`` per job),
+    counters summed); ``finish(acc, relu, residual=None) -> int8 (n, c_out)``;
+    grouped convs as ``dense_kernel_matrix`` (block-diagonal). ``windows(activations
+    (H, W, C), rows_cols, kernel, stride, padding) -> int8 (n, kh*kw*C)`` (zero
+    padding; ints or (H, W) pairs).
+
+`cimsim.functional.digital`
+    ``DigitalMath(layer, params, in_hw, kernel, stride, padding).compute(x (H, W, C),
+    positions) -> int8 (n, c_out)``: a digital stage's own layer (maxpool, local or
+    global avgpool, depthwise conv, fc, add's main pixel) with the reference's arithmetic.
+
+`cimsim.functional.onnx_agreement`
+    ``onnx_source(model_path)`` (an ``.onnx`` model imported, or None) and
+    ``OnnxAgreement``: the chip's outputs against onnxruntime's float outputs.
     ``chip_forward(network, params, image, config, xbar_rows)`` runs one image
     through the chip arithmetic end to end (``build_layer_maths`` programs
     every layer once).

@@ -16,6 +16,20 @@ its ``crossbar_cycles`` is the max over windows and parts; the per-window
 split it into groups afterwards (group cycles = max of its windows' cycles).
 Replicas hold the same weights, so each window's values do not depend on which
 replica computes it.
+
+A grouped or depthwise conv is the dense, block-diagonal ``kh*kw*C_in x C_out``
+matrix (`dense_kernel_matrix`: zeros where an input channel is not in an output
+channel's group), programmed as it is on the array, zero devices included, so the
+ADC statistics count them. A depthwise conv split into ``jobs`` (Ottavi et al. 2021,
+`mapping.depthwise_job_channels`) sits on a ``kh*kw*C_in x C_job`` array (``C_job =
+C_out / jobs``), the mapper's rows x columns: the rows of an input channel hold its
+kernel in the column of its output channel modulo ``C_job`` and zeros elsewhere (the
+block-diagonal matrix with its job blocks folded onto the same columns). Job ``j``
+is one MVM that drives only the rows of its channels (the others get zero inputs) and
+reads the ``C_job`` columns as output channels ``j*C_job ..``; the jobs run one after
+another, so a window's cycles are the sum over its jobs (``job_cycles`` keeps them apart).
+(With a depth multiplier whose channels' outputs straddle two jobs the blocks cannot share
+columns: each job then has its own ``kh*kw*C_in x C_job`` block of the matrix.)
 """
 
 from __future__ import annotations
@@ -25,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimsim.functional.crossbar import COUNTERS, Crossbar, CrossbarConfig
-from cimsim.functional.reference import kernel_matrix, requantise, saturating_add
+from cimsim.functional.reference import Pair, _pair, kernel_matrix, requantise, saturating_add
 from cimsim.functional.weights import LayerParams, weight_shape
 from cimsim.network.layers import Layer
 
@@ -35,8 +49,8 @@ class GroupResult:
     """Result of `LayerMath.compute` for ``n`` windows.
 
     ``acc`` int32 (n, c_out): accumulators summed over row parts (bias not added).
-    ``crossbar_cycles``: max over windows and parts. ``cycles`` int64 (n,): per
-    window, max over parts. ``clipped_mask`` bool (n, c_out): outputs that an
+    ``crossbar_cycles``: max over windows of ``cycles``. ``cycles`` int64 (n,): per
+    window, max over parts (summed over the jobs of a depthwise conv split into jobs). ``clipped_mask`` bool (n, c_out): outputs that an
     accepted clipped ADC conversion touched (``acc`` is exact elsewhere).
     Counters (names in `cimsim.functional.crossbar.COUNTERS`) are summed over parts.
     """
@@ -56,6 +70,8 @@ class GroupResult:
     mvms: int = 0
     recovery_mvms: int = 0
     cycles: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    job_cycles: np.ndarray = field(default_factory=lambda: np.zeros((1, 0), dtype=np.int64))
+    """int64 (jobs, n): per job and window, max over the job's parts (``cycles`` is their sum)."""
     clipped_mask: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
     def counters(self) -> dict[str, int]:
@@ -67,7 +83,8 @@ class LayerMath:
     """Crossbars and digital post-processing of one conv or fc layer (module docstring)."""
 
     def __init__(
-        self, layer: Layer, params: LayerParams, crossbar_config: CrossbarConfig, row_parts: int, xbar_rows: int
+        self, layer: Layer, params: LayerParams, crossbar_config: CrossbarConfig, row_parts: int, xbar_rows: int,
+        jobs: int = 1,
     ):
         if layer.kind not in ("conv", "fc"):
             raise ValueError(f"layer {layer.name!r}: LayerMath needs a conv or fc, got {layer.kind!r}")
@@ -88,19 +105,55 @@ class LayerMath:
         self.config = crossbar_config
         self.row_parts = row_parts
         self.xbar_rows = xbar_rows
-        self.matrix = kernel_matrix(params.weights)
         cout, ccols = layer.out_channels, crossbar_config.cols
-        self.parts: list[tuple[slice, slice, Crossbar]] = []
-        for r in range(row_parts):
-            rs = slice(r * xbar_rows, min(rows, (r + 1) * xbar_rows))
-            for c0 in range(0, cout, ccols):
-                cs = slice(c0, min(cout, c0 + ccols))
-                self.parts.append((rs, cs, Crossbar(self.matrix[rs, cs], crossbar_config)))
+        groups = layer.groups if layer.kind == "conv" else 1
+        if jobs < 1 or cout % jobs:
+            raise ValueError(f"layer {layer.name!r}: {cout} output channels cannot be split into {jobs} jobs")
+        self.jobs = jobs
+        self.job_cols = cout // jobs
+        """Crossbar columns of one job (C_out without jobs)."""
+        self.matrix = dense_kernel_matrix(params.weights, groups)
+        """The dense (block-diagonal) kernel matrix (rows, C_out)."""
+        self.row_mask = _job_rows(layer, groups, jobs)
+        """(jobs, rows) bool: the rows each job's MVM drives (all rows without jobs)."""
+        folded = jobs == 1 or bool((self.row_mask.sum(axis=0) <= 1).all())
+        if jobs == 1:
+            arrays = [self.matrix]
+        elif folded:  # fold the jobs' column blocks onto the C_job columns of one array
+            arrays = [sum((self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)),
+                          np.zeros((rows, self.job_cols), dtype=self.matrix.dtype))]
+        else:  # a channel's outputs straddle two jobs (a depth multiplier): a block per job
+            arrays = [self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)]
+        self.job_parts: list[list[tuple[slice, slice, Crossbar]]] = []
+        """Each job's crossbars: (rows, columns of the job's outputs, crossbar)."""
+        for array in arrays:
+            parts = []
+            for r in range(row_parts):
+                rs = slice(r * xbar_rows, min(rows, (r + 1) * xbar_rows))
+                for c0 in range(0, self.job_cols, ccols):
+                    cs = slice(c0, min(self.job_cols, c0 + ccols))
+                    parts.append((rs, cs, Crossbar(array[rs, cs], crossbar_config)))
+            self.job_parts.append(parts)
+        self.parts: list[tuple[slice, slice, Crossbar]] = [p for parts in self.job_parts for p in parts]
+        """Every crossbar of the layer (rows, columns, crossbar)."""
+        if len(self.job_parts) < jobs:
+            self.job_parts *= jobs  # every job on the one folded array
+
+    def job_windows(self, windows: np.ndarray, job: int) -> np.ndarray:
+        """The inputs job `job` drives: ``windows`` with the rows of the other jobs zero."""
+        if self.jobs == 1:
+            return windows
+        return np.where(self.row_mask[job][None, :], windows, 0).astype(windows.dtype)
 
     @property
     def kernel(self) -> int:
-        """Kernel size (1 for an fc)."""
+        """Kernel height (1 for an fc)."""
         return self.layer.kernel if self.layer.kind == "conv" else 1
+
+    @property
+    def kernel_hw(self) -> tuple[int, int]:
+        """Kernel (height, width) ((1, 1) for an fc)."""
+        return self.layer.kernel_hw if self.layer.kind == "conv" else (1, 1)
 
     def compute(self, windows: np.ndarray) -> GroupResult:
         """Accumulators of int8 ``windows`` (n, kernel*kernel*c_in) through the crossbars."""
@@ -111,19 +164,25 @@ class LayerMath:
         n = windows.shape[0]
         acc = np.zeros((n, self.layer.out_channels), dtype=np.int64)
         clipped = np.zeros((n, self.layer.out_channels), dtype=bool)
-        cycles = np.zeros(n, dtype=np.int64)
+        job_cycles = np.zeros((self.jobs, n), dtype=np.int64)
         totals = dict.fromkeys(COUNTERS, 0)
-        for rs, cs, xbar in self.parts:
-            res = xbar.mvm(windows[:, rs])
-            acc[:, cs] += res.values
-            clipped[:, cs] |= res.clipped_mask
-            np.maximum(cycles, res.cycles, out=cycles)
-            for name in COUNTERS:
-                totals[name] += getattr(res, name)
+        for job in range(self.jobs):
+            x = self.job_windows(windows, job)
+            c0 = job * self.job_cols
+            for rs, cs, xbar in self.job_parts[job]:
+                res = xbar.mvm(x[:, rs])
+                out = slice(c0 + cs.start, c0 + cs.stop)
+                acc[:, out] += res.values
+                clipped[:, out] |= res.clipped_mask
+                np.maximum(job_cycles[job], res.cycles, out=job_cycles[job])
+                for name in COUNTERS:
+                    totals[name] += getattr(res, name)
+        cycles = job_cycles.sum(axis=0)
         return GroupResult(
             acc=acc.astype(np.int32),
             crossbar_cycles=int(cycles.max()) if n else 0,
             cycles=cycles,
+            job_cycles=job_cycles,
             clipped_mask=clipped,
             **totals,
         )
@@ -145,30 +204,58 @@ class LayerMath:
         return saturating_add(main, residual.astype(np.int8), bool(relu))
 
 
-def windows(
-    activations: np.ndarray, rows_cols, kernel: int, stride: int = 1, padding: int = 0
-) -> np.ndarray:
-    """Input windows (n, kernel*kernel*C) of output positions ``rows_cols`` [(row, col), ...].
+def dense_kernel_matrix(weights: np.ndarray, groups: int = 1) -> np.ndarray:
+    """(kh, kw, C_in / groups, C_out) weights as the dense (kh*kw*C_in, C_out) crossbar matrix,
+    rows ordered (ky, kx, c_in): output channel ``j`` of group ``g = j // (C_out / groups)`` holds
+    its weights in the rows of input channels ``g*C_in/groups ..`` and zeros elsewhere."""
+    if groups == 1:
+        return kernel_matrix(weights)
+    kh, kw, cin_g, cout = weights.shape
+    dense = np.zeros((kh, kw, cin_g * groups, cout), dtype=weights.dtype)
+    cout_g = cout // groups
+    for g in range(groups):
+        dense[:, :, g * cin_g:(g + 1) * cin_g, g * cout_g:(g + 1) * cout_g] = weights[..., g * cout_g:(g + 1) * cout_g]
+    return kernel_matrix(dense)
+
+
+def _job_rows(layer: Layer, groups: int, jobs: int) -> np.ndarray:
+    """(jobs, rows) bool: the kernel-matrix rows (ordered (ky, kx, c_in)) whose group has outputs in
+    each job's columns."""
+    rows = layer.kernel_rows
+    if jobs == 1:
+        return np.ones((1, rows), dtype=bool)
+    cin, cout = layer.in_channels, layer.out_channels
+    cin_g, cout_g, job_cols = cin // groups, cout // groups, cout // jobs
+    group = (np.arange(rows) % cin) // cin_g
+    first, last = group * cout_g // job_cols, ((group + 1) * cout_g - 1) // job_cols
+    j = np.arange(jobs)[:, None]
+    return (first[None, :] <= j) & (j <= last[None, :])
+
+
+def windows(activations: np.ndarray, rows_cols, kernel: Pair, stride: Pair = 1, padding: Pair = 0,
+            fill: int = 0) -> np.ndarray:
+    """Input windows (n, kh*kw*C) of output positions ``rows_cols`` [(row, col), ...].
 
     ``activations`` is one image's int8 feature map (H, W, C); out-of-image
-    positions read zero (padding). Rows are ordered (ky, kx, c) like the kernel matrix.
+    positions read ``fill`` (zero: padding). Rows are ordered (ky, kx, c) like the kernel
+    matrix; ``kernel``, ``stride`` and ``padding`` are ints (square) or (H, W) pairs.
     """
     act = np.asarray(activations)
     if act.ndim != 3:
         raise ValueError(f"activations must be (H, W, C), got shape {act.shape}")
+    (kh, kw), (sh, sw), (ph, pw) = _pair(kernel), _pair(stride), _pair(padding)
     h, w, c = act.shape
     rc = np.asarray(rows_cols, dtype=np.int64).reshape(-1, 2)
-    if padding:
-        act = np.pad(act, ((padding, padding), (padding, padding), (0, 0)))
-    top, left = rc[:, 0] * stride, rc[:, 1] * stride
+    if ph or pw:
+        act = np.pad(act, ((ph, ph), (pw, pw), (0, 0)), constant_values=fill)
+    top, left = rc[:, 0] * sh, rc[:, 1] * sw
     if len(rc) and (
-        rc.min() < 0 or (top + kernel).max() > h + 2 * padding or (left + kernel).max() > w + 2 * padding
+        rc.min() < 0 or (top + kh).max() > h + 2 * ph or (left + kw).max() > w + 2 * pw
     ):
         raise ValueError(f"an output position in {rc.tolist()[:4]}... lies outside the {h} x {w} input")
-    k = np.arange(kernel)
-    ys = (top[:, None] + k[None, :])[:, :, None]  # (n, ky, 1)
-    xs = (left[:, None] + k[None, :])[:, None, :]  # (n, 1, kx)
-    return act[ys, xs].reshape(len(rc), kernel * kernel * c)
+    ys = (top[:, None] + np.arange(kh)[None, :])[:, :, None]  # (n, ky, 1)
+    xs = (left[:, None] + np.arange(kw)[None, :])[:, None, :]  # (n, 1, kx)
+    return act[ys, xs].reshape(len(rc), kh * kw * c)
 
 
 def all_positions(layer: Layer) -> list[tuple[int, int]]:
@@ -216,8 +303,8 @@ def chip_forward(
     for layer in network.layers[1:]:
         if layer.kind in ("conv", "fc"):
             lm = maths[layer.name]
-            stride, padding = (layer.stride, layer.padding) if layer.kind == "conv" else (1, 0)
-            win = windows(out[layer.inputs[0]][0], all_positions(layer), lm.kernel, stride, padding)
+            stride, padding = (layer.stride_hw, layer.padding_hw) if layer.kind == "conv" else (1, 0)
+            win = windows(out[layer.inputs[0]][0], all_positions(layer), lm.kernel_hw, stride, padding)
             res = results[layer.name] = lm.compute(win)
             y = lm.finish(res.acc)
         elif layer.kind == "add":

@@ -24,6 +24,7 @@ from cimsim.hw.datapath import Datapath
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.hw.ports import InputPort, OutputPort
 from cimsim.mapping.plan import CoreSpec, LayerMapping
+from cimsim.mapping.stages import Unit
 from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe, StallCause
 
@@ -78,8 +79,10 @@ class Core:
         self.pooled = pooled
         self.datapath = datapath
         """Real values (functional model), or None for timing only."""
-        self.base_mvm_cycles = datapath.base_mvm_cycles if datapath is not None else timing.mvm_cycles
-        """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery."""
+        self.base_mvm_cycles = (timing.mvm_cycles if datapath is None or mapping.unit is Unit.DIGITAL
+                                else datapath.base_mvm_cycles * mapping.jobs)
+        """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery (a digital
+        stage has none; a depthwise split into jobs runs one MVM per job)."""
         self.is_writer = spec.id == mapping.merge_cores[0]
         """The core whose digital processor writes the layer's output values."""
         self.check_invariants = check_invariants

@@ -1,19 +1,24 @@
 """Real pixel values through the simulated chip (issue 5's functional model).
 
 The cores call the datapath when they fire a group: it reads the group's input windows
-from the producing layer's outputs *as the simulated cores have written them so far*
-(a read of a pixel not yet produced is an error: the dataflow would have read garbage),
-runs them through the layer's bit-sliced crossbars (`cimsim.functional.LayerMath`, with
-speculation and recovery), and returns the crossbar cycles the MVM took, so MVM time
-depends on the data. The merging core's digital processor then requantises, adds the
-residual, applies ReLU, pools and runs a digital FC, and writes the outputs where the
-consumers will read them. Each image's network output is compared with the numpy
-reference forward pass.
+from the producing stages' outputs *as the simulated cores have written them so far*
+(a read of a pixel not yet produced is an error: the dataflow would have read garbage;
+a concat's consumer reads every producer, their pixels side by side along channels),
+runs a crossbar stage's windows through its bit-sliced crossbars
+(`cimsim.functional.LayerMath`, with speculation and recovery; a grouped or depthwise
+conv as its block-diagonal matrix, split into jobs if the mapping says so) and returns
+the crossbar cycles the MVM took, so MVM time depends on the data; a digital stage
+(`cimsim.functional.digital`) takes no crossbar cycles. The merging core's digital
+processor then requantises, adds the residual, applies ReLU, pools and runs a digital
+FC, and writes the outputs where the consumers will read them. Each image's network
+output is compared with the numpy reference forward pass (and, for a model imported
+from ONNX, collected for `cimsim.functional.onnx_agreement`).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +29,64 @@ from cimsim.energy.actions import Action, Component
 from cimsim.errors import InputError, SimulationError
 from cimsim.functional.chip_math import GroupResult, LayerMath, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
+from cimsim.functional.digital import DIGITAL_KINDS, DigitalMath
 from cimsim.functional.images import ImageStream
+from cimsim.functional.onnx_agreement import OnnxAgreement, onnx_source
 from cimsim.functional.reference import (
     conv_accumulate,
     global_avgpool,
     reference_forward,
     requantise,
+    saturating_add,
 )
 from cimsim.functional.weights import load_params, make_params
+from cimsim.hw.datapath_actions import Slicing, emit_mvm
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
-from cimsim.mapping.stages import Unit
-from cimsim.network import Network
+from cimsim.mapping.stages import Unit, Window
+from cimsim.network import Layer, Network
+from cimsim.network.layers import LayerKind
 from cimsim.sim.probe import Probe
+
+PIXEL = Window(1, 1, (1, 1), (1, 1), (0, 0))
+"""The window of a stage without one (a hand-built plan): one 1 x 1 pixel."""
+
+
+@dataclass
+class _Post:
+    """What the digital processor does after the stage's own layer."""
+
+    add_relu: bool | None
+    """The residual add (fused, or the stage's own): its ReLU; None: no add."""
+    tail: list[Layer]
+    """Fused global avgpool and fc, in model order (run at the image's last group)."""
+    net_output: str
+    """The layer whose values the stage emits."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Group:
+    """A parallel group's output positions (column by column) and the input pixels it reads."""
+
+    positions: list[tuple[int, int]]
+    rows: np.ndarray
+    cols: np.ndarray
+    """The positions' rows and columns (index arrays)."""
+    reads: np.ndarray
+    """int32 flat indices (row * input width + column) of the in-image input pixels its windows read."""
+
+
+@dataclass
+class _Pending:
+    """A group computed by the first of the stage's cores to fire it."""
+
+    values: np.ndarray
+    """int8 (n, C): the stage's own outputs, or already with the residual added (`added`)."""
+    added: bool
+    group: _Group
+    cores_left: int
+    cycles: int
+    """Crossbar cycles of the group (0 on a digital stage)."""
 
 
 class Datapath:
@@ -47,7 +97,17 @@ class Datapath:
         base = Path(scenario.source).parent if scenario.source else Path(".")
         batch, seed = scenario.run.batch, scenario.run.seed
         self.net, self.plan, self.geoms = net, plan, geoms
-        self.params = load_params(base / cfg.weights, net) if cfg.weights else make_params(net, seed)
+        onnx = onnx_source(scenario.model)
+        self.agreement: OnnxAgreement | None = None
+        """Chip outputs vs onnxruntime (a model imported from ONNX); None: not an imported model."""
+        if cfg.weights:
+            self.params = load_params(base / cfg.weights, net)
+        elif onnx is not None and onnx.params is not None:
+            self.params = onnx.params  # the imported weights of an .onnx model
+        else:
+            self.params = make_params(net, seed)
+        if onnx is not None:
+            self.agreement = OnnxAgreement(onnx)
         # image i depends on (seed, i) only, so a batch's first images do not change with its size;
         # images are made (or read) as the run consumes them and dropped once compared
         self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None)
@@ -61,42 +121,29 @@ class Datapath:
         self.adc_bits = cfg.adc_bits
         self.probe: Probe | None = None
         """Where the data-dependent action events go (set by the chip; None: nowhere)."""
-        self._slicing = _Slicing(xcfg)
+        self._slicing = Slicing(xcfg)
         self._xbar_cycles: dict[tuple[str, int], list[int]] = {}
         """(layer, image) -> [crossbar cycles, of which recovery] of its groups so far."""
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-        """batched mode: (layer, image) -> (outputs (H, W, C) or pooled, per-window crossbar cycles (H, W))."""
+        """batched mode: (layer, image) -> (outputs (H, W, C) before any fused pool, per-window crossbar
+        cycles (H, W))."""
         self.base_mvm_cycles = xcfg.base_cycles * cfg.crossbar_cycle_cycles
-        """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery."""
+        """MVM cycles of one crossbar MVM without (data-dependent) recovery: a longer MVM is a
+        recovery (a stage of `jobs` MVMs: jobs times this; a digital stage: no MVM)."""
         self.maths: dict[str, LayerMath] = {}
-        self.post: dict[str, dict[str, Any]] = {}
-        for name, lm in plan.layers.items():
-            layer = net.layer(name)
-            if lm.unit is not Unit.CROSSBAR or len(lm.main_inputs) > 1 or layer.groups > 1 or not layer.is_square \
-                    or lm.jobs > 1 or (layer.kind == "fc" and lm.window is not None and lm.window.in_h * lm.window.in_w > 1):
-                raise InputError(f"{scenario.source}: functional.enabled: layer '{name}' ({layer.kind}"
-                                 f"{', ' + lm.unit if lm.unit is not Unit.CROSSBAR else ''}) is not run by the functional "
-                                 "datapath yet (it runs square, ungrouped convs and fcs on crossbars)")
-            parts = -(-layer.kernel_rows // chip.crossbar_rows)
-            self.maths[name] = LayerMath(layer, self.params[name], xcfg, parts, chip.crossbar_rows)
-            fused = [net.layer(f) for f in lm.fused]
-            add = next((f for f in fused if f.kind == "add"), None)
-            fc = next((f for f in fused if f.kind == "fc"), None)
-            tail = [f for f in fused if f.kind in ("avgpool", "fc")]
-            if add is not None and tail and fused.index(add) > fused.index(tail[0]):
-                raise InputError(f"{net.source}: add '{add.name}' after '{tail[0].name}' in the digital processor "
-                                 f"of '{name}': functional mode adds residuals before pooling only")
-            self.post[name] = {
-                "relu": add.relu if add is not None else layer.relu, "add": add is not None,
-                "pool": bool(tail), "fc": fc, "tail": tail,
-                "net_output": fused[-1].name if fused else name,
-            }
+        self.digital: dict[str, DigitalMath] = {}
+        self.windows: dict[str, Window] = {}
+        self.post: dict[str, _Post] = {}
+        self._groups: dict[str, dict[int, _Group]] = {}
+        for name in plan.layers:
+            self._program(name, scenario, xcfg)
         self.order = dataflow_order(plan)
         self.act: dict[tuple[str, int], np.ndarray] = {}
         self.filled: dict[tuple[str, int], np.ndarray] = {}
-        self.pending: dict[tuple[str, int, int], list[Any]] = {}
-        self.counters: dict[str, dict[str, int]] = {n: dict.fromkeys(COUNTERS, 0) for n in plan.layers}
+        self.pending: dict[tuple[str, int, int], _Pending] = {}
+        self.counters: dict[str, dict[str, int]] = {n: dict.fromkeys(COUNTERS, 0) for n in self.maths}
         self.group_cycles: dict[str, list[int]] = defaultdict(list)
+        """Crossbar stages: the crossbar cycles of every group, in firing order."""
         self.readers: dict[str, int] = defaultdict(int)
         for src, _dst, _role in plan.edges:
             self.readers[src] += 1
@@ -107,6 +154,39 @@ class Datapath:
         self.max_abs_error = 0
         self.input_name = net.input_layer.name
 
+    def _program(self, name: str, scenario: Scenario, xcfg: CrossbarConfig) -> None:
+        """Weights of stage `name` on its crossbars (or its digital processor), and what follows it."""
+        net, lm = self.net, self.plan.layers[name]
+        layer = net.layer(name)
+        win = self.windows[name] = lm.window or PIXEL
+        where = f"{scenario.source}: functional.enabled: layer '{name}' ({layer.kind}, {lm.unit})"
+        try:
+            if lm.unit is Unit.CROSSBAR:
+                if layer.kind not in (LayerKind.CONV, LayerKind.FC):
+                    raise ValueError("only a conv or an fc runs on crossbars")
+                rows = scenario.chip.crossbar_rows
+                self.maths[name] = LayerMath(layer, self.params[name], xcfg, -(-layer.kernel_rows // rows), rows,
+                                             jobs=lm.jobs)
+            elif layer.kind in DIGITAL_KINDS:
+                self.digital[name] = DigitalMath(layer, self.params.get(name), (win.in_h, win.in_w), win.kernel,
+                                                 win.stride, win.padding)
+            else:
+                raise ValueError("is not run by the functional datapath")
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        fused = [net.layer(f) for f in lm.fused]
+        adds = [f for f in fused if f.kind is LayerKind.ADD]
+        tail = [f for f in fused if f.kind in (LayerKind.AVGPOOL, LayerKind.FC)]
+        if layer.kind is LayerKind.ADD:
+            adds.insert(0, layer)
+        if len(adds) > 1:
+            raise InputError(f"{where}: two adds ({adds[0].name}, {adds[1].name}) in one digital processor: "
+                             "functional mode adds one residual per stage")
+        if adds and tail and fused.index(tail[0]) < (fused.index(adds[0]) if adds[0] in fused else -1):
+            raise InputError(f"{net.source}: add '{adds[0].name}' after '{tail[0].name}' in the digital processor "
+                             f"of '{name}': functional mode adds residuals before pooling only")
+        self.post[name] = _Post(adds[0].relu if adds else None, tail, fused[-1].name if fused else name)
+
     def _image(self, image: int) -> np.ndarray:
         """Input image `image`, kept from its first use until its output has been compared."""
         img = self._inputs.get(image)
@@ -115,10 +195,18 @@ class Datapath:
         return img
 
     # --- called by the cores ------------------------------------------------------------------
-    def _positions(self, geom: LayerGeometry, gi: int) -> list[tuple[int, int]]:
-        r0, c0 = (int(v) for v in geom.group_origin[gi])
-        nr, nc = (int(v) for v in geom.group_shape[gi])
-        return [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
+    def _group(self, layer: str, gi: int) -> _Group:
+        """Group `gi` of `layer`: its output positions and the input pixels its windows read (cached)."""
+        cache = self._groups.setdefault(layer, {})
+        g = cache.get(gi)
+        if g is None:
+            geom, win = self.geoms[layer], self.windows[layer]
+            r0, c0 = (int(v) for v in geom.group_origin[gi])
+            nr, nc = (int(v) for v in geom.group_shape[gi])
+            positions = [(r, c) for c in range(c0, c0 + nc) for r in range(r0, r0 + nr)]
+            rc = np.array(positions, dtype=np.int64)
+            g = cache[gi] = _Group(positions, rc[:, 0], rc[:, 1], _window_pixels(win, positions))
+        return g
 
     def _read(self, layer: str, image: int, who: str) -> np.ndarray:
         if layer == self.input_name:
@@ -129,204 +217,161 @@ class Datapath:
             raise SimulationError(f"functional: {who} read image {image} of '{layer}' before it was produced "
                                   "or after it was freed") from None
 
-    def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]]) -> None:
-        """The group may only read input pixels its producer has already written."""
-        lm = self.plan.layers[layer]
-        if lm.main_inputs[0] == self.input_name:  # the image source streams every pixel of the image
+    def _input_map(self, layer: str, read: Any) -> np.ndarray:
+        """The stage's input map (H, W, C): its main inputs side by side along channels."""
+        maps = [read(m) for m in self.plan.layers[layer].main_inputs]
+        return maps[0] if len(maps) == 1 else np.concatenate(maps, axis=2)
+
+    def _check_filled(self, layer: str, image: int, src: str, pixels: np.ndarray) -> None:
+        """Every pixel (flat index row * width + column) of `src` is written."""
+        if src == self.input_name:  # the image source streams every pixel of the image
             return
-        layer_obj = self.net.layer(layer)
-        filled = self.filled.get((lm.main_inputs[0], image))
+        filled = self.filled.get((src, image))
         if filled is None:
-            raise SimulationError(f"functional: {layer} read image {image} of '{lm.main_inputs[0]}' before it was "
+            raise SimulationError(f"functional: {layer} read image {image} of '{src}' before it was "
                                   "produced or after it was freed")
-        if layer_obj.kind != "conv":
-            ok = bool(filled.all())
-        else:
-            k, s, p = layer_obj.kernel, layer_obj.stride, layer_obj.padding
-            h, w = filled.shape
-            ok = all(filled[max(0, r * s - p):min(h, r * s - p + k), max(0, c * s - p):min(w, c * s - p + k)].all()
-                     for r, c in positions)
-        if not ok:
-            raise SimulationError(f"functional: {layer} image {image} read input pixels of '{lm.main_inputs[0]}' "
+        if not filled.reshape(-1)[pixels].all():
+            raise SimulationError(f"functional: {layer} image {image} read input pixels of '{src}' "
                                   "that were not produced yet")
 
+    def _check_window(self, layer: str, image: int, positions: list[tuple[int, int]] | int) -> None:
+        """A group (its output `positions`, or its index) may only read input pixels its producers
+        have already written (every main input of a concat, over the stage's window)."""
+        pixels = (self._group(layer, positions).reads if isinstance(positions, int)
+                  else _window_pixels(self.windows[layer], positions))
+        for src in dict.fromkeys(self.plan.layers[layer].main_inputs):
+            self._check_filled(layer, image, src, pixels)
+
+    def _own(self, layer: str, image: int, x: np.ndarray,
+             positions: list[tuple[int, int]]) -> tuple[np.ndarray, GroupResult | None]:
+        """The stage's own int8 outputs (n, C) at `positions` of input map `x`, and the crossbars'
+        result (None on a digital stage)."""
+        math = self.maths.get(layer)
+        if math is None:
+            return self.digital[layer].compute(x, positions), None
+        win = self.windows[layer]
+        w = windows(x, positions, win.kernel, win.stride, win.padding)
+        res = math.compute(w)
+        for key, value in res.counters().items():
+            self.counters[layer][key] += value
+        probe = self.probe
+        if probe is not None and probe.counts_actions:
+            emit_mvm(probe, self._slicing, self.policy, self.adc_bits, image, layer, math, res, w)
+        return requantise(res.acc, math.params, math.layer.relu), res
+
     def _batched(self, image: int) -> None:
-        """Evaluate the whole image layer by layer in batched numpy (the values the cores will write)."""
-        inp = self.net.input_layer
-        values: dict[str, np.ndarray] = {inp.name: self._image(image)}
+        """Evaluate the whole image stage by stage in batched numpy (the values the cores will write)."""
+        values: dict[str, np.ndarray] = {self.input_name: self._image(image)}
         for name in self.order:
             lm = self.plan.layers[name]
-            layer = self.net.layer(name)
             geom = self.geoms[name]
-            src = values[lm.main_inputs[0]]
-            if layer.kind == "conv":
-                positions = [(r, c) for c in range(geom.out_w) for r in range(geom.out_h)]
-                win = windows(src, positions, layer.kernel, layer.stride, layer.padding)
-            else:
-                positions = [(0, 0)]
-                win = src.reshape(1, -1)
-            res = self.maths[name].compute(win)
-            self._count(name, res)
-            self._emit(name, image, res, win)
+            positions = [(r, c) for c in range(geom.out_w) for r in range(geom.out_h)]  # column-major
+            y, res = self._own(name, image, self._input_map(name, values.__getitem__), positions)
             post = self.post[name]
-            residual = (values[str(lm.residual_input)].transpose(1, 0, 2).reshape(-1, layer.out_channels)
-                        if post["add"] else None)  # column-major, like the positions
-            shape = (geom.out_h, geom.out_w) if layer.kind == "conv" else (1, 1)
-            y = self.maths[name].finish(res.acc, post["relu"], residual)
-            # column-major positions -> (H, W, C)
-            out = y.reshape(shape[1], shape[0], -1).transpose(1, 0, 2)
-            cycles = np.asarray(res.cycles).reshape(shape[1], shape[0]).T
-            values[name] = self._pool_fc(name, out) if post["pool"] else out
+            if post.add_relu is not None:
+                residual = values[str(lm.residual_input)].transpose(1, 0, 2).reshape(len(positions), -1)
+                y = saturating_add(y, residual, post.add_relu)
+            shape = (geom.out_h, geom.out_w)
+            out = y.reshape(shape[1], shape[0], -1).transpose(1, 0, 2)  # column-major positions -> (H, W, C)
+            cycles = (np.asarray(res.cycles).reshape(shape[1], shape[0]).T if res is not None
+                      else np.zeros(shape, dtype=np.int64))
+            values[name] = self._pool_fc(name, out) if post.tail else out
             self.pre[(name, image)] = (out, cycles)
 
-    def _count(self, layer: str, res: GroupResult) -> None:
-        for name, value in res.counters().items():
-            self.counters[layer][name] += value
-
-    def _emit(self, layer: str, image: int, res: GroupResult, win: np.ndarray) -> None:
-        """Action events of windows `win` of `image` through `layer`'s crossbars: ADC converts,
-        DAC drives per input slice and crossbar pulses, each from the data (`_Slicing`)."""
-        probe = self.probe
-        if probe is None or not probe.counts_actions:
-            return
-        act = probe.action
-        rec = res.recovery_converts if self.policy != "off" else 0
-        act(image, layer, Component.ADC, Action.CONVERT, self.adc_bits, res.adc_converts - rec, False)
-        if rec:
-            act(image, layer, Component.ADC, Action.CONVERT, self.adc_bits, rec, True)
-        sl = self._slicing
-        u = np.ascontiguousarray(win, dtype=np.int8).view(np.uint8)
-        n = u.shape[0]
-        if self.policy == "off":
-            recovered = 0
-            mask = None
-        else:
-            mask = (np.asarray(res.cycles) > sl.speculative_cycles) if self.policy == "on_failure" else None
-            recovered = n if mask is None else int(mask.sum())
-        base_widths = sl.recovery_widths if self.policy == "off" else sl.speculative_widths
-        base_pulses = rec_pulses = 0
-        for rs, cs, _xbar in self.maths[layer].parts:
-            sub = u[:, rs]
-            rows, dcols = sub.shape[1], (cs.stop - cs.start) * sl.weight_slices
-            base_table = sl.recovery_table if self.policy == "off" else sl.speculative_table
-            hist = np.bincount(sub.ravel(), minlength=256)  # how often each input byte occurs
-            base_pulses += int(hist @ base_table) * dcols
-            if recovered:
-                rec_hist = hist if mask is None else np.bincount(sub[mask].ravel(), minlength=256)
-                rec_pulses += int(rec_hist @ sl.recovery_table) * dcols
-            for width, k in base_widths.items():
-                act(image, layer, Component.DAC, Action.DRIVE, width, k * rows * n, False)
-            if recovered:
-                for width, k in sl.recovery_widths.items():
-                    act(image, layer, Component.DAC, Action.DRIVE, width, k * rows * recovered, True)
-        act(image, layer, Component.CROSSBAR, Action.PULSE, 0, base_pulses, False)
-        if rec_pulses:
-            act(image, layer, Component.CROSSBAR, Action.PULSE, 0, rec_pulses, True)
+    def mvm(self, layer: str, image: int, gi: int, cores: int) -> int:
+        """Group `gi` of `image` on `layer`'s crossbars (once for all `cores` of the layer);
+        return the clock cycles of the MVM (0 on a digital stage: it has none)."""
+        key = (layer, image, gi)
+        entry = self.pending.get(key)
+        if entry is None:
+            g = self._group(layer, gi)
+            self._check_window(layer, image, gi)
+            if self.mode == "batched":
+                if (layer, image) not in self.pre:
+                    self._batched(image)
+                out, cyc = self.pre[(layer, image)]
+                entry = _Pending(out[g.rows, g.cols], True, g, cores, int(cyc[g.rows, g.cols].max()))
+            else:
+                x = self._input_map(layer, lambda m: self._read(m, image, layer))
+                y, res = self._own(layer, image, x, g.positions)
+                entry = _Pending(y, False, g, cores, res.crossbar_cycles if res is not None else 0)
+            self.pending[key] = entry
+            math = self.maths.get(layer)
+            if math is not None:
+                self.group_cycles[layer].append(entry.cycles)
+                if self.probe is not None and self.probe.counts_actions:  # emitted at the image's last group
+                    acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
+                    acc[0] += entry.cycles
+                    if self.policy != "off":
+                        acc[1] += max(0, entry.cycles - math.jobs * self._slicing.speculative_cycles)
+        entry.cores_left -= 1
+        return entry.cycles * self.cycle_cycles
 
     def _emit_cycles(self, layer: str, image: int) -> None:
-        """Crossbar cycles (input slices) of an image's MVMs on each of the layer's cores."""
+        """Crossbar cycles (input slices) of an image's MVMs on each of the layer's cores (a job
+        drives 1 / jobs of a core's cells)."""
         acc = self._xbar_cycles.pop((layer, image), None)
         if self.probe is None or acc is None:
             return
         act = self.probe.action
         cycles, rec = acc
-        for cid in self.plan.layers[layer].cores:
+        lm = self.plan.layers[layer]
+        for cid in lm.cores:
             spec = self.plan.cores[cid]
-            cells = spec.rows_used * spec.cols_used
+            cells = spec.rows_used * spec.cols_used // lm.jobs
             act(image, layer, Component.CROSSBAR, Action.CYCLE, cells, cycles - rec, False)
             if rec:
                 act(image, layer, Component.CROSSBAR, Action.CYCLE, cells, rec, True)
-
-    def mvm(self, layer: str, image: int, gi: int, cores: int) -> int:
-        """Group `gi` of `image` on `layer`'s crossbars (once for all `cores` of the layer);
-        return the clock cycles of the MVM."""
-        key = (layer, image, gi)
-        entry = self.pending.get(key)
-        if entry is None:
-            lm = self.plan.layers[layer]
-            geom = self.geoms[layer]
-            positions = self._positions(geom, gi)
-            self._check_window(layer, image, positions)
-            if self.mode == "batched":
-                if (layer, image) not in self.pre:
-                    self._batched(image)
-                out, cyc = self.pre[(layer, image)]
-                cycles = max(int(cyc[r, c]) for r, c in positions)
-                entry = [(np.stack([out[r, c] for r, c in positions]), None), positions, cores, cycles]
-            else:
-                layer_obj = self.net.layer(layer)
-                src = self._read(lm.main_inputs[0], image, layer)
-                if layer_obj.kind == "conv":
-                    win = windows(src, positions, layer_obj.kernel, layer_obj.stride, layer_obj.padding)
-                else:
-                    win = src.reshape(1, -1)
-                res = self.maths[layer].compute(win)
-                self._count(layer, res)
-                self._emit(layer, image, res, win)
-                entry = [(None, res), positions, cores, res.crossbar_cycles]
-            self.pending[key] = entry
-            self.group_cycles[layer].append(entry[3])
-            if self.probe is not None and self.probe.counts_actions:  # emitted at the image's last group
-                acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
-                acc[0] += entry[3]
-                if self.policy != "off":
-                    acc[1] += max(0, entry[3] - self._slicing.speculative_cycles)
-        entry[2] -= 1
-        return entry[3] * self.cycle_cycles
 
     def finish(self, layer: str, image: int, gi: int) -> None:
         """The merging core's digital processor: requantise, residual add, ReLU; pool and FC
         at the end of the image; write the outputs for the consumers."""
         key = (layer, image, gi)
-        (ready, res), positions, cores_left, _cycles = self.pending[key]
-        if cores_left <= 0:
+        entry = self.pending[key]
+        if entry.cores_left <= 0:
             del self.pending[key]
         lm = self.plan.layers[layer]
         geom = self.geoms[layer]
         post = self.post[layer]
-        layer_obj = self.net.layer(layer)
-        if ready is not None:
-            y = ready
-        else:
-            residual = None
-            if post["add"]:
-                assert lm.residual_input is not None
+        g = entry.group
+        y = entry.values
+        if post.add_relu is not None:
+            assert lm.residual_input is not None
+            self._check_filled(layer, image, lm.residual_input, g.rows * geom.out_w + g.cols)
+            if not entry.added:
                 rsrc = self._read(lm.residual_input, image, layer)
-                residual = np.stack([rsrc[r, c] for r, c in positions])
-            y = self.maths[layer].finish(res.acc, post["relu"], residual)
+                y = saturating_add(y, rsrc[g.rows, g.cols], post.add_relu)
         out = self.act.get((layer, image))
         if out is None:
-            shape = (geom.out_h, geom.out_w, layer_obj.out_channels) if layer_obj.kind == "conv" else (
-                1, 1, layer_obj.out_channels)
+            shape = (geom.out_h, geom.out_w, y.shape[1])
             out = self.act[(layer, image)] = np.zeros(shape, dtype=np.int8)
             self.filled[(layer, image)] = np.zeros(shape[:2], dtype=bool)
-        filled = self.filled[(layer, image)]
-        for (r, c), v in zip(positions, y, strict=False):
-            out[r, c] = v
-            filled[r, c] = True
+        out[g.rows, g.cols] = y
+        self.filled[(layer, image)][g.rows, g.cols] = True
         if gi == geom.n_groups - 1:
             self._emit_cycles(layer, image)
-            self._image_done_reading(lm, image)
+            self._image_done_reading(layer, image)
             self.pre.pop((layer, image), None)
-            if post["pool"]:
+            if post.tail:
                 self.act[(layer, image)] = self._pool_fc(layer, out)
                 self.filled[(layer, image)] = np.ones((1, 1), dtype=bool)
             if layer == self.plan.output_layer:
-                self._check(image, self.act[(layer, image)], post["net_output"])
+                self._check(image, self.act[(layer, image)], post.net_output)
 
     def _pool_fc(self, layer: str, out: np.ndarray) -> np.ndarray:
         """The fused global average pooling and digital FCs, in model order (exact integer arithmetic)."""
         x = out
-        for f in self.post[layer]["tail"]:
-            if f.kind == "avgpool":
+        for f in self.post[layer].tail:
+            if f.kind is LayerKind.AVGPOOL:
                 x = global_avgpool(x[None])[0]
             else:
                 acc = conv_accumulate(x[None], self.params[f.name].weights)
                 x = requantise(acc, self.params[f.name], f.relu)[0]
         return x
 
-    def _image_done_reading(self, lm: Any, image: int) -> None:
-        for src in (lm.main_inputs[0], lm.residual_input):
+    def _image_done_reading(self, layer: str, image: int) -> None:
+        lm = self.plan.layers[layer]
+        for src in (*lm.main_inputs, lm.residual_input):
             if src is None:
                 continue
             self.done_readers[(src, image)] += 1
@@ -337,13 +382,16 @@ class Datapath:
                 self.done_readers.pop((src, image), None)
 
     def _check(self, image: int, chip_out: np.ndarray, name: str) -> None:
-        ref = reference_forward(self.net, self.params, self._image(image)[None])[name][0]
+        img = self._image(image)
+        ref = reference_forward(self.net, self.params, img[None])[name][0]
         self._inputs.pop(image, None)
         diff = np.abs(chip_out.astype(np.int32).reshape(-1) - ref.astype(np.int32).reshape(-1))
         self.outputs_checked += 1
         self.output_values += diff.size
         self.mismatches += int(np.count_nonzero(diff))
         self.max_abs_error = max(self.max_abs_error, int(diff.max(initial=0)))
+        if self.agreement is not None:
+            self.agreement.add(image, img, chip_out)
         self.act.pop((self.plan.output_layer, image), None)
 
     # --- summary ------------------------------------------------------------------------------
@@ -357,7 +405,7 @@ class Datapath:
                 total[k] += v
             layers[name]["speculation_success"] = _success(c)
             layers[name]["adc_converts_per_column"] = _per_column(c)
-        return {
+        out: dict[str, Any] = {
             "enabled": True,
             "policy": self.policy,
             "reference_match": self.mismatches == 0 and self.outputs_checked > 0,
@@ -372,40 +420,17 @@ class Datapath:
             "totals": total,
             "layers": layers,
         }
+        if self.agreement is not None:
+            out["onnx_agreement"] = self.agreement.summary()
+        return out
 
 
-class _Slicing:
-    """Input slices of a crossbar config, as tables over an int8 input's byte (0..255):
-    the pulses a row gets (|slice value| summed over the slices applied), and the slices'
-    widths (the DAC drives' bits)."""
-
-    def __init__(self, cfg: CrossbarConfig) -> None:
-        self.speculative_cycles = cfg.speculative_cycles
-        self.weight_slices = len(cfg.weight_slice_bits)  # type: ignore[arg-type]
-        top = cfg.input_bits - 1
-        byte = np.arange(256, dtype=np.int64)
-        signed = np.where(byte >= 128, byte - 256, byte)
-
-        def table(ranges: tuple[tuple[int, int], ...]) -> np.ndarray:
-            out = np.zeros(256, dtype=np.int64)
-            for high, low in ranges:
-                width = high - low + 1
-                v = (signed >> low) & ((1 << width) - 1)
-                if high == top:  # the slice holding the sign bit is a signed number
-                    v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
-                out += np.abs(v)
-            return out
-
-        def widths(ranges: tuple[tuple[int, int], ...]) -> dict[int, int]:
-            out: dict[int, int] = {}
-            for high, low in ranges:
-                out[high - low + 1] = out.get(high - low + 1, 0) + 1
-            return out
-
-        spec = cfg.speculative_slice_ranges
-        rec = tuple((h, lo) for h, lo, _s in cfg.recovery_slice_ranges)
-        self.speculative_table, self.recovery_table = table(spec), table(rec)
-        self.speculative_widths, self.recovery_widths = widths(spec), widths(rec)
+def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
+    """int32 flat indices (row * in_w + column) of the in-image input pixels the windows of `positions` read."""
+    (kh, kw), (sh, sw), (ph, pw) = win.kernel, win.stride, win.padding
+    read = {y * win.in_w + x for r, c in positions for y in range(max(0, r * sh - ph), min(win.in_h, r * sh - ph + kh))
+            for x in range(max(0, c * sw - pw), min(win.in_w, c * sw - pw + kw))}
+    return np.array(sorted(read), dtype=np.int32)
 
 
 def _success(c: dict[str, int]) -> float | None:

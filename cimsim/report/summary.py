@@ -54,6 +54,9 @@ class Report:
             )
         if energy:
             lines.extend(_energy_lines(energy))
+        agreement = s.get("functional", {}).get("onnx_agreement")
+        if agreement:
+            lines.append(_agreement_line(agreement))
         for w in s["warnings"]:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
@@ -95,6 +98,14 @@ def _energy_lines(e: dict[str, Any]) -> list[str]:
     if e["uncharged_counts"]:
         lines.append(f"uncharged   {', '.join(sorted(e['uncharged_counts']))} (no value in the table)")
     return lines
+
+
+def _agreement_line(a: dict[str, Any]) -> str:
+    """The functional run's agreement with onnxruntime (a model imported from ONNX)."""
+    if not a.get("available"):
+        return f"onnxruntime agreement: not available ({a.get('reason', '')})"
+    l2 = "-" if a["rel_l2"] is None else f"{100 * a['rel_l2']:.2f} %"
+    return f"onnxruntime agreement: top-1 {100 * a['top1']:.1f} %, relative L2 of the logits {l2} ({a['images']} images)"
 
 
 def _balancer_line(b: dict[str, Any]) -> str:

@@ -1,0 +1,109 @@
+"""Agreement of the simulated chip's outputs with onnxruntime, for a scenario whose model is an
+``.onnx`` file (issue 12).
+
+When a scenario names an ``.onnx`` model, `cimsim.onnx_import.import_onnx` translates and
+quantises it as ``cimsim import`` does with its defaults (no ``--calibration``: generated
+calibration images, seed 0), and the functional datapath runs its int8 weights (unless
+``functional.weights`` names others). Every image the chip ran is kept (int8) with the chip's
+int8 output; at the end of the run onnxruntime computes the float model on the same images,
+dequantised with the input scale, and the chip's outputs, dequantised with the output scale,
+are compared with onnxruntime's: the top-1 agreement (argmax of the flattened output) and the
+relative L2 error ``||chip - ort|| / ||ort||`` over all images. Without onnxruntime (an
+optional extra: ``pip install 'cimsim[onnxruntime]'``) the summary says it is not available.
+A model TOML written by ``cimsim import`` is not compared (name the ``.onnx`` itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cimsim.functional.weights import LayerParams
+
+
+@dataclass(frozen=True, eq=False)
+class OnnxSource:
+    """An ``.onnx`` model as the chip runs it: its imported weights and int8 scales."""
+
+    path: Path
+    params: dict[str, LayerParams]
+    input_scale: float
+    output_scale: float
+    input_shape: tuple[int, ...]
+    """ONNX input shape without the batch: (C, H, W) or (F,)."""
+    output_shape: tuple[int, ...]
+
+
+def onnx_source(model: str | Path) -> OnnxSource | None:
+    """The imported model if `model` is an ``.onnx`` file, else None."""
+    path = Path(model)
+    if path.suffix.lower() != ".onnx":
+        return None
+    from cimsim.onnx_import import import_onnx
+
+    imp = import_onnx(path)
+    tr = imp.translation
+    return OnnxSource(path, imp.params, imp.input_scale, imp.output_scale, tuple(tr.input_shape),
+                      tuple(tr.output_shape))
+
+
+class OnnxAgreement:
+    """Collects the chip's int8 outputs and compares them with onnxruntime (module docstring)."""
+
+    def __init__(self, source: OnnxSource) -> None:
+        self.source = source
+        self.images: dict[int, np.ndarray] = {}
+        self.outputs: dict[int, np.ndarray] = {}
+
+    def add(self, image: int, pixels: np.ndarray, output: np.ndarray) -> None:
+        """Image `image` (int8 (H, W, C)) and the chip's int8 network output for it."""
+        self.images[image] = np.array(pixels, dtype=np.int8)
+        self.outputs[image] = np.array(output, dtype=np.int8)
+
+    def _onnx_input(self, pixels: np.ndarray) -> np.ndarray:
+        """int8 (N, H, W, C) images, dequantised, in the ONNX input layout."""
+        real = pixels.astype(np.float32) * np.float32(self.source.input_scale)
+        if len(self.source.input_shape) == 3:
+            return np.ascontiguousarray(real.transpose(0, 3, 1, 2))
+        return real.reshape(real.shape[0], *self.source.input_shape)
+
+    def _chip_output(self, out: np.ndarray) -> np.ndarray:
+        """int8 (N, H, W, C) outputs, dequantised, flattened in the ONNX output layout (N, -1)."""
+        real = out.astype(np.float64) * self.source.output_scale
+        if len(self.source.output_shape) == 3:
+            real = real.transpose(0, 3, 1, 2)
+        return real.reshape(real.shape[0], -1)
+
+    def summary(self) -> dict[str, Any]:
+        """``{"available": True, "top1", "rel_l2", "images"}``, or why it is not available."""
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return {"available": False, "reason": "onnxruntime is not installed (pip install 'cimsim[onnxruntime]')"}
+        keys = sorted(self.images)
+        if not keys:
+            return {"available": False, "reason": "no image was checked"}
+        pixels = np.stack([self.images[k] for k in keys])
+        got = self._chip_output(np.stack([self.outputs[k] for k in keys]))
+        sess = ort.InferenceSession(str(self.source.path), providers=["CPUExecutionProvider"])
+        inp = sess.get_inputs()[0]
+        x = self._onnx_input(pixels)
+        fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
+        if fixed_batch:  # a graph exported with a fixed batch size of 1: one image at a time
+            want = np.concatenate([sess.run(None, {inp.name: x[i:i + 1]})[0] for i in range(len(x))])
+        else:
+            want = sess.run(None, {inp.name: x})[0]
+        want = np.asarray(want, dtype=np.float64).reshape(len(keys), -1)
+        norm = float(np.linalg.norm(want))
+        return {
+            "available": True,
+            "top1": round(float((got.argmax(axis=1) == want.argmax(axis=1)).mean()), 4),
+            "rel_l2": round(float(np.linalg.norm(got - want)) / norm, 4) if norm else None,
+            "images": len(keys),
+        }
+
+
+__all__ = ["OnnxAgreement", "OnnxSource", "onnx_source"]
