@@ -128,7 +128,7 @@ def test_depthwise_jobs_add_up_their_mvms(tmp_path: Path) -> None:
     assert b["mvms"] == 2 * a["mvms"] and b["column_mvms"] == a["column_mvms"]
     assert b["adc_converts"] == a["adc_converts"]
     lm = two.record.plan.layers["dw"]
-    assert (lm.rows, lm.cols, lm.devices) == (36, 2, 72)
+    assert (lm.rows, lm.cols, lm.devices) == (18, 4, 72)  # the mapper's: 2 jobs in column bands on 9 x 2 shared rows
     # 8 crossbar cycles per job (policy off) are the base of each of its 2 MVMs: no recovery stall
     stalls = {lay["name"]: lay["stall_timesteps"]["recovery"] for lay in two.summary["layers"]}
     assert stalls["dw"] == 0

@@ -192,3 +192,17 @@ def test_depthwise_jobs_share_rows_and_run_one_after_another(tmp_path: Path) -> 
     assert first_last(report)["dw"] == (18, 81)
     bad = scenario(tmp_path, HEAD + CONV1 + DW, "[mapping]\ndepthwise_job_channels = 3\n")
     assert main(["run", str(bad), "--no-trace"]) == 2
+
+
+def test_an_add_after_an_unfused_add_gets_a_stage_of_its_own(tmp_path: Path) -> None:
+    """s = add(a, c1) cannot be fused (a also feeds e), so it is a digital add stage with residual
+    c1; t = add(s, e) must not be fused into it (that would replace c1 by e as its residual)."""
+    model = (HEAD + CONV1
+             + layer(name='"a"', type='"conv"', input='"conv1"', out_channels="8", kernel="1")
+             + layer(name='"e"', type='"conv"', input='"a"', out_channels="8", kernel="1")
+             + layer(name='"s"', type='"add"', inputs='["a", "conv1"]')
+             + layer(name='"t"', type='"add"', inputs='["s", "e"]'))
+    report = run_scenario(scenario(tmp_path, model))
+    plan = report.record.plan
+    assert plan.layers["s"].residual_input == "conv1" and plan.layers["s"].fused == ()
+    assert plan.layers["t"].unit is Unit.DIGITAL and plan.layers["t"].residual_input == "e"

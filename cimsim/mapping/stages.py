@@ -150,8 +150,8 @@ class _Builder:
         stage = self.stages[src[0]]
         h, w, _ = self.emitted(stage.name)
         done = {self.net.layer(f).kind for f in stage.fused}
-        if layer.kind is LayerKind.ADD:
-            ok = not done & {LayerKind.AVGPOOL, LayerKind.FC, LayerKind.ADD}
+        if layer.kind is LayerKind.ADD:  # one residual input per stage (an add stage has its own)
+            ok = not done & {LayerKind.AVGPOOL, LayerKind.FC, LayerKind.ADD} and stage.residual_input is None
         elif layer.kind is LayerKind.AVGPOOL:
             ok = not done & {LayerKind.AVGPOOL, LayerKind.FC}
         else:  # Dazzi's fc after the global pool: one 1 x 1 pixel, the first fc on a crossbar stage's processor
