@@ -15,12 +15,13 @@ is the sum of the segments'. Functional values and energy are not carried across
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cimsim.config.schema import Scenario
-from cimsim.errors import InputError
+from cimsim.errors import InputError, SimulationError
 from cimsim.limits import check_run
 from cimsim.mapping import map_network
 from cimsim.mapping.segments import Segment, plan_segments
@@ -88,6 +89,18 @@ def _check(scenario: Scenario) -> None:
                          "segments yet")
 
 
+def _check_conservation(rows: list[dict[str, Any]], net: Network, batch: int) -> None:
+    """Every byte a segment spilled is what the next one read: its output map x the batch."""
+    for before, after in itertools.pairwise(rows):
+        tensor = net.layer(before["output"])
+        spill = -(-tensor.out_h * tensor.out_w * tensor.out_channels * net.bits // 8) * batch
+        wrote, read = before["dram_bytes"]["output"], after["dram_bytes"]["input"]
+        if not wrote == read == spill:
+            raise SimulationError(f"invariant violated: segment {before['index']} spilled {wrote} bytes of "
+                                  f"'{before['output']}', segment {after['index']} read {read}, the map x batch is "
+                                  f"{spill}")
+
+
 def segment_trace(trace: str | Path | None, index: int) -> Path | None:
     """Where segment `index`'s trace goes: `<stem>.segment<index>.h5` beside `trace`."""
     if trace is None:
@@ -147,6 +160,8 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         })
         reports.append(report)
         start += end
+    if scenario.run.check_invariants:
+        _check_conservation(rows, net, scenario.run.batch)
     batch = scenario.run.batch
     total_s = start * cpt / (chip.clock_mhz * 1e6)
     latency = last_image_done - first_image_start + 1

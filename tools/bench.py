@@ -337,7 +337,7 @@ def speed_bench(args: argparse.Namespace) -> None:
     """Time one image and a batch of 100 (--quick: 10) for both dataflows."""
     big = 10 if args.quick else 100
     print(f"{'scenario':<32} {'batch':>5} {'wall s':>8} {'events':>10} {'events/s':>10} {'cycles/s':>12}")
-    for scenario in ("dazzi2021_resnet32.toml", "dazzi2021_resnet32_speedup.toml"):
+    for scenario in ("dazzi2021_resnet32.toml", "dazzi2021_resnet32_speedup.toml", "dazzi2021_resnet32_reload.toml"):
         walls = {}
         for batch in (1, big):
             wall, events, cycles = bench(scenario, batch)
