@@ -31,13 +31,13 @@ def test_map_reports_every_layer_and_the_chip(capsys: pytest.CaptureFixture[str]
 
 def test_map_lists_every_problem_at_once(capsys: pytest.CaptureFixture[str]) -> None:
     """A chip too small in two ways: every layer whose SRAM overflows, and the array, in one line."""
-    code = main(["map", str(RESNET), "--set", "chip.sram_depth_words=150", "--set", "chip.array_rows=4"])
+    code = main(["map", str(RESNET), "--set", "chip.sram_depth_words=140", "--set", "chip.array_rows=4"])
     captured = capsys.readouterr()
     assert code == 2
     err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("cimsim: error: ")
     overflowing = [line for line in captured.out.splitlines() if line.startswith("problem: layer")]
-    assert len(overflowing) == 15  # the 15 convs with a residual area (193-196 words), each named
+    assert len(overflowing) == 15  # the 15 convs with a residual area (146-194 words), each named
     assert f"{len(overflowing) + 1} mapping problems" in err and "the mapping needs 42 cores" in err
 
 

@@ -359,7 +359,8 @@ def test_every_scenario_runs(path: Path) -> None:
     s = report.summary
     assert s["batch"] == 1
     assert s["latency_timesteps"] > 0
-    assert all(lay["last_output_timestep"] >= lay["first_output_timestep"] >= 0 for lay in s["layers"])
+    layers = [lay for seg in report.segments for lay in seg.summary["layers"]] if "segments" in s else s["layers"]
+    assert all(lay["last_output_timestep"] >= lay["first_output_timestep"] >= 0 for lay in layers)
 
 
 def test_deterministic() -> None:

@@ -106,6 +106,10 @@ class Chip:
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
 
+        def main_sources(cid: int) -> list[str]:  # a row part split by channels hears only its share's producers
+            return [plan.input_name if f.src is None else names[f.src] for f in plan.flows
+                    if f.dst == cid and f.role is EdgeRole.MAIN]
+
         def sources(*layers: str) -> list[str]:
             return [s for layer in layers for s in ([plan.input_name] if layer == plan.input_name
                                                     else [names[c] for c in plan.layers[layer].merge_cores])]
@@ -139,7 +143,7 @@ class Chip:
                                    if cid in merge else [])
                 self.cores[cid] = Core(
                     env, spec, lm, geom, sram, stage_timing(timing, lm), self.clocking, self.probe, self.batch,
-                    outputs, main_sources=sources(*lm.main_inputs),
+                    outputs, main_sources=main_sources(cid),
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),

@@ -84,12 +84,14 @@ def _check_rates(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> 
         raise MappingError(f"{where}{key} = {rate}: {limit}; at most {min(pixels, MAX_RATE)}")
 
 
-def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario) -> tuple[str, int, int, SramLayout, int, int]:
-    """A stage's input SRAM at replica block width `dw`: (placement method, slot columns, stored
-    height, layout, residual words, residual capacity in pixels)."""
+def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario,
+               channels: int = 0) -> tuple[str, int, int, SramLayout, int, int]:
+    """A stage's input SRAM at replica block width `dw` (its cores storing `channels` of each
+    input pixel; 0: all): (placement method, slot columns, stored height, layout, residual
+    words, residual capacity in pixels)."""
     chip = scenario.chip
     win = stage.window
-    in_bits = stage.in_channels * net.bits
+    in_bits = (channels or stage.in_channels) * net.bits
     method = scenario.mapping.sram_method
     if method == "auto":
         method = auto_method(in_bits, chip.sram_word_bits)
@@ -136,7 +138,7 @@ def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> Lay
     except MappingError:
         return None
     rows, cols = _matrix(stage, shape, fits, scenario)
-    _, _, _, lay, residual_words, _ = _sram_need(net, stage, shape.dw, scenario)
+    _, _, _, lay, residual_words, _ = _sram_need(net, stage, shape.dw, scenario, channel_share(stage, rows, scenario))
     if lay.total_words + residual_words > chip.sram_depth_words:
         return None
     metrics = lay.metrics(win.kernel[1])
@@ -149,8 +151,8 @@ def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> Lay
     groups = math.ceil(win.out_w / dw) * math.ceil(win.out_h / math.ceil(rate / dw))
     if stage.unit is Unit.DIGITAL:
         return LayerCost(1, groups, sram + stage.digital_step_cycles * rate)
-    cores = math.ceil(rows / chip.crossbar_rows) * math.ceil(cols / chip.crossbar_cols)
-    return LayerCost(cores, groups, sram + chip.mvm_cycles * stage.jobs + chip.digital_cycles * rate)
+    row_parts, col_parts = _cores_of(stage, rows, cols, scenario)
+    return LayerCost(row_parts * col_parts, groups, sram + chip.mvm_cycles * stage.jobs + chip.digital_cycles * rate)
 
 
 def _matrix(stage: Stage, shape: ReplicaShape, fits: bool, scenario: Scenario) -> tuple[int, int]:
@@ -159,15 +161,35 @@ def _matrix(stage: Stage, shape: ReplicaShape, fits: bool, scenario: Scenario) -
     if fits or scenario.mapping.replica_fit == "split":
         return shape.rows, shape.cols
     kh, kw = stage.window.kernel
-    return kh * kw * stage.in_channels // stage.jobs, stage.out_channels
+    return kh * kw * -(-stage.in_channels // stage.jobs), stage.out_channels
 
 
 def _cores_of(stage: Stage, rows: int, cols: int, scenario: Scenario) -> tuple[int, int]:
-    """(row parts, column parts): one core for a digital stage."""
+    """(row parts, column parts): one core for a digital stage; a layer split by input channels
+    has as many row parts as its channel shares (`channel_share`)."""
     chip = scenario.chip
     if stage.unit is Unit.DIGITAL:
         return 1, 1
-    return math.ceil(rows / chip.crossbar_rows), math.ceil(cols / chip.crossbar_cols)
+    share = channel_share(stage, rows, scenario)
+    row_parts = math.ceil(stage.in_channels / share) if share else math.ceil(rows / chip.crossbar_rows)
+    return row_parts, math.ceil(cols / chip.crossbar_cols)
+
+
+def channel_share(stage: Stage, rows: int, scenario: Scenario) -> int:
+    """Input channels per row part when the stage's rows must be split (Dazzi Eq. 5) and can be
+    split by input channels: each row part holds every window position of a share of the
+    channels, so it needs only those channels of each input pixel (0: no split, or a
+    jobbed layer, or one reading a concat, whose rows are split as they come: a row part of a
+    concat's consumer would not hear every producer, and its values would be computed before
+    they all arrived)."""
+    xbar = scenario.chip.crossbar_rows
+    if rows <= xbar or stage.jobs > 1 or stage.in_channels < 2 or len(stage.main_inputs) > 1:
+        return 0
+    positions = rows // stage.in_channels  # window pixels (of every replica) per channel
+    share = xbar // positions
+    if positions * stage.in_channels != rows or share < 1:
+        return 0
+    return min(share, stage.in_channels)
 
 
 def _weights(net: Network, stage: Stage) -> int:
@@ -208,8 +230,10 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
         row_parts, col_parts = _cores_of(st, rows, cols, scenario)
         if not fits and scenario.mapping.replica_fit == "split":
             note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
-        in_bits = st.in_channels * net.bits
-        method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(net, st, shape.dw, scenario)
+        share = 0 if st.unit is Unit.DIGITAL else channel_share(st, rows, scenario)
+        in_bits = (share or st.in_channels) * net.bits
+        method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(net, st, shape.dw, scenario,
+                                                                                        share)
         need = lay.total_words + residual_words
         if need > chip.sram_depth_words:
             raise MappingError(
@@ -232,9 +256,14 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
                            " (mapping.weights = 'reload' runs it in segments that fit)")
                     )
                 digital = st.unit is Unit.DIGITAL
-                r_used = 0 if digital else min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
+                if share:  # a row part per share of the input channels, every window position of them
+                    lo, hi = r * share, min(st.in_channels, (r + 1) * share)
+                    r_used, channels = rows // st.in_channels * (hi - lo), (lo, hi)
+                else:
+                    r_used = 0 if digital else min(chip.crossbar_rows, rows - r * chip.crossbar_rows)
+                    channels = (0, 0)
                 c_used = 0 if digital else min(chip.crossbar_cols, cols - c * chip.crossbar_cols)
-                cores.append(CoreSpec(cid, name, r, c, r_used, c_used, positions[cid]))
+                cores.append(CoreSpec(cid, name, r, c, r_used, c_used, positions[cid], channels))
                 ids.append(cid)
         xbar = st.unit is Unit.CROSSBAR
         skew = 0
@@ -278,21 +307,33 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
     the topology cannot carry is a mapping error naming the two layers."""
     noc, chip = scenario.noc, scenario.chip
     flows: list[Flow] = []
+    offsets: dict[tuple[str, str], int] = {}  # (producer, consumer) -> its first channel in the consumer's pixel
+    for name, lm in plan.layers.items():
+        first = 0
+        for m in lm.main_inputs:
+            offsets[(m, name)] = first
+            first += _emitted_channels(net, plan, m)
     for src_layer, dst_layer, role in plan.edges:
         dst = plan.layers[dst_layer]
         targets = dst.cores if role is EdgeRole.MAIN else dst.merge_cores
+        width = _emitted_channels(net, plan, src_layer)
         if src_layer == plan.input_name:
-            inp = net.input_layer
             sources: list[int | None] = [None]
-            bits, rate = inp.out_channels * net.bits, scenario.input.pixels_per_timestep
+            rate = scenario.input.pixels_per_timestep
         else:
             src = plan.layers[src_layer]
             sources = list(src.merge_cores)
             pooled = any(net.layer(f).kind == "avgpool" for f in src.fused)
-            bits = net.layer(src.fused[-1] if src.fused else src_layer).out_channels * net.bits // src.col_parts
+            width //= src.col_parts
             rate = 1 if pooled else src.rate
-        for s in sources:
-            flows.extend(Flow(s, t, role, src_layer, dst_layer, bits, rate) for t in targets)
+        for i, s in enumerate(sources):
+            lo = offsets.get((src_layer, dst_layer), 0) + i * width  # the channels source s sends
+            for t in targets:
+                c_lo, c_hi = plan.cores[t].channels if role is EdgeRole.MAIN else (0, 0)
+                whole = (c_lo, c_hi) == (0, 0) or (src_layer != plan.input_name and plan.layers[src_layer].col_parts > 1)
+                overlap = width if whole else max(0, min(c_hi, lo + width) - max(c_lo, lo))
+                if overlap or whole:  # a row part split by input channels gets only its share (of a producer in one column part)
+                    flows.append(Flow(s, t, role, src_layer, dst_layer, overlap * net.bits, rate))
     for lm in plan.layers.values():
         if lm.row_parts > 1:
             layer = net.layer(lm.layer)
@@ -337,13 +378,21 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
     return routed, graph
 
 
+def _emitted_channels(net: Network, plan: MappingPlan, name: str) -> int:
+    """Channels of the pixels stage (or the network input) `name` emits (after its fused layers)."""
+    if name == plan.input_name:
+        return net.input_layer.out_channels
+    lm = plan.layers[name]
+    return net.layer(lm.fused[-1] if lm.fused else name).out_channels
+
+
 def _choose_shape(stage: Stage, rate: int, scenario: Scenario) -> tuple[ReplicaShape, bool, str]:
     """The replica layout of a stage: (shape, fits one crossbar, note); a digital stage's is
     its window without replicas."""
     chip = scenario.chip
     policy = scenario.mapping.replica_fit
     win = stage.window
-    c_in = stage.in_channels // stage.jobs  # jobs in column bands, driven one after another on shared rows
+    c_in = -(-stage.in_channels // stage.jobs)  # jobs in column bands, driven one after another on shared rows
     method1 = collective_shape(c_in, stage.out_channels, win.kernel, win.stride, rate)
     if stage.unit is Unit.DIGITAL or (method1.rows <= chip.crossbar_rows and method1.cols <= chip.crossbar_cols):
         return method1, True, ""

@@ -25,6 +25,9 @@ class CoreSpec:
     cols_used: int
     position: tuple[int, int]
     """(row, column) on the core array."""
+    channels: tuple[int, int] = (0, 0)
+    """Input channels [start, stop) its crossbar rows hold: a row part of a layer split by input
+    channels needs only these of every input pixel; (0, 0): all of them."""
 
     @property
     def name(self) -> str:
