@@ -267,39 +267,58 @@ def memory_bench(args: argparse.Namespace) -> None:
 
 def sweep_bench(args: argparse.Namespace) -> None:
     """20 ResNet-32 points (chip.mvm_cycles = 10..29, batch 2) serially in this process, then as a
-    `cimsim sweep` on a LocalCluster of 2 workers: the speed-up and the scheduler's overhead per
-    point (wall time x workers minus the points' own simulation time, over the points)."""
-    import logging
-
-    import distributed
-
+    `cimsim sweep` on the LocalCluster of 2 workers `cimsim sweep --workers 2` starts: the speed-up,
+    the scheduler's overhead per point (wall time x workers minus the points' own wall time, over
+    the points) and where the CPU time went (the points' threads, the workers' other threads, this
+    process: client, scheduler, nannies and the table writer)."""
     from cimsim.sweep import load_sweep
-    from cimsim.sweep.engine import run_sweep
+    from cimsim.sweep.engine import connect, run_sweep
     from cimsim.sweep.task import run_point
 
     n = 6 if args.quick else 20
+    workers = 2
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "bench.toml"
         spec.write_text(f'base = "{ROOT / "scenarios" / "dazzi2021_resnet32.toml"}"\n[set]\n"run.batch" = 2\n'
                         f'[axes]\n"chip.mvm_cycles" = {list(range(10, 10 + n))}\n')
         sweep = load_sweep(spec)
         t0 = time.perf_counter()
-        serial = [run_point(p.scenario)["wall_s"] for p in sweep.points]
+        serial = [run_point(p.scenario) for p in sweep.points]
         serial_wall = time.perf_counter() - t0
         t0 = time.perf_counter()
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
-            client.wait_for_workers(2)
+        client, cluster = connect("", workers, sweep.options.retries, sweep.options.connect_timeout_s)
+        try:
+            client.wait_for_workers(workers)
             start = time.perf_counter() - t0
+            w0, p0 = client.run(_cpu_s), _cpu_s()
             outcome = run_sweep(sweep, Path(tmp) / "out", client=client)
+            w1, p1 = client.run(_cpu_s), _cpu_s()
+        finally:
+            client.close()
+            cluster.close()
         import pandas as pd
 
-        points = pd.read_parquet(Path(tmp) / "out" / "results.parquet")["wall_s"].sum()
-    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {sum(serial):.2f} s)")
-    print(f"2 local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start -> speed-up "
-          f"{serial_wall / outcome.wall_s:.2f}x ({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
-    print(f"scheduler overhead per point: {(2 * outcome.wall_s - points) / n * 1000:.0f} ms "
-          f"(2 x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+        table = pd.read_parquet(Path(tmp) / "out" / "results.parquet")
+    points, points_cpu = float(table["wall_s"].sum()), float(table["cpu_s"].sum())
+    serial_points, serial_cpu = sum(r["wall_s"] for r in serial), sum(r["cpu_s"] for r in serial)
+    worker_cpu = sum(w1[k] - w0[k] for k in w1 if k in w0)
+    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {serial_points:.2f} s, "
+          f"CPU {serial_cpu:.2f} s)")
+    print(f"{workers} local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start (cimsim imported on "
+          f"the workers) -> speed-up {serial_wall / outcome.wall_s:.2f}x "
+          f"({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
+    print(f"scheduler overhead per point: {(workers * outcome.wall_s - points) / n * 1000:.0f} ms "
+          f"({workers} x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+    print(f"CPU during the sweep ({workers} x wall = {workers * outcome.wall_s:.2f} s): points' threads "
+          f"{points_cpu:.2f} s ({points_cpu / serial_cpu - 1:+.0%} on serial), workers' other threads "
+          f"{worker_cpu - points_cpu:.2f} s, client + scheduler process {p1 - p0:.2f} s; "
+          f"points' wall in the workers {points / serial_points - 1:+.0%} on serial")
+
+
+def _cpu_s() -> float:
+    """CPU time (user + system) of the calling process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def speed_bench(args: argparse.Namespace) -> None:
