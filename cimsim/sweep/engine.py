@@ -33,13 +33,17 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "2s",
 }
 """Dask settings of the LocalCluster a sweep starts (passed by the nannies to the worker processes).
-Its defaults cost a point's worker CPU the point needs: Dask's statistical profiler samples the
-task thread's stack every 10 ms (for the dashboard, which a sweep does not start), the event
-loop's health check runs every 20 ms and the memory monitor every 100 ms, each taking the GIL
-from the simulation. Measured on ResNet-32 points: 7-8 % of a worker's CPU time went to these
-threads, 1 % with these settings. The memory limits are still enforced, checked every second."""
+Dask's defaults cost CPU the points need, on the same cores: the statistical profiler samples
+the task thread's stack every 10 ms (for the dashboard, which a sweep does not start), the
+event loop's health check runs every 20 ms, the memory monitors every 100 ms and the system
+monitors every 500 ms, in each worker, nanny and the scheduler, each taking the GIL from the
+simulation in a worker. Measured on a LocalCluster of 2: idle, 12-15 % of a core in all
+(3.5-5 % per worker) with the defaults, 1.6 % with these; running ResNet-32 points, a worker's
+threads other than the point's took 7-8 % of its CPU time, 1 % with these. Memory limits are
+still enforced (checked every second); only the dashboard's profile is gone."""
 
 
 @dataclass
