@@ -18,7 +18,7 @@ pytest.importorskip("pyarrow")
 from cimsim.cli import main
 from cimsim.errors import InputError
 from cimsim.sweep import load_sweep
-from cimsim.sweep.engine import run_sweep
+from cimsim.sweep.engine import connect, run_sweep
 from cimsim.sweep.plot import pareto_front
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,12 +37,25 @@ name = "grid"
 
 @pytest.fixture(scope="module")
 def client() -> Any:
-    """One LocalCluster of 2 single-threaded worker processes for the whole module."""
-    import logging
-
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as c:
+    """The LocalCluster of 2 single-threaded worker processes `cimsim sweep --workers 2` starts,
+    for the whole module."""
+    c, cluster = connect("", 2, 2, 10.0)
+    try:
         yield c
+    finally:
+        c.close()
+        cluster.close()
+
+
+def _worker_state() -> tuple[bool, bool, bool]:
+    """On a worker: (cimsim imported, objects frozen, Dask's profiler off)."""
+    import gc
+    import sys
+
+    import dask
+
+    return ("cimsim.runner" in sys.modules, gc.get_freeze_count() > 0,
+            dask.config.get("distributed.worker.profile.enabled") is False)
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -91,8 +104,9 @@ def test_resnet32_mesh_grid_on_two_workers_and_resume(client: Any, tmp_path: Pat
     assert sorted(third.ran) == sorted(lost) and third.skipped == 6
     again = pd.read_parquet(out / "results.parquet")
     assert len(again) == 8 and again["point"].is_unique
-    kept = again.set_index("point").drop(columns=["wall_s"]).loc[table["point"]]
-    pd.testing.assert_frame_equal(kept, table.set_index("point").drop(columns=["wall_s"]))
+    kept = again.set_index("point").drop(columns=["wall_s", "cpu_s"]).loc[table["point"]]
+    pd.testing.assert_frame_equal(kept, table.set_index("point").drop(columns=["wall_s", "cpu_s"]))
+    assert (table["cpu_s"] > 0).all() and (table["wall_s"] > 0).all()
 
 
 def test_worker_killed_mid_point_is_rerun(client: Any, tmp_path: Path) -> None:
@@ -119,6 +133,9 @@ def test_worker_killed_mid_point_is_rerun(client: Any, tmp_path: Path) -> None:
     # the rerun point gives what any run of it gives (deterministic)
     lat = dict(zip(table["chip.mvm_cycles"], table["latency_timesteps"], strict=True))
     assert lat[10] == 1630 and all(lat[m] >= 1630 for m in lat)
+    # the worker the nanny restarted was prepared like the first ones (WarmWorker, the cluster's config)
+    client.wait_for_workers(2)
+    assert set(client.run(_worker_state).values()) == {(True, True, True)}
 
 
 def test_expansion_forms(tmp_path: Path) -> None:

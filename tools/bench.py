@@ -19,6 +19,10 @@ processes, with invariant checks on and off, and prints the CPU-time ratio. Targ
 
 --compare REV (issue 10): this tree against an older revision, see tools/bench_compare.py.
 
+--sweep (issue 15) runs 20 ResNet-32 points serially and as a `cimsim sweep` on 2 local
+workers, and prints the speed-up (target: at least 1.7x on 2 cores), the scheduler's overhead
+per point and where the CPU time went; `--repeats N` runs N serial/cluster pairs in turn.
+
 --memory (issue 11) runs the inputs that once grew without bound, each in its own process
 (peak resident memory from os.wait4's rusage), and a functional batch of 1,000 against one of
 10 on a small model. Targets: each refused (or, for the zip bomb, run) within a few seconds
@@ -28,15 +32,18 @@ under 500 MB; batch 1,000 within 1.5x the peak memory of batch 10.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # single-threaded BLAS, as the CLI (cimsim/_threads.py), before numpy
@@ -267,39 +274,76 @@ def memory_bench(args: argparse.Namespace) -> None:
 
 def sweep_bench(args: argparse.Namespace) -> None:
     """20 ResNet-32 points (chip.mvm_cycles = 10..29, batch 2) serially in this process, then as a
-    `cimsim sweep` on a LocalCluster of 2 workers: the speed-up and the scheduler's overhead per
-    point (wall time x workers minus the points' own simulation time, over the points)."""
-    import logging
-
-    import distributed
-
+    `cimsim sweep` on the LocalCluster of 2 workers `cimsim sweep --workers 2` starts: the speed-up,
+    the scheduler's overhead per point (wall time x workers minus the points' own wall time, over
+    the points) and where the CPU time went (the points' threads, the workers' other threads, this
+    process: client, scheduler, nannies and the table writer). `--repeats N` runs N such pairs in
+    turn (a fresh cluster each) and ends with the median and the spread, for a shared machine."""
     from cimsim.sweep import load_sweep
-    from cimsim.sweep.engine import run_sweep
-    from cimsim.sweep.task import run_point
+    from cimsim.sweep.worker import WARM_MODULES
 
     n = 6 if args.quick else 20
+    repeats = max(1, args.repeats if args.repeats is not None else 1)
+    speedups: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "bench.toml"
         spec.write_text(f'base = "{ROOT / "scenarios" / "dazzi2021_resnet32.toml"}"\n[set]\n"run.batch" = 2\n'
                         f'[axes]\n"chip.mvm_cycles" = {list(range(10, 10 + n))}\n')
         sweep = load_sweep(spec)
-        t0 = time.perf_counter()
-        serial = [run_point(p.scenario)["wall_s"] for p in sweep.points]
-        serial_wall = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                      silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
-            client.wait_for_workers(2)
-            start = time.perf_counter() - t0
-            outcome = run_sweep(sweep, Path(tmp) / "out", client=client)
-        import pandas as pd
+        for module in WARM_MODULES:  # as the workers have before their first point: no imports in the serial time
+            importlib.import_module(module)
+        for r in range(repeats):
+            if repeats > 1:
+                print(f"pair {r + 1}/{repeats} (load average {os.getloadavg()[0]:.2f})")
+            speedups.append(_sweep_pair(sweep, Path(tmp) / f"out{r}", n))
+    if repeats > 1:
+        print(f"speed-up over {repeats} pairs: median {statistics.median(speedups):.2f}x, "
+              f"min {min(speedups):.2f}x, max {max(speedups):.2f}x")
 
-        points = pd.read_parquet(Path(tmp) / "out" / "results.parquet")["wall_s"].sum()
-    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {sum(serial):.2f} s)")
-    print(f"2 local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start -> speed-up "
-          f"{serial_wall / outcome.wall_s:.2f}x ({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
-    print(f"scheduler overhead per point: {(2 * outcome.wall_s - points) / n * 1000:.0f} ms "
-          f"(2 x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+
+def _sweep_pair(sweep: Any, out: Path, n: int, workers: int = 2) -> float:
+    """One serial run and one cluster run of `sweep`; print them; return the speed-up."""
+    from cimsim.sweep.engine import connect, run_sweep
+    from cimsim.sweep.task import run_point
+
+    t0 = time.perf_counter()
+    serial = [run_point(p.scenario) for p in sweep.points]
+    serial_wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    client, cluster = connect("", workers, sweep.options.retries, sweep.options.connect_timeout_s)
+    try:
+        client.wait_for_workers(workers)
+        start = time.perf_counter() - t0
+        w0, p0 = client.run(_cpu_s), _cpu_s()
+        outcome = run_sweep(sweep, out, client=client)
+        w1, p1 = client.run(_cpu_s), _cpu_s()
+    finally:
+        client.close()
+        cluster.close()
+    import pandas as pd
+
+    table = pd.read_parquet(out / "results.parquet")
+    points, points_cpu = float(table["wall_s"].sum()), float(table["cpu_s"].sum())
+    serial_points, serial_cpu = sum(r["wall_s"] for r in serial), sum(r["cpu_s"] for r in serial)
+    worker_cpu = sum(w1[k] - w0[k] for k in w1 if k in w0)
+    print(f"{n} ResNet-32 points (batch 2): serial {serial_wall:.2f} s (sum of points {serial_points:.2f} s, "
+          f"CPU {serial_cpu:.2f} s)")
+    print(f"{workers} local workers: {outcome.wall_s:.2f} s after a {start:.2f} s cluster start (cimsim imported on "
+          f"the workers) -> speed-up {serial_wall / outcome.wall_s:.2f}x "
+          f"({serial_wall / (outcome.wall_s + start):.2f}x with the start)")
+    print(f"scheduler overhead per point: {(workers * outcome.wall_s - points) / n * 1000:.0f} ms "
+          f"({workers} x wall - points' own {points:.2f} s, over {n} points); {outcome.ok} ok")
+    print(f"CPU during the sweep ({workers} x wall = {workers * outcome.wall_s:.2f} s): points' threads "
+          f"{points_cpu:.2f} s ({points_cpu / serial_cpu - 1:+.0%} on serial), workers' other threads "
+          f"{worker_cpu - points_cpu:.2f} s, client + scheduler process {p1 - p0:.2f} s; "
+          f"points' wall in the workers {points / serial_points - 1:+.0%} on serial")
+    return serial_wall / outcome.wall_s
+
+
+def _cpu_s() -> float:
+    """CPU time (user + system) of the calling process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 HOP_SCENARIOS = (("ResNet-32 CIFAR-10", "dazzi2021_resnet32.toml"), ("ResNet-18 ImageNet", "zoo/resnet18_imagenet.toml"))
@@ -364,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="20 ResNet-32 points serially and on 2 local Dask workers: speed-up, overhead")
     modes.add_argument("--compare", metavar="REV",
                        help="run REV (a git worktree) and this tree interleaved; CPU-time ratios per scenario")
-    ap.add_argument("--repeats", type=int, default=3, help="--compare: runs per tree and scenario (default 3)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="--compare: runs per tree and scenario (default 3); --sweep: serial/cluster pairs (default 1)")
     ap.add_argument("--json", action="store_true", help="--compare: print the results as JSON")
     ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
     ap.add_argument("--compare-child", metavar="SPEC", help=argparse.SUPPRESS)

@@ -387,5 +387,5 @@ def compare_table(result: dict[str, Any]) -> str:
 
 def compare_bench(args: argparse.Namespace) -> None:
     """Old tree (REV) against this tree, interleaved; a table, or JSON with --json."""
-    result = compare_results(args.compare, args.repeats, args.quick)
+    result = compare_results(args.compare, 3 if args.repeats is None else args.repeats, args.quick)
     print(json.dumps(result, indent=2) if args.json else compare_table(result))

@@ -34,7 +34,7 @@ ENERGY_METRICS = ("energy_J", "energy_per_image_J", "average_power_W", "tops", "
 HEAD = ("point", "index")
 INT_COLUMNS = frozenset({"index", "exit_code", "latency_timesteps", "total_timesteps", "batch", "cores",
                          "simulated_cycles", "events", "source_stall_timesteps", "warnings"})
-STATUS = ("status", "exit_code", "error", "wall_s")
+STATUS = ("status", "exit_code", "error", "wall_s", "cpu_s")
 
 
 def point_dir(out: Path, point: Point) -> Path:
@@ -58,7 +58,7 @@ def make_row(sweep: Sweep, point: Point, result: dict[str, Any]) -> dict[str, An
     row: dict[str, Any] = {"point": point.key, "index": point.index}
     row.update({k: column_value(point.values[k]) if k in point.values else None for k in sweep.keys})
     row.update({"status": result["status"], "exit_code": result["exit_code"], "error": result["error"],
-                "wall_s": result["wall_s"]})
+                "wall_s": result["wall_s"], "cpu_s": result.get("cpu_s", 0.0)})
     summary = result.get("summary")
     if summary is not None:
         row.update(summary_metrics(summary))
