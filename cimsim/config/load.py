@@ -40,7 +40,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.depthwise": ("crossbar", "digital"),
     "dataflow.mode": ("regular", "speedup", "balanced"),
     "dram.model": ("bandwidth", "banks"),
-    "dram.preset": ("ddr3_1600", "lpddr4_3200", ""),
+    "dram.preset": ("ddr3_1600", "lpddr4_3200", "none"),
     "dram.page_policy": ("open", "closed"),
     "dram.scheduler": ("frfcfs", "fcfs"),
 }

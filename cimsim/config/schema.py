@@ -126,7 +126,7 @@ class DramConfig:
     preset: str = "ddr3_1600"
     """Banks model: the device whose values fill every key below left at 0: "ddr3_1600"
     (JEDEC DDR3-1600K 11-11-11, a 64-bit channel of 12.8 GB/s), "lpddr4_3200" (one x16
-    LPDDR4-3200 channel, 6.4 GB/s), "" (none: every key must be set)."""
+    LPDDR4-3200 channel, 6.4 GB/s), "none" (every key must be set)."""
     channels: int = 1
     """Banks model: independent channels, each with its own data bus and banks (Meng and Lu's
     34 GB/s TPU DRAM is about 2.7 DDR3-1600 channels: 3 give 38.4 GB/s of peak)."""

@@ -78,8 +78,8 @@ class DramLayout:
         base = -(-self._top // self.align) * self.align
         if base + nbytes > self.capacity_bytes:
             used = ", ".join(f"{r.label or r.kind} {r.size:,}" for r in self.regions)
-            raise InputError(f"dram.capacity_mib = {self.capacity_bytes >> 20}: {label or kind} needs {nbytes:,} "
-                             f"bytes at address {base:,}, beyond the DRAM's {self.capacity_bytes:,} bytes"
+            raise InputError(f"dram.capacity_mib = {self.capacity_bytes >> 20}: {label or kind}: {nbytes:,} bytes "
+                             f"from address {base:,} do not fit the DRAM's {self.capacity_bytes:,} bytes"
                              f"{' (already allocated: ' + used + ')' if used else ''}")
         region = DramRegion(kind, label, base, nbytes)
         self.regions.append(region)

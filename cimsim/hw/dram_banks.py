@@ -101,11 +101,11 @@ _PRESET_KEYS = ("banks", "row_bytes", "data_rate_mtps", "bus_bits", "t_rcd", "t_
 def bank_problem(cfg: DramConfig) -> tuple[str, object, str] | None:
     """The first inconsistency of a banks-model configuration as (key, value, why), or None."""
     preset = PRESETS.get(cfg.preset)
-    if cfg.preset and preset is None:
-        return "dram.preset", cfg.preset, f"unknown preset (known: {', '.join(PRESETS)}, or \"\")"
+    if cfg.preset != "none" and preset is None:
+        return "dram.preset", cfg.preset, f"unknown preset (known: {', '.join(PRESETS)}, or \"none\")"
     for key in _PRESET_KEYS:
         if getattr(cfg, key) == 0 and preset is None:
-            return f"dram.{key}", 0, "must be positive with dram.preset = \"\" (0 takes the preset's value)"
+            return f"dram.{key}", 0, "must be positive with dram.preset = \"none\" (0 takes the preset's value)"
     p = _resolve(cfg)
     if p.bus_bits % 8:
         return "dram.bus_bits", p.bus_bits, "must be a multiple of 8 (whole bytes per transfer)"
