@@ -207,6 +207,11 @@ def test_a_slow_banks_dram_causes_dram_stalls() -> None:
     assert fast["dram"]["stall_timesteps"] <= 1
     assert slow["dram"]["stall_timesteps"] > 100 and slow["total_timesteps"] > fast["total_timesteps"]
     assert sum(lay["stall_timesteps"]["dram"] for lay in slow["layers"]) > 0
+    # at 8 MT/s a 64-byte burst holds the bus 8 transfers = 1 us = 10 timesteps: the run is
+    # bus-bound, every burst of the batch back to back (within 5 % for the pipeline's fill)
+    bursts = slow["dram"]["bytes_transferred"] // slow["dram"]["burst_bytes"]
+    assert bursts * 10 <= slow["total_timesteps"] <= bursts * 10 * 1.05
+    assert slow["dram"]["utilisation"] > 0.95
 
 
 def test_the_bandwidth_summary_keeps_its_fields() -> None:

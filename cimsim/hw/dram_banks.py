@@ -27,7 +27,9 @@ So an isolated read takes tCL + tBURST (hit), tRCD + tCL + tBURST (miss) or tRP 
 tCL + tBURST (conflict). A request completes when its last burst's data is on the bus; its
 event fires at the first whole chip cycle after that. Times are kept in exact (fractional)
 chip cycles; a bank with a queue wakes (one SimPy event) at the first whole cycle after it
-is free and serves the access its scheduler picks. Nothing runs per cycle. Not modelled:
+is free and serves the access its scheduler picks. An access that finds the queue empty and
+that the scheduler would pick anyway (the bank is free; FCFS; FR-FCFS and a hit on the open
+row) is scheduled when it arrives, with the same t0. Nothing runs per cycle. Not modelled:
 refresh, tRAS / tRC / tRRD / tFAW, the command bus, write recovery and read-write turnaround
 (writes use tCL as their latency).
 """
@@ -281,8 +283,10 @@ class BankedDram(DramBase):
         req.pending = len(accesses)
         now = env.now
         for bank, channel, acc in accesses:
-            if not bank.queue and bank.free <= now:
-                self._serve(bank, channel, acc, float(now))
+            if not bank.queue and (bank.free <= now or not self.frfcfs or acc.row == bank.open_row):
+                # nothing queued, and the bank is free or its scheduler will pick this one
+                # anyway (FCFS; FR-FCFS: a hit, the oldest hit): schedule it now, at its time
+                self._serve(bank, channel, acc, max(float(now), bank.free))
             else:
                 if not bank.queue:
                     self._wake_at(bank, channel)
