@@ -154,7 +154,7 @@ def test_layout_aligns_regions_streams_and_refuses_overflow() -> None:
     dram = BankedDram(env, DDR3, 800.0, layout=layout)
     assert [dram.stream_address(DramKind.IMAGE, 40) for _ in range(3)] == [0, 40, 0]  # wraps in its region
     assert dram.stream_address(DramKind.RESULT, 4) == 16384
-    with pytest.raises(InputError, match="dram.capacity_mib"):
+    with pytest.raises(InputError, match=r"dram\.capacity_mib"):
         layout.allocate(DramKind.WEIGHTS, 1 << 20, "weights")
 
 
