@@ -135,7 +135,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
             traces.append(str(path))
         dram, weights = built.dram, built.weights
         assert dram is not None and weights is not None
-        end = -(-max(int(report.summary["simulated_cycles"]), int(-(-dram.busy_until // 1))) // cpt)  # timesteps
+        end = -(-max(int(report.summary["simulated_cycles"]), int(-(-dram.drained_cycle() // 1))) // cpt)  # timesteps
         record = report.record
         assert record is not None
         if seg.index == 0:

@@ -155,6 +155,16 @@ def scenario_cases() -> Iterator[tuple[str, str, list[str]]]:
     yield "replicas do not fit (error policy)", render_scenario(
         BASE_TOP, {"chip": {"crossbar_rows": "80"}, "mapping": {"replica_fit": '"error"'},
                    "dataflow": {"layer_rates": "{conv2 = 4}"}}), []
+    banks = {"enabled": "true", "model": '"banks"'}
+    yield "dram timing zero without a preset", render_scenario(BASE_TOP, {"dram": {**banks, "preset": '"none"'}}), []
+    yield "dram row not a multiple of the burst", render_scenario(BASE_TOP, {"dram": {**banks, "row_bytes": "1000"}}), []
+    yield "dram burst larger than the row", render_scenario(
+        BASE_TOP, {"dram": {**banks, "t_burst": "128", "row_bytes": "1024"}}), []
+    yield "dram bus not whole bytes", render_scenario(BASE_TOP, {"dram": {**banks, "bus_bits": "12"}}), []
+    yield "dram smaller than one row per bank", render_scenario(
+        BASE_TOP, {"dram": {**banks, "row_bytes": "1048576", "capacity_mib": "4"}}), []
+    yield "dram too small for the images", render_scenario(
+        BASE_TOP, {"dram": {**banks, "capacity_mib": "1"}, "run": {"batch": "6000"}}), []
     yield "elastic packet larger than a buffer", render_scenario(
         BASE_TOP, {"chip": {"clocking": '"elastic"'}, "noc": {"topology": '"mesh"', "buffer_depth_flits": "1"}}), []
 

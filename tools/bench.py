@@ -1,6 +1,6 @@
 """Benchmark: wall time and simulated events per second for ResNet-32 (Dazzi scenarios).
 
-Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --memory | --sweep | --compare REV
+Usage: python tools/bench.py [--quick] [--trace | --functional | --energy | --dram | --memory | --sweep | --compare REV
                              [--repeats N]]
 
 Default mode: absolute figures and the ratio batch-100 / one-image time. Targets (issue 2):
@@ -14,6 +14,10 @@ ratio large / small batch. Target: the traced run's peak memory within 1.5x.
 
 --energy (issue 13) runs ResNet-32 with and without `energy.enabled`, interleaved child
 processes, with invariant checks on and off, and prints the CPU-time ratio. Target: <= 1.10.
+
+--dram (issue 14) runs the DRAM-fed mesh scenario with dram.model = "bandwidth" and "banks",
+interleaved child processes, and prints the CPU-time ratio (target: banks <= 1.5x), then the
+CPU cost per request of each model alone on a stream of pixel reads.
 
 --functional times real arithmetic (functional model) against timing only.
 
@@ -175,6 +179,66 @@ def energy_bench(args: argparse.Namespace) -> None:
               f"ratio {ratio:.3f}")
     print(f"counting actions costs at most {100 * (worst - 1):+.1f} % CPU (target <= +10 %) -> "
           f"{'ok' if worst <= 1.10 else 'OVER'}")
+
+
+DRAM_SCENARIO = "noc_mesh_regular.toml"
+
+
+def dram_child(batch: int, model: str) -> None:
+    """One run of the DRAM scenario with `dram.model`; print its CPU seconds as JSON."""
+    from cimsim.runner import run_scenario
+
+    t0 = time.process_time()
+    report = run_scenario(ROOT / "scenarios" / DRAM_SCENARIO, [f"run.batch={batch}", f"dram.model={model}"])
+    cpu = time.process_time() - t0
+    d = report.summary["dram"]
+    print(json.dumps({"cpu_s": cpu, "events": report.summary["events"], "timesteps": report.summary["total_timesteps"],
+                      "reads": d.get("reads", 0), "stall_timesteps": d["stall_timesteps"]}))
+
+
+def dram_stream_cpu(model: str, n: int) -> float:
+    """CPU microseconds per read of `n` sequential 3-byte reads, 4 in flight, on one DRAM model."""
+    import simpy
+
+    from cimsim.config.schema import DramConfig
+    from cimsim.hw.dram import make_dram
+
+    env = simpy.Environment()
+    dram = make_dram(env, DramConfig(enabled=True, model=model), 500.0)
+
+    def reader():  # SimPy generator
+        for _ in range(n // 4):
+            events = [dram.read(3) for _ in range(4)]
+            yield env.all_of(events)
+            yield env.timeout(50)
+
+    env.process(reader())
+    t0 = time.process_time()
+    env.run()
+    return (time.process_time() - t0) / n * 1e6
+
+
+def dram_bench(args: argparse.Namespace) -> None:
+    """CPU time of the banks DRAM model against the bandwidth model (issue 14): the same run,
+    interleaved child processes; the ratio of the medians (target: at most 1.5)."""
+    batch, repeats = (3, 3) if args.quick else (10, 5)
+    print(f"{DRAM_SCENARIO}, batch {batch}, {repeats} interleaved child processes per model")
+    runs: dict[str, list[dict[str, float]]] = {"bandwidth": [], "banks": []}
+    for _ in range(repeats):
+        for model in runs:
+            out = subprocess.run([sys.executable, __file__, "--dram-child", str(batch), model], check=True,
+                                 capture_output=True, text=True).stdout
+            runs[model].append(json.loads(out.splitlines()[-1]))
+    med = {m: sorted(r["cpu_s"] for r in rs)[repeats // 2] for m, rs in runs.items()}
+    for model, rs in runs.items():
+        r = rs[0]
+        print(f"{model:<9} {med[model]:6.2f} s CPU (median), {r['events']:,} events, {r['timesteps']:,} timesteps, "
+              f"{r['reads']:,} reads timed, {r['stall_timesteps']} dram stall timesteps")
+    ratio = med["banks"] / med["bandwidth"]
+    print(f"banks / bandwidth CPU time: {ratio:.3f} (target <= 1.5) -> {'ok' if ratio <= 1.5 else 'OVER'}")
+    n = 4_000 if args.quick else 40_000
+    for model in runs:
+        print(f"{model:<9} alone: {dram_stream_cpu(model, n):6.2f} us CPU per 3-byte read ({n:,} reads, 4 in flight)")
 
 
 MEMORY_MODEL = """name = "mem"
@@ -402,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                        help="benchmark real arithmetic (functional model) against timing only")
     modes.add_argument("--energy", action="store_true",
                        help="CPU time with energy counting on against off (interleaved child processes)")
+    modes.add_argument("--dram", action="store_true",
+                       help="CPU time of the DRAM banks model against the bandwidth model (interleaved child processes)")
     modes.add_argument("--memory", action="store_true",
                        help="peak memory of once-unbounded inputs, and functional batch 1,000 against 10")
     modes.add_argument("--sweep", action="store_true",
@@ -414,6 +480,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--child", nargs=3, metavar=("SCENARIO", "BATCH", "TRACE"), help=argparse.SUPPRESS)
     ap.add_argument("--compare-child", metavar="SPEC", help=argparse.SUPPRESS)
     ap.add_argument("--energy-child", nargs=3, metavar=("BATCH", "ENERGY", "CHECKED"), help=argparse.SUPPRESS)
+    ap.add_argument("--dram-child", nargs=2, metavar=("BATCH", "MODEL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2])
@@ -424,8 +491,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.energy_child:
         energy_child(int(args.energy_child[0]), args.energy_child[1] == "1", args.energy_child[2] == "1")
         return
+    if args.dram_child:
+        dram_child(int(args.dram_child[0]), args.dram_child[1])
+        return
     mode = trace_bench if args.trace else functional_bench if args.functional else \
-        energy_bench if args.energy else memory_bench if args.memory else \
+        energy_bench if args.energy else dram_bench if args.dram else memory_bench if args.memory else \
         sweep_bench if args.sweep else compare_bench if args.compare else speed_bench
     try:
         mode(args)

@@ -41,13 +41,21 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.weights": ("stationary", "reload"),
     "chip.weight_device": ("rram", "pcm"),
     "dataflow.mode": ("regular", "speedup", "balanced"),
+    "dram.model": ("bandwidth", "banks"),
+    "dram.preset": ("ddr3_1600", "lpddr4_3200", "none"),
+    "dram.page_policy": ("open", "closed"),
+    "dram.scheduler": ("frfcfs", "fcfs"),
 }
 """Allowed values of the enumerated string fields, by dotted key path."""
+
+DRAM_PRESET_KEYS = tuple(f"dram.{k}" for k in ("banks", "row_bytes", "data_rate_mtps", "bus_bits", "t_rcd", "t_cl",
+                                                 "t_rp", "t_burst"))
+"""The banks model's keys that 0 fills from `dram.preset`."""
 
 NON_NEGATIVE: frozenset[str] = frozenset(
     {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
      "noc.dram_row", "noc.dram_col", "mapping.max_cores",
-     "mapping.depthwise_job_channels", "chip.weight_write_ns_per_row"}
+     "mapping.depthwise_job_channels", "chip.weight_write_ns_per_row", *DRAM_PRESET_KEYS}
 )
 """Integer fields that may be 0; every other integer field must be > 0."""
 
@@ -70,6 +78,9 @@ INT_LIMITS: dict[str, int] = {
     "noc.router_cycles": 1 << 16, "noc.buffer_depth_flits": 32_767, "noc.partial_sum_bits": 64,
     "noc.header_bits": 65_536, "noc.link_width_bits": 1 << 20, "noc.ideal_hop_timesteps": 1 << 16,
     "input.pixels_per_timestep": 1 << 20,
+    "dram.channels": 1024, "dram.banks": 1024, "dram.row_bytes": 1 << 24, "dram.data_rate_mtps": 1 << 20,
+    "dram.bus_bits": 1 << 16, "dram.t_rcd": 1 << 16, "dram.t_cl": 1 << 16, "dram.t_rp": 1 << 16,
+    "dram.t_burst": 1 << 16, "dram.capacity_mib": 1 << 30,
 }
 """Tighter maxima of integer fields whose products the simulator and its trace store in 32-bit
 columns (a step's cycles, a link transfer's cycles, buffer occupancies in 16 bits)."""
@@ -431,12 +442,24 @@ def _check_combinations(scenario: Scenario, checker: _Checker) -> None:
     if noc.topology == "prism" and links > MAX_PRISM_LINKS:
         checker.fail("noc.prism_k", noc.prism_k, f"{cores:,} cores x prism_k = {links:,} prism links, at most "
                      f"{MAX_PRISM_LINKS:,}")
+    _check_dram(scenario, checker)
     for key in scenario.dataflow.speedup_rates:
         if not (key.isascii() and key.isdigit() and key == str(int(key)) and int(key) > 0):
             path = _key("dataflow.speedup_rates", key)
             checker.fail(path, scenario.dataflow.speedup_rates[key],
                          'the key must be a number of output channels (a positive integer without leading zeros, '
                          'e.g. "16" = 4)')
+
+
+def _check_dram(scenario: Scenario, checker: _Checker) -> None:
+    """The banks model's keys must describe a possible DRAM (`cimsim.hw.dram_banks.bank_problem`)."""
+    if scenario.dram.model != "banks":
+        return
+    from cimsim.hw.dram_banks import bank_problem  # the presets live with the model
+
+    problem = bank_problem(scenario.dram)
+    if problem is not None:
+        checker.fail(*problem)
 
 
 def scenario_to_dict(s: Scenario) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class NocConfig:
 
 @dataclass(frozen=True)
 class DramConfig:
-    """The DRAM channel that streams input images in and takes classifier outputs."""
+    """The DRAM that streams input images in and takes classifier outputs."""
 
     enabled: bool = False
     """Model the DRAM (False: images appear at the input rate, as in Dazzi)."""
@@ -128,6 +128,46 @@ class DramConfig:
     """Channel bandwidth in GB/s (bytes), shared by image reads and result writes."""
     latency_ns: float = 50.0
     """Latency of a read in ns, before its bytes stream at the channel bandwidth."""
+    model: str = "bandwidth"
+    """"bandwidth": one channel of bandwidth_gbps and latency_ns, addresses ignored (the first
+    model); "banks": channels x banks with row buffers and JEDEC-style timing, where each
+    request's latency follows from its address (the keys below; bandwidth_gbps and
+    latency_ns are then unused)."""
+    preset: str = "ddr3_1600"
+    """Banks model: the device whose values fill every key below left at 0: "ddr3_1600"
+    (JEDEC DDR3-1600K 11-11-11, a 64-bit channel of 12.8 GB/s), "lpddr4_3200" (one x16
+    LPDDR4-3200 channel, 6.4 GB/s), "none" (every key must be set)."""
+    channels: int = 1
+    """Banks model: independent channels, each with its own data bus and banks (Meng and Lu's
+    34 GB/s TPU DRAM is about 2.7 DDR3-1600 channels: 3 give 38.4 GB/s of peak)."""
+    banks: int = 0
+    """Banks model: banks per channel, each with one row buffer (0: the preset's)."""
+    row_bytes: int = 0
+    """Banks model: bytes of one row (page) of a bank across the channel's devices (0: the preset's)."""
+    data_rate_mtps: int = 0
+    """Banks model: data transfers per second on the bus in millions (MT/s; two per DRAM
+    clock, tCK = 2000 / data_rate_mtps ns) (0: the preset's)."""
+    bus_bits: int = 0
+    """Banks model: width of a channel's data bus in bits (0: the preset's)."""
+    t_rcd: int = 0
+    """Banks model: activate to column command, in DRAM clock cycles tCK (0: the preset's)."""
+    t_cl: int = 0
+    """Banks model: column command to the first data on the bus (CAS / read latency), in tCK;
+    writes use it too (0: the preset's)."""
+    t_rp: int = 0
+    """Banks model: precharge (closing a row) to the next activate, in tCK (0: the preset's)."""
+    t_burst: int = 0
+    """Banks model: data-bus cycles of one burst, in tCK (burst length / 2); a burst moves
+    2 x t_burst x bus_bits / 8 bytes, the smallest transfer (0: the preset's)."""
+    page_policy: str = "open"
+    """Banks model: "open" (a row stays open after an access: the next access to it is a row
+    hit, to another row a conflict) or "closed" (auto-precharge after every access)."""
+    scheduler: str = "frfcfs"
+    """Banks model: the order a bank serves its queued requests in: "frfcfs" (first-ready:
+    the oldest row hit first, else the oldest) or "fcfs" (arrival order)."""
+    capacity_mib: int = 8192
+    """DRAM size in MiB; the address regions (images, results, weights, spills) must fit
+    (8192: the TPU's 8 GB in Meng and Lu's Table 3)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from cimsim.hw.activity import core_steps, powered_instances
 from cimsim.hw.clocking import build_clocking
 from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.datapath import Datapath
-from cimsim.hw.dram import Dram
+from cimsim.hw.dram import DramBase, DramKind, make_dram
 from cimsim.hw.fabric import build_fabric
 from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import OutputMemory, OutputPort
@@ -155,12 +155,15 @@ class Chip:
         memory = self.fabric.output_memory(4 * burst[plan.input_name] * len(flows_from.get(None, [])))
         src_ports = ports_for(None, plan.input_name, memory)
         dram_cfg = scenario.dram
-        self.dram = None
+        pixel_bytes = -(-inp.out_channels * net.bits // 8)
+        self.dram: DramBase | None = None
         if dram_cfg.enabled:
-            self.dram = Dram(env, dram_cfg.bandwidth_gbps * 1e3 / chip.clock_mhz,
-                             round(dram_cfg.latency_ns * chip.clock_mhz / 1e3), self.probe)
+            self.dram = make_dram(env, dram_cfg, chip.clock_mhz, self.probe)
             out = net.output_layer  # the classifier's logits, or a segment's whole output map (a spill)
-            self.probe.subscribe(_ResultWriter(self.dram, -(-out.out_h * out.out_w * out.out_channels * net.bits // 8)))
+            result_bytes = max(1, -(-out.out_h * out.out_w * out.out_channels * net.bits // 8))
+            self.dram.layout.allocate(DramKind.IMAGE, self.batch * inp.out_h * inp.out_w * pixel_bytes, "images")
+            results = self.dram.layout.allocate(DramKind.RESULT, self.batch * result_bytes, "results")
+            self.probe.subscribe(_ResultWriter(self.dram, result_bytes, results.base))
         self.weights: WeightProgrammer | None = None
         if program_weights:
             if self.dram is None:
@@ -168,7 +171,7 @@ class Chip:
             self.weights = WeightProgrammer(env, chip, self.dram, list(self.cores.values()), net.bits)
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
-                                  pixel_bytes=-(-inp.out_channels * net.bits // 8))
+                                  pixel_bytes=pixel_bytes)
         self.images_done: set[int] = set()
         if checked:
             self.probe.subscribe(_ImageOnce(self.images_done))
@@ -254,12 +257,7 @@ class Chip:
         if self.datapath is not None:
             extra["functional"] = self.datapath.summary()
         if self.dram is not None:
-            d = self.dram
-            extra["dram"] = {
-                "enabled": True, "bytes_read": d.bytes_read, "bytes_written": d.bytes_written,
-                "busy_cycles": round(d.busy_cycles), "utilisation": round(d.busy_cycles / max(1, env.now), 4),
-                "stall_timesteps": self.source.dram_stall_timesteps,
-            }
+            extra["dram"] = self.dram.summary(int(env.now), self.source.dram_stall_timesteps)
         if self.energy is not None:
             extra["energy"] = self.energy_summary(cycles, [st.images[i][1] for i in range(self.batch)])
         return RunRecord(
@@ -311,13 +309,14 @@ class _ImageOnce:
 class _ResultWriter:
     """Writes each image's classifier output back to DRAM when it is produced."""
 
-    def __init__(self, dram: Dram, nbytes: int) -> None:
+    def __init__(self, dram: DramBase, nbytes: int, base: int) -> None:
         self.dram = dram
         self.nbytes = max(1, nbytes)
+        self.base = base
 
     def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
-        """One write per image."""
-        self.dram.write(self.nbytes, image)
+        """One write per image, into its slot of the results region; nothing waits for it."""
+        self.dram.post_write(self.nbytes, image, address=self.base + image * self.nbytes, kind=DramKind.RESULT)
 
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,

@@ -6,7 +6,7 @@ from collections import deque
 
 import simpy
 
-from cimsim.hw.dram import Dram
+from cimsim.hw.dram import DramBase
 from cimsim.hw.ports import OutputPort
 from cimsim.sim.probe import Probe
 
@@ -17,7 +17,7 @@ class ImageSource:
     DRAM has not delivered the pixels yet (it prefetches `prefetch` groups ahead)."""
 
     def __init__(self, env: simpy.Environment, outputs: list[OutputPort], batch: int, pixels_per_image: int,
-                 rate: int, cycles_per_timestep: int, probe: Probe, dram: Dram | None = None,
+                 rate: int, cycles_per_timestep: int, probe: Probe, dram: DramBase | None = None,
                  pixel_bytes: int = 0, prefetch: int = 4) -> None:
         self.env = env
         self.outputs = outputs

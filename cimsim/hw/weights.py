@@ -16,7 +16,7 @@ import simpy
 
 from cimsim.config.schema import ChipConfig
 from cimsim.hw.core import Core
-from cimsim.hw.dram import Dram
+from cimsim.hw.dram import DramBase, DramKind
 
 ROW_WRITE_NS: dict[str, int] = {"rram": 100, "pcm": 50}
 """Device write time per row in ns: Meng & Lu 2024, Table 5 (write time: RRAM 100 ns, PCRAM
@@ -32,7 +32,7 @@ def row_write_cycles(chip: ChipConfig) -> int:
 class WeightProgrammer:
     """Reads and programs every core's weights; fires each core's `weights_ready`."""
 
-    def __init__(self, env: simpy.Environment, chip: ChipConfig, dram: Dram, cores: Sequence[Core], bits: int) -> None:
+    def __init__(self, env: simpy.Environment, chip: ChipConfig, dram: DramBase, cores: Sequence[Core], bits: int) -> None:
         self.env = env
         self.row_cycles = row_write_cycles(chip)
         self.bits_per_cycle = chip.weight_write_bits_per_cycle
@@ -40,7 +40,15 @@ class WeightProgrammer:
         self.bytes_read = 0
         self.done_cycle = 0
         """Cycle the last core's crossbar was programmed."""
-        for core in sorted(cores, key=lambda c: c.spec.id):
+        ordered = sorted(cores, key=lambda c: c.spec.id)
+        total = sum(self.core_bytes(c) for c in ordered)
+        region = dram.layout.allocate(DramKind.WEIGHTS, max(1, total), "weights")
+        self.addresses: dict[int, int] = {}
+        """Core id -> address of its weights (laid out one core after another)."""
+        at = region.base
+        for core in ordered:
+            self.addresses[core.spec.id] = at
+            at += self.core_bytes(core)
             core.weights_ready = env.event()
             env.process(self._program(dram, core))
 
@@ -53,13 +61,13 @@ class WeightProgrammer:
         nbytes = self.core_bytes(core)
         return max(core.spec.rows_used * self.row_cycles, -(-nbytes * 8 // self.bits_per_cycle))
 
-    def _program(self, dram: Dram, core: Core) -> Generator[simpy.Event, object, None]:
+    def _program(self, dram: DramBase, core: Core) -> Generator[simpy.Event, object, None]:
         nbytes = self.core_bytes(core)
         ready = core.weights_ready
         assert ready is not None
         if nbytes:
             self.bytes_read += nbytes
-            yield dram.read(nbytes)
+            yield dram.read(nbytes, address=self.addresses[core.spec.id], kind=DramKind.WEIGHTS)
             yield self.env.timeout(self.program_cycles(core))
         self.done_cycle = max(self.done_cycle, int(self.env.now))
         ready.succeed()
