@@ -121,8 +121,8 @@ def _meng_lu() -> dict[str, float]:
 
 
 MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
-    "dazzi_regular": ("dazzi2021_resnet32.toml, batch 2; images/s at batch 100 = 100 / ((latency + 99 x image "
-                      "interval) x 100 ns)", lambda: _dazzi("dazzi2021_resnet32.toml")),
+    "dazzi_regular": (("dazzi2021_resnet32.toml, batch 2; images/s at batch 100 = 100 / ((latency + 99 x image "
+                      "interval) x 100 ns)"), lambda: _dazzi("dazzi2021_resnet32.toml")),
     "dazzi_speedup": ("dazzi2021_resnet32_speedup.toml, batch 2 (batch 100 as above)", lambda: _dazzi("dazzi2021_resnet32_speedup.toml")),
     "dazzi_factor": ("both Dazzi scenarios, batch 1", _dazzi_speedup_factor),
     "raella": ("dazzi2021_resnet32_speculation.toml (policy always, 7-bit ADC), batch 1", _raella),
