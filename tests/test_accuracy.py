@@ -28,7 +28,7 @@ def test_wide_adcs_chip_accuracy_equals_int8_reference(capsys: pytest.CaptureFix
     assert acc["float"] is not None and 0.5 < acc["float"] <= 1.0  # a trained model, far above chance (0.1)
 
 
-def test_narrow_adcs_lose_accuracy_against_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+def test_narrow_adcs_move_the_chip_off_the_reference_not_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
     f = _summary(capsys, str(DIGITS), "--batch", "60", "--set", "functional.adc_bits=5")["functional"]
     assert not f["reference_match"]
     assert f["accuracy"]["int8_reference"] == _summary(capsys, str(DIGITS), "--batch", "60")["functional"][
