@@ -156,6 +156,13 @@ def export_onnx(p: dict[str, np.ndarray], path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def _relative_calibration(quant: Path) -> None:
+    """Name the (deleted) calibration file without the absolute path of the machine that trained."""
+    meta = json.loads(quant.read_text())
+    meta["calibration"] = "digits_calibration.npz: 256 training images (tools/train_digits.py, not kept)"
+    quant.write_text(json.dumps(meta, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train, export, import and write the held-out images (module docstring)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -177,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     imported = import_onnx(onnx_path, calib, calibration_images=256)
     write_imported(imported, out / "digits_cnn.toml")
     calib.unlink()
+    _relative_calibration(out / "digits_cnn.quant.json")
     scale = imported.input_scale
     q = np.clip(np.rint(xte / scale), -128, 127).astype(np.int8).transpose(0, 2, 3, 1)  # (N, 8, 8, 1)
     np.savez_compressed(out / "digits_test.npz", images=q, labels=yte, float_predictions=float_pred.astype(np.int64))
