@@ -1,4 +1,4 @@
-"""`cimsim validate [--json]`: every published number the simulator reproduces, re-measured.
+"""`cimsim validate [--json | --markdown] [--only M1,M2]`: every published number the simulator reproduces, re-measured.
 
 Each `Check` names its source (paper, section or table), the paper's value, the measurement
 that gives cimsim's (a run of a shipped scenario, at the smallest batch that determines the
@@ -219,12 +219,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """The checks as a terminal table, then the reasons."""
     lines = [f"{'source':<26} {'quantity':<60} {'paper':>9} {'cimsim':>9} {'deviation':>10} {'tolerance':>10}  status"]
     for r in rows:
-        if r["tolerance"] is None:
-            dev = tol = "-"
-        elif r["tolerance_kind"] == "absolute":
-            dev, tol = f"{r['deviation']:+.3g}", f"±{r['tolerance']:g}"
-        else:
-            dev, tol = f"{100 * r['deviation']:+.2f} %", f"±{100 * r['tolerance']:g} %"
+        dev, tol = _cells(r)
         lines.append(f"{r['source']:<26} {r['quantity'] + ' (' + r['unit'] + ')':<60} {_fmt(r['paper']):>9} "
                      f"{_fmt(r['cimsim']):>9} {dev:>10} {tol:>10}  {r['status']}")
     lines.append("")
@@ -234,11 +229,32 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _cells(r: dict[str, Any]) -> tuple[str, str]:
+    """(deviation, tolerance) as printed."""
+    if r["tolerance"] is None:
+        return "-", "not compared"
+    if r["tolerance_kind"] == "absolute":
+        return f"{r['deviation']:+.3g}", f"±{r['tolerance']:g}"
+    return f"{100 * r['deviation']:+.2f} %", f"±{100 * r['tolerance']:g} %"
+
+
+def format_markdown(rows: list[dict[str, Any]]) -> str:
+    """The checks as the README's Markdown table (source, quantity, paper, cimsim, deviation, tolerance, reason)."""
+    lines = ["| source | quantity | paper | cimsim | deviation | tolerance | reason |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        dev, tol = _cells(r)
+        lines.append(f"| {r['source']} | {r['quantity']} ({r['unit']}) | {_fmt(r['paper'])} | {_fmt(r['cimsim'])} | "
+                     f"{dev} | {tol} | {r['reason']} |")
+    return "\n".join(lines)
+
+
 def add_parser(sub: Any) -> None:
     """The `validate` subcommand."""
     p = sub.add_parser("validate", help="re-measure every published number cimsim reproduces "
                                         f"(exit {EXIT_OUT_OF_TOLERANCE} if one leaves its tolerance)")
-    p.add_argument("--json", action="store_true", help="print the checks as JSON")
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="print the checks as JSON")
+    fmt.add_argument("--markdown", action="store_true", help="print the README's Markdown table")
     p.add_argument("--only", metavar="M1,M2", help=f"only these measurements: {', '.join(MEASUREMENTS)}")
 
 
@@ -257,8 +273,12 @@ def validate_command(args: argparse.Namespace) -> tuple[str, int]:
                          "checkout: pip install -e .)")
     rows = validate(only)
     bad = any(r["status"] == "OUT OF TOLERANCE" for r in rows)
-    text = json.dumps({"checks": rows, "all_within_tolerance": not bad}, indent=2) if args.json else format_table(rows)
+    if args.json:
+        text = json.dumps({"checks": rows, "all_within_tolerance": not bad}, indent=2)
+    else:
+        text = format_markdown(rows) if args.markdown else format_table(rows)
     return text, EXIT_OUT_OF_TOLERANCE if bad else 0
 
 
-__all__ = ["CHECKS", "EXIT_OUT_OF_TOLERANCE", "Check", "add_parser", "validate", "validate_command"]
+__all__ = ["CHECKS", "EXIT_OUT_OF_TOLERANCE", "Check", "add_parser", "format_markdown", "format_table", "validate",
+           "validate_command"]

@@ -22,6 +22,9 @@ def test_every_reproduction_within_its_tolerance(capsys: pytest.CaptureFixture[s
     sources = " ".join(r["source"] for r in out["checks"])
     for paper in ("Dazzi 2021", "RAELLA", "Ottavi 2021", "Meng & Lu 2024"):
         assert paper in sources
+    readme = (v.ROOT / "README.md").read_text()
+    for line in v.format_markdown(out["checks"]).splitlines():  # the README's table is `validate --markdown`
+        assert line in readme, line
 
 
 def test_a_number_out_of_tolerance_exits_5(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,3 +38,12 @@ def test_a_number_out_of_tolerance_exits_5(monkeypatch: pytest.MonkeyPatch, caps
 def test_unknown_measurement_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--only", "nope"]) == 2
     assert capsys.readouterr().err.startswith("cimsim: error: --only: unknown measurement 'nope'")
+
+
+def test_markdown_is_the_readme_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--markdown", "--only", "meng_lu,ottavi"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    readme = (v.ROOT / "README.md").read_text()
+    assert lines[0].startswith("| source |") and len(lines) == 2 + 4
+    for line in lines:  # the README's table is this command's output (regenerate it with --markdown)
+        assert line in readme, line
