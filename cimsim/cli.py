@@ -108,10 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     from cimsim.mapping.command import add_parser as add_map_parser
     from cimsim.roofline import add_parser as add_roofline_parser
     from cimsim.sweep.command import add_parsers as add_sweep_parsers  # sweep, sweep-plot
+    from cimsim.validate import add_parser as add_validate_parser
 
     add_map_parser(sub)
     add_roofline_parser(sub)
     add_sweep_parsers(sub)
+    add_validate_parser(sub)
     return p
 
 
@@ -236,7 +238,7 @@ def _guarded_main(argv: Sequence[str] | None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     commands = {"run": _run, "sram": _sram, "replicas": _replicas, "report": _report, "plot": _plot,
                 "export": _export, "import": _import, "sweep": _sweep, "sweep-plot": _sweep_plot, "map": _map,
-                "roofline": _roofline}
+                "roofline": _roofline, "validate": _validate}
     return commands[args.command](args)
 
 
@@ -256,6 +258,14 @@ def _roofline(args: argparse.Namespace) -> int:
 
     _say(roofline_command(args))
     return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from cimsim.validate import validate_command
+
+    text, status = validate_command(args)
+    _say(text)
+    return status
 
 
 def _sweep(args: argparse.Namespace) -> int:

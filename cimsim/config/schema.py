@@ -243,6 +243,10 @@ class FunctionalConfig:
     scenario file; empty: generated from run.seed with realistic per-channel distributions."""
     images: str = ""
     """.npz with an int8 array `images` (batch, H, W, C); empty: generated from run.seed."""
+    labels: str = ""
+    """.npz with an int array `labels` (one class per image), relative to the scenario file: the
+    summary's functional.accuracy (chip, int8 reference, float) is then reported; empty: the
+    `labels` of the images .npz if it holds them, else no accuracy."""
     adc_bits: int = 7
     """Bits of each column's signed ADC (7: [-64, 63], RAELLA)."""
     policy: str = "off"

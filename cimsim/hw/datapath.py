@@ -27,6 +27,7 @@ import numpy as np
 from cimsim.config.schema import Scenario
 from cimsim.energy.actions import Action, Component
 from cimsim.errors import InputError, SimulationError
+from cimsim.functional.accuracy import Accuracy
 from cimsim.functional.chip_math import GroupResult, LayerMath, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
 from cimsim.functional.digital import DIGITAL_KINDS, DigitalMath
@@ -111,6 +112,9 @@ class Datapath:
         # image i depends on (seed, i) only, so a batch's first images do not change with its size;
         # images are made (or read) as the run consumes them and dropped once compared
         self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None)
+        self.accuracy = Accuracy.from_files(base / cfg.labels if cfg.labels else None,
+                                            base / cfg.images if cfg.images else None, batch)
+        """Top-1 accuracy against the images' labels (None: no labels)."""
         self._inputs: dict[int, np.ndarray] = {}
         self.cycle_cycles = cfg.crossbar_cycle_cycles
         chip = scenario.chip
@@ -392,6 +396,8 @@ class Datapath:
         self.max_abs_error = max(self.max_abs_error, int(diff.max(initial=0)))
         if self.agreement is not None:
             self.agreement.add(image, img, chip_out)
+        if self.accuracy is not None:
+            self.accuracy.add(image, chip_out, ref)
         self.act.pop((self.plan.output_layer, image), None)
 
     # --- summary ------------------------------------------------------------------------------
@@ -422,6 +428,8 @@ class Datapath:
         }
         if self.agreement is not None:
             out["onnx_agreement"] = self.agreement.summary()
+        if self.accuracy is not None:
+            out["accuracy"] = self.accuracy.summary()
         return out
 
 

@@ -57,6 +57,11 @@ class Report:
         agreement = s.get("functional", {}).get("onnx_agreement")
         if agreement:
             lines.append(_agreement_line(agreement))
+        acc = s.get("functional", {}).get("accuracy")
+        if acc and acc.get("images"):
+            pct = {k: "-" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in ("chip", "int8_reference", "float")}
+            lines.append(f"top-1 accuracy ({acc['images']} labelled images): chip {pct['chip']}, int8 reference "
+                         f"{pct['int8_reference']}, float {pct['float']}")
         for w in s["warnings"]:
             lines.append(f"warning: {w}")
         return "\n".join(lines)

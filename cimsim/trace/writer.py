@@ -82,7 +82,8 @@ def scenario_inputs(scenario: Scenario) -> list[str]:
     """The files a run of `scenario` reads (its trace may not replace any of them)."""
     base = Path(scenario.source).parent if scenario.source else Path(".")
     files = [scenario.source, scenario.model]
-    files += [str(base / f) for f in (scenario.functional.weights, scenario.functional.images) if f]
+    files += [str(base / f) for f in (scenario.functional.weights, scenario.functional.images,
+                                           scenario.functional.labels) if f]
     return [f for f in files if f]
 
 
