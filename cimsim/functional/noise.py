@@ -19,11 +19,15 @@ give different, equally distributed, noise).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cimsim.functional.crossbar import Crossbar, CrossbarConfig, MvmResult
+from cimsim.functional.pcm_pwm import PcmConfig, PcmPwmCrossbar
+
+if TYPE_CHECKING:
+    from cimsim.config.schema import Scenario
 
 NOISE_STREAM = 16
 """Second word of every noise Generator's seed (keeps noise streams apart from weights and images)."""
@@ -120,11 +124,9 @@ CrossbarFactory = Callable[[np.ndarray, CrossbarConfig], Any]
 """Makes one programmed crossbar (an object with ``mvm(x) -> MvmResult``) from its int8 matrix."""
 
 
-def crossbar_factory(scenario: Any, layer_index: int) -> CrossbarFactory | None:
+def crossbar_factory(scenario: Scenario, layer_index: int) -> CrossbarFactory | None:
     """The crossbars of layer number ``layer_index`` as the scenario's ``functional.crossbar``
     and ``[noise]`` make them; None: the plain noiseless `Crossbar` (the default)."""
-    from cimsim.functional.pcm_pwm import PcmConfig, PcmPwmCrossbar
-
     fcfg, noise, seed = scenario.functional, scenario.noise, scenario.run.seed
     count = [0]
 
@@ -140,7 +142,7 @@ def crossbar_factory(scenario: Any, layer_index: int) -> CrossbarFactory | None:
     return lambda matrix, config: NoisyCrossbar(matrix, config, noise.column_sigma, rng())
 
 
-def noisy(scenario: Any) -> bool:
+def noisy(scenario: Scenario) -> bool:
     """Whether the scenario's functional crossbars are noisy (outputs need not match the reference)."""
     noise = scenario.noise
     return noise.column_sigma > 0 or (scenario.functional.crossbar == "pcm_pwm" and noise.pcm)
