@@ -106,7 +106,7 @@ def bad_values(path: str, tp: Any) -> list[str]:
     if tp is int:
         return BAD_INTS + ([] if path in NON_NEGATIVE else ["0"])
     if tp is float:
-        return BAD_FLOATS
+        return [v for v in BAD_FLOATS if v not in ("0", "0.0")] if path in NON_NEGATIVE else BAD_FLOATS
     if tp is str:
         if path in ENUMS:
             return [*BAD_ENUM, f'"{ENUMS[path][0].upper()}"', f'" {ENUMS[path][0]}"']

@@ -34,6 +34,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "functional.policy": ("off", "always", "on_failure"),
     "functional.weight_encoding": ("center_offset", "differential"),
     "functional.mode": ("batched", "per_group"),
+    "functional.crossbar": ("raella", "pcm_pwm"),
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
@@ -55,9 +56,11 @@ DRAM_PRESET_KEYS = tuple(f"dram.{k}" for k in ("banks", "row_bytes", "data_rate_
 NON_NEGATIVE: frozenset[str] = frozenset(
     {"noc.ideal_hop_timesteps", "chip.partial_sum_timesteps", "run.seed", "noc.router_cycles",
      "noc.dram_row", "noc.dram_col", "mapping.max_cores",
-     "mapping.depthwise_job_channels", "chip.weight_write_ns_per_row", *DRAM_PRESET_KEYS}
+     "mapping.depthwise_job_channels", "chip.weight_write_ns_per_row", *DRAM_PRESET_KEYS,
+     "noise.column_sigma", "noise.pcm_program_sigma", "noise.pcm_read_sigma", "noise.pcm_drift_nu",
+     "noise.pcm_drift_nu_sigma", "noise.time_since_program_s"}
 )
-"""Integer fields that may be 0; every other integer field must be > 0."""
+"""Integer and float fields that may be 0; every other integer or float field must be > 0."""
 
 AUTO_FIELDS: frozenset[str] = frozenset({"chip.array_rows", "chip.array_cols"})
 """Integer fields that may also be "auto" (stored as `AUTO`, resolved by `cimsim.mapping.sizing`)."""
@@ -74,7 +77,8 @@ INT_LIMITS: dict[str, int] = {
     "chip.mvm_cycles": 1 << 20, "chip.digital_cycles": 1 << 16,
     "chip.digital_ops_per_cycle": 1 << 20, "chip.weight_write_ns_per_row": 1 << 24,
     "chip.weight_write_bits_per_cycle": 1 << 20, "chip.digital_macs_per_cycle": 1 << 20, "chip.partial_sum_timesteps": 1 << 16,
-    "functional.crossbar_cycle_cycles": 1 << 20, "functional.adc_bits": 32, "noc.link_cycles": 256,
+    "functional.crossbar_cycle_cycles": 1 << 20, "functional.adc_bits": 32,
+    "functional.pwm_steps_per_cycle": 1 << 10, "noc.link_cycles": 256,
     "noc.router_cycles": 1 << 16, "noc.buffer_depth_flits": 32_767, "noc.partial_sum_bits": 64,
     "noc.header_bits": 65_536, "noc.link_width_bits": 1 << 20, "noc.ideal_hop_timesteps": 1 << 16,
     "input.pixels_per_timestep": 1 << 20,
@@ -87,6 +91,8 @@ columns (a step's cycles, a link transfer's cycles, buffer occupancies in 16 bit
 
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "chip.clock_mhz": (1e-3, 1e6), "dram.bandwidth_gbps": (1e-6, 1e6), "dram.latency_ns": (1e-3, 1e9),
+    "noise.column_sigma": (0.0, 10.0), "noise.pcm_program_sigma": (0.0, 10.0), "noise.pcm_read_sigma": (0.0, 10.0),
+    "noise.pcm_drift_nu": (0.0, 1.0), "noise.pcm_drift_nu_sigma": (0.0, 1.0), "noise.time_since_program_s": (0.0, 1e10),
 }
 """Allowed range of each float field (beyond them times and rates overflow to infinity or zero)."""
 
@@ -307,7 +313,7 @@ class _Checker:
                 return 'positive integer or "auto"'
             return "non-negative integer" if rule_path in NON_NEGATIVE else "positive integer"
         if tp is float:
-            return "positive number"
+            return "non-negative number" if rule_path in NON_NEGATIVE else "positive number"
         if tp is str:
             allowed = ENUMS.get(rule_path)
             return "one of " + ", ".join(json.dumps(a) for a in allowed) if allowed else "string"
@@ -329,7 +335,7 @@ class _Checker:
                 self.fail(path, value, f"{why}, at most {top:,}")
         elif tp is float:
             try:
-                ok = is_num and math.isfinite(float(value)) and value > 0
+                ok = is_num and math.isfinite(float(value)) and (value >= 0 if rule_path in NON_NEGATIVE else value > 0)
             except OverflowError:
                 ok = False
             value = float(value) if ok else value

@@ -264,6 +264,46 @@ class FunctionalConfig:
     crossbar_cycle_cycles: int = 1
     """Clock cycles per crossbar cycle (one input slice); an MVM then takes
     crossbar cycles x this, replacing chip.mvm_cycles (RAELLA: 100 ns = 50 cycles at 500 MHz)."""
+    crossbar: str = "raella"
+    """The crossbar's arithmetic: "raella" (bit-sliced RAELLA crossbar, the fields above) or
+    "pcm_pwm" (Dazzi 2021 3.2: differential PCM pairs, the 8-bit signed input applied as one
+    pulse-width-modulated read pulse, one analog pass and one adc_bits conversion per column;
+    `cimsim.functional.pcm_pwm`)."""
+    pwm_steps_per_cycle: int = 4
+    """pcm_pwm: PWM time steps per clock cycle; the read pulse of an 8-bit signed input lasts
+    up to 2**7 = 128 steps, so an MVM takes ceil(128 / this) clock cycles (4: 32 cycles,
+    0.5 ns steps at 500 MHz; an assumption, Dazzi gives no PWM clock), replacing chip.mvm_cycles."""
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Analog non-idealities of the functional crossbars, all drawn from run.seed (default: none)."""
+
+    column_sigma: float = 0.0
+    """RAELLA 7.3's noise level E: every analog column sum gets Gaussian noise of standard
+    deviation E * sqrt(N+ + N-) (N+, N-: the sums of its positive and negative products) before
+    its ADC (a fraction: 0.12 = the thesis's 12 %; 0: off)."""
+    pcm: bool = False
+    """pcm_pwm crossbar: apply the PCM device model below (programming noise, drift, read noise)."""
+    pcm_program_sigma: float = 0.0422
+    """Programming noise, standard deviation at G_max as a fraction of G_max; smaller
+    conductances scale by the polynomial fit 0.26348 + 1.9650 g - 1.1731 g**2 (uS at
+    G_max = 25 uS, g = G / G_max; 1.0552 uS at g = 1) of Nandakumar et al. 2019 / Joshi et al.
+    2020 (as in IBM aihwkit's PCMLikeNoiseModel; external)."""
+    pcm_read_sigma: float = 0.0088
+    """Read (1/f) noise coefficient Q_s at G_max: relative standard deviation
+    min(Q_s / g**0.65, 0.2) * sqrt(ln((t + t_read) / (2 t_read))), t_read = 250 ns, t = time
+    since programming + 20 s (Joshi et al. 2020 / aihwkit; external)."""
+    pcm_drift_nu: float = 0.05
+    """Mean drift exponent nu: G(t) = G(t0) * (t / t0)**-nu, t0 = 20 s (Joshi et al. 2020 /
+    aihwkit: mean nu >= 0.049; external)."""
+    pcm_drift_nu_sigma: float = 0.008
+    """Device-to-device standard deviation of nu (aihwkit's fit at high conductance; external)."""
+    time_since_program_s: float = 3600.0
+    """Seconds between programming and inference (drift and accumulated read noise)."""
+    pcm_drift_compensation: bool = True
+    """Global drift compensation per crossbar (Joshi et al. 2020): outputs divided by the
+    array's mean conductance ratio (drifted / programmed)."""
 
 
 @dataclass(frozen=True)
@@ -314,6 +354,7 @@ class Scenario:
     mapping: MappingConfig = field(default_factory=MappingConfig)
     dataflow: DataflowConfig = field(default_factory=DataflowConfig)
     functional: FunctionalConfig = field(default_factory=FunctionalConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     energy: EnergyConfig = field(default_factory=EnergyConfig)
     run: RunConfig = field(default_factory=RunConfig)
     source: str = ""

@@ -55,6 +55,13 @@ API
     (H, W, C), rows_cols, kernel, stride, padding) -> int8 (n, kh*kw*C)`` (zero
     padding; ints or (H, W) pairs).
 
+`cimsim.functional.noise` and `cimsim.functional.pcm_pwm`
+    ``NoisyCrossbar(matrix, config, sigma, rng)``: RAELLA 7.3's column-sum noise
+    (``add_column_noise``); ``PcmPwmCrossbar(matrix, PcmConfig, rng)``: Dazzi's differential
+    PCM pairs with PWM inputs (one pass, one conversion per column), PCM programming noise,
+    drift and read noise; ``crossbar_factory(scenario, layer_index)`` picks them for a
+    scenario's ``functional.crossbar`` and ``[noise]`` (`LayerMath(..., crossbar_factory=)`).
+
 `cimsim.functional.digital`
     ``DigitalMath(layer, params, in_hw, kernel, stride, padding).compute(x (H, W, C),
     positions) -> int8 (n, c_out)``: a digital stage's own layer (maxpool, local or

@@ -34,7 +34,9 @@ columns: each job then has its own ``kh*kw*C_in x C_job`` block of the matrix.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +86,7 @@ class LayerMath:
 
     def __init__(
         self, layer: Layer, params: LayerParams, crossbar_config: CrossbarConfig, row_parts: int, xbar_rows: int,
-        jobs: int = 1,
+        jobs: int = 1, crossbar_factory: Callable[[np.ndarray, CrossbarConfig], Any] | None = None,
     ):
         if layer.kind not in ("conv", "fc"):
             raise ValueError(f"layer {layer.name!r}: LayerMath needs a conv or fc, got {layer.kind!r}")
@@ -124,6 +126,7 @@ class LayerMath:
                           np.zeros((rows, self.job_cols), dtype=self.matrix.dtype))]
         else:  # a channel's outputs straddle two jobs (a depth multiplier): a block per job
             arrays = [self.matrix[:, j * self.job_cols:(j + 1) * self.job_cols] for j in range(jobs)]
+        make = crossbar_factory or Crossbar  # `cimsim.functional.noise.crossbar_factory`: noisy or PCM/PWM
         self.job_parts: list[list[tuple[slice, slice, Crossbar]]] = []
         """Each job's crossbars: (rows, columns of the job's outputs, crossbar)."""
         for array in arrays:
@@ -132,7 +135,7 @@ class LayerMath:
                 rs = slice(r * xbar_rows, min(rows, (r + 1) * xbar_rows))
                 for c0 in range(0, self.job_cols, ccols):
                     cs = slice(c0, min(self.job_cols, c0 + ccols))
-                    parts.append((rs, cs, Crossbar(array[rs, cs], crossbar_config)))
+                    parts.append((rs, cs, make(array[rs, cs], crossbar_config)))
             self.job_parts.append(parts)
         self.parts: list[tuple[slice, slice, Crossbar]] = [p for parts in self.job_parts for p in parts]
         """Every crossbar of the layer (rows, columns, crossbar)."""

@@ -32,7 +32,9 @@ from cimsim.functional.chip_math import GroupResult, LayerMath, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
 from cimsim.functional.digital import DIGITAL_KINDS, DigitalMath
 from cimsim.functional.images import ImageStream
+from cimsim.functional.noise import crossbar_factory, noisy
 from cimsim.functional.onnx_agreement import OnnxAgreement, onnx_source
+from cimsim.functional.pcm_pwm import mvm_clock_cycles
 from cimsim.functional.reference import (
     conv_accumulate,
     global_avgpool,
@@ -121,6 +123,15 @@ class Datapath:
         xcfg = CrossbarConfig(rows=chip.crossbar_rows, cols=chip.crossbar_cols, adc_bits=cfg.adc_bits,
                               policy=cfg.policy, weight_encoding=cfg.weight_encoding)
         self.policy = cfg.policy
+        self.pcm = cfg.crossbar == "pcm_pwm"
+        """Dazzi's PCM/PWM crossbar (`cimsim.functional.pcm_pwm`): one pass per MVM, no energy actions."""
+        self.noisy = noisy(scenario)
+        """Noisy crossbars: outputs are compared with the reference but need not match it."""
+        if self.pcm:
+            if scenario.energy.enabled:
+                raise InputError(f"{scenario.source}: functional.crossbar = \"pcm_pwm\": energy accounting of "
+                                 "the PCM/PWM crossbar is not modelled (set energy.enabled = false)")
+            self.cycle_cycles = mvm_clock_cycles(cfg.pwm_steps_per_cycle)
         self.mode = cfg.mode
         self.adc_bits = cfg.adc_bits
         self.probe: Probe | None = None
@@ -131,7 +142,7 @@ class Datapath:
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
         """batched mode: (layer, image) -> (outputs (H, W, C) before any fused pool, per-window crossbar
         cycles (H, W))."""
-        self.base_mvm_cycles = xcfg.base_cycles * cfg.crossbar_cycle_cycles
+        self.base_mvm_cycles = (1 if self.pcm else xcfg.base_cycles) * self.cycle_cycles
         """MVM cycles of one crossbar MVM without (data-dependent) recovery: a longer MVM is a
         recovery (a stage of `jobs` MVMs: jobs times this; a digital stage: no MVM)."""
         self.maths: dict[str, LayerMath] = {}
@@ -156,6 +167,17 @@ class Datapath:
         self.mismatches = 0
         self.output_values = 0
         self.max_abs_error = 0
+        self.abs_error_sum = 0
+        self.top1_agree = 0
+        self.sq_error_sum = self.sq_ref_sum = 0.0
+        """Images whose largest output (the predicted class) is the reference's."""
+        noise = scenario.noise
+        self.noise_params: dict[str, Any] = {"column_sigma": noise.column_sigma}
+        if self.pcm and noise.pcm:
+            self.noise_params.update(pcm_program_sigma=noise.pcm_program_sigma, pcm_read_sigma=noise.pcm_read_sigma,
+                                     pcm_drift_nu=noise.pcm_drift_nu, pcm_drift_nu_sigma=noise.pcm_drift_nu_sigma,
+                                     time_since_program_s=noise.time_since_program_s,
+                                     pcm_drift_compensation=noise.pcm_drift_compensation)
         self.input_name = net.input_layer.name
 
     def _program(self, name: str, scenario: Scenario, xcfg: CrossbarConfig) -> None:
@@ -170,7 +192,8 @@ class Datapath:
                     raise ValueError("only a conv or an fc runs on crossbars")
                 rows = scenario.chip.crossbar_rows
                 self.maths[name] = LayerMath(layer, self.params[name], xcfg, -(-layer.kernel_rows // rows), rows,
-                                             jobs=lm.jobs)
+                                             jobs=lm.jobs,
+                                             crossbar_factory=crossbar_factory(scenario, net.layers.index(layer)))
             elif layer.kind in DIGITAL_KINDS:
                 self.digital[name] = DigitalMath(layer, self.params.get(name), (win.in_h, win.in_w), win.kernel,
                                                  win.stride, win.padding)
@@ -259,7 +282,7 @@ class Datapath:
         for key, value in res.counters().items():
             self.counters[layer][key] += value
         probe = self.probe
-        if probe is not None and probe.counts_actions:
+        if probe is not None and probe.counts_actions and not self.pcm:
             emit_mvm(probe, self._slicing, self.policy, self.adc_bits, image, layer, math, res, w)
         return requantise(res.acc, math.params, math.layer.relu), res
 
@@ -303,7 +326,7 @@ class Datapath:
             math = self.maths.get(layer)
             if math is not None:
                 self.group_cycles[layer].append(entry.cycles)
-                if self.probe is not None and self.probe.counts_actions:  # emitted at the image's last group
+                if self.probe is not None and self.probe.counts_actions and not self.pcm:  # emitted at the image's last group
                     acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
                     acc[0] += entry.cycles
                     if self.policy != "off":
@@ -394,6 +417,10 @@ class Datapath:
         self.output_values += diff.size
         self.mismatches += int(np.count_nonzero(diff))
         self.max_abs_error = max(self.max_abs_error, int(diff.max(initial=0)))
+        self.abs_error_sum += int(diff.sum())
+        self.sq_error_sum += float((diff.astype(np.float64) ** 2).sum())
+        self.sq_ref_sum += float((ref.astype(np.float64) ** 2).sum())
+        self.top1_agree += int(np.argmax(chip_out.reshape(-1)) == np.argmax(ref.reshape(-1)))
         if self.agreement is not None:
             self.agreement.add(image, img, chip_out)
         if self.accuracy is not None:
@@ -401,6 +428,9 @@ class Datapath:
         self.act.pop((self.plan.output_layer, image), None)
 
     # --- summary ------------------------------------------------------------------------------
+    def _noise_summary(self) -> dict[str, Any]:
+        return _noise_summary_of(self)
+
     def summary(self) -> dict[str, Any]:
         """Counters per layer and overall, speculation success, converts, reference match."""
         layers: dict[str, dict[str, Any]] = {}
@@ -426,11 +456,27 @@ class Datapath:
             "totals": total,
             "layers": layers,
         }
+        if self.pcm:
+            out["crossbar"] = "pcm_pwm"
+            out["recovery_only_converts_per_column"] = 1
+        if self.noisy:  # the mismatch statistics above are the result, not a failure
+            out["noise"] = self._noise_summary()
         if self.agreement is not None:
             out["onnx_agreement"] = self.agreement.summary()
         if self.accuracy is not None:
             out["accuracy"] = self.accuracy.summary()
         return out
+
+
+def _noise_summary_of(dp: Datapath) -> dict[str, Any]:
+    """The noise model's parameters and the reference agreement it left (noisy runs only)."""
+    mism = dp.mismatches / dp.output_values if dp.output_values else None
+    return {"mismatch_fraction": None if mism is None else round(mism, 6),
+            "mean_abs_error": None if not dp.output_values else round(dp.abs_error_sum / dp.output_values, 6),
+            "max_abs_error": dp.max_abs_error,
+            "relative_rms_error": None if not dp.sq_ref_sum else round(float(np.sqrt(dp.sq_error_sum / dp.sq_ref_sum)), 6),
+            "top1_agreement": None if not dp.outputs_checked else round(dp.top1_agree / dp.outputs_checked, 6),
+            **dp.noise_params}
 
 
 def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
