@@ -146,10 +146,15 @@ class Chip:
                     outputs, main_sources=main_sources(cid),
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
-                    emits_image_done=(name == output_layer and cid == lm.merge_cores[0]),
+                    emits_image_done=(name == output_layer and cid in merge),
                     pooled=pooled and cid in merge, main_capacity=max(2 * max(burst[m] for m in lm.main_inputs), lm.skew_capacity),
                     datapath=self.datapath, check_invariants=checked,
                 )
+        out_merge = plan.layers[output_layer].merge_cores
+        if len(out_merge) > 1:  # an output layer split by columns: done when every column part is
+            join = _ImageJoin(self.probe, len(out_merge))
+            for cid in out_merge:
+                self.cores[cid].on_image_done = join.image_done
         self.energy = self._energy_collector() if scenario.energy.enabled else None
         inp = net.input_layer
         memory = self.fabric.output_memory(4 * burst[plan.input_name] * len(flows_from.get(None, [])))
@@ -290,6 +295,26 @@ class Chip:
         problems = self.drained_problems()
         if problems:
             raise SimulationError(f"invariant violated: {problems[0]}")
+
+
+class _ImageJoin:
+    """Reports an image done to the probe once all `parts` column parts of the output layer
+    have finished it (at the latest part's timestep and cycle)."""
+
+    def __init__(self, probe: Probe, parts: int) -> None:
+        self.probe = probe
+        self.parts = parts
+        self.seen: dict[int, tuple[int, int, int]] = {}
+
+    def image_done(self, image: int, start_timestep: int, done_timestep: int, cycle: int) -> None:
+        """One column part finished `image`."""
+        count, ts, last = self.seen.get(image, (0, 0, 0))
+        count, ts, last = count + 1, max(ts, done_timestep), max(last, cycle)
+        if count < self.parts:
+            self.seen[image] = (count, ts, last)
+            return
+        self.seen.pop(image, None)
+        self.probe.image_done(image, start_timestep, ts, last)
 
 
 class _ImageOnce:

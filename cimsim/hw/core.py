@@ -11,7 +11,7 @@ order. A core with nothing to do sleeps on an event; producers and consumers wak
 from __future__ import annotations
 
 import math
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,6 +76,10 @@ class Core:
         self.batch = batch
         self.outputs = list(outputs)
         self.emits_image_done = emits_image_done
+        self.on_image_done: Callable[[int, int, int, int], None] | None = None
+        """Called instead of the probe when this core finishes an image's last group, if it emits
+        image completions (the chip joins the column parts of a split output layer: an image is
+        done when all are); None: the probe's image_done, looked up when called."""
         self.pooled = pooled
         self.datapath = datapath
         """Real values (functional model), or None for timing only."""
@@ -345,7 +349,7 @@ class Core:
                     port.send(send, deliver, late)
             if gi == n_groups - 1:
                 if self.emits_image_done:
-                    probe.image_done(image, -1, deliver // cpt, deliver)
+                    (self.on_image_done or probe.image_done)(image, -1, deliver // cpt, deliver)
                 image, gi = image + 1, 0
             else:
                 gi += 1
