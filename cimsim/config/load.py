@@ -34,6 +34,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "functional.policy": ("off", "always", "on_failure"),
     "functional.weight_encoding": ("center_offset", "differential"),
     "functional.mode": ("batched", "per_group"),
+    "functional.input_encoding": ("twos_complement", "split_sign"),
+    "functional.weight_slicing": ("fixed", "adaptive"),
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
@@ -75,7 +77,7 @@ INT_LIMITS: dict[str, int] = {
 columns (a step's cycles, a link transfer's cycles, buffer occupancies in 16 bits)."""
 
 FLOAT_RANGES: dict[str, tuple[float, float]] = {
-    "chip.clock_mhz": (1e-3, 1e6), "dram.bandwidth_gbps": (1e-6, 1e6), "dram.latency_ns": (1e-3, 1e9),
+    "chip.clock_mhz": (1e-3, 1e6), "functional.error_budget": (1e-9, 255.0), "dram.bandwidth_gbps": (1e-6, 1e6), "dram.latency_ns": (1e-3, 1e9),
 }
 """Allowed range of each float field (beyond them times and rates overflow to infinity or zero)."""
 
