@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_datapath import _random_model
 
 from cimsim.cli import main
 from cimsim.functional.chip_math import LayerMath, all_positions, windows
@@ -18,6 +19,7 @@ from cimsim.functional.reference import reference_forward, requantise
 from cimsim.functional.slicing import all_slicings, choose_slicing, slicing_error
 from cimsim.functional.weights import make_images, make_params
 from cimsim.network.model import load_model
+from cimsim.runner import run_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "resnet32_cifar10.toml"
@@ -153,3 +155,24 @@ def test_adaptive_slicing_within_budget(net, params, budget: float) -> None:
         if len(s) < len(choice.slicing):
             e = slicing_error(layer, p, win, exact, replace(cfg, weight_slice_bits=s), 1, 512)
             assert e >= budget
+
+
+@pytest.mark.parametrize("policy", ["always", "on_failure"])
+def test_split_sign_and_adaptive_runs_match_the_reference(tmp_path: Path, policy: str) -> None:
+    """A small random network with wide ADCs: split-sign inputs and adaptive slicing keep the chip's
+    outputs equal to the reference; per_group and batched agree; the slicings are reported."""
+    scen = _random_model(tmp_path, 1)
+    sets = ["functional.input_encoding=split_sign", "functional.weight_slicing=adaptive",
+            f"functional.policy={policy}"]
+    batched = run_scenario(scen, sets).summary
+    f = batched["functional"]
+    assert f["reference_match"] and f["saturations_accepted"] == 0
+    assert f["split_sign_layers"] == ["a"]
+    assert set(f["slicings"]) == {"a", "b", "r", "c"}
+    assert all(s["within_budget"] and s["error"] < f["error_budget"] for s in f["slicings"].values())
+    per_group = run_scenario(scen, [*sets, "functional.mode=per_group"]).summary
+    assert per_group["functional"] == f
+    assert per_group["latency_timesteps"] == batched["latency_timesteps"]
+    plain = run_scenario(scen, [f"functional.policy={policy}"]).summary["functional"]
+    assert f["layers"]["a"]["mvms"] == 2 * plain["layers"]["a"]["mvms"]  # two passes per window
+    assert f["layers"]["b"]["mvms"] == plain["layers"]["b"]["mvms"]
