@@ -35,6 +35,8 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "functional.weight_encoding": ("center_offset", "differential"),
     "functional.mode": ("batched", "per_group"),
     "functional.crossbar": ("raella", "pcm_pwm"),
+    "functional.input_encoding": ("twos_complement", "split_sign"),
+    "functional.weight_slicing": ("fixed", "adaptive"),
     "mapping.sram_method": ("iwap", "klip", "plip", "auto"),
     "mapping.fc_on": ("digital", "crossbar"),
     "mapping.replica_fit": ("split", "error", "assume"),
@@ -93,6 +95,7 @@ FLOAT_RANGES: dict[str, tuple[float, float]] = {
     "chip.clock_mhz": (1e-3, 1e6), "dram.bandwidth_gbps": (1e-6, 1e6), "dram.latency_ns": (1e-3, 1e9),
     "noise.column_sigma": (0.0, 10.0), "noise.pcm_program_sigma": (0.0, 10.0), "noise.pcm_read_sigma": (0.0, 10.0),
     "noise.pcm_drift_nu": (0.0, 1.0), "noise.pcm_drift_nu_sigma": (0.0, 1.0), "noise.time_since_program_s": (0.0, 1e10),
+    "functional.error_budget": (1e-9, 255.0),
 }
 """Allowed range of each float field (beyond them times and rates overflow to infinity or zero)."""
 

@@ -264,6 +264,17 @@ class FunctionalConfig:
     crossbar_cycle_cycles: int = 1
     """Clock cycles per crossbar cycle (one input slice); an MVM then takes
     crossbar cycles x this, replacing chip.mvm_cycles (RAELLA: 100 ns = 50 cycles at 500 MHz)."""
+    input_encoding: str = "twos_complement"
+    """Signed inputs: "twos_complement" (a signed sign slice, one pass) or "split_sign" (RAELLA
+    6.1: a layer whose input can be negative runs a positive and a negative pass, doubling its
+    crossbar cycles and ADC converts; post-ReLU inputs are unchanged)."""
+    weight_slicing: str = "fixed"
+    """Weight slices: "fixed" (4b, 2b, 2b for every layer) or "adaptive" (RAELLA 4.2: per layer,
+    the fewest slices of at most 4 bits whose error on ten test images is below error_budget;
+    the last layer 8 x 1b)."""
+    error_budget: float = 0.09
+    """Adaptive slicing's budget: mean absolute error of a layer's nonzero int8 outputs
+    (RAELLA 4.2.1, 0.09)."""
     crossbar: str = "raella"
     """The crossbar's arithmetic: "raella" (bit-sliced RAELLA crossbar, the fields above) or
     "pcm_pwm" (Dazzi 2021 3.2: differential PCM pairs, the 8-bit signed input applied as one

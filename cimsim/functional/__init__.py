@@ -61,6 +61,18 @@ API
     PCM pairs with PWM inputs (one pass, one conversion per column), PCM programming noise,
     drift and read noise; ``crossbar_factory(scenario, layer_index)`` picks them for a
     scenario's ``functional.crossbar`` and ``[noise]`` (`LayerMath(..., crossbar_factory=)`).
+`cimsim.functional.encoding`
+    ``functional.input_encoding``: ``input_can_be_negative(network, layer)`` (the rule: the
+    image is signed, a ReLU'd conv/fc/add/maxpool output is not, pools / flatten / concat
+    follow their inputs), ``sign_passes``, ``split(windows) -> (max(x, 0), max(-x, 0))``;
+    ``LayerMath(..., sign_passes=2)`` runs both passes (RAELLA 6.1) on unsigned crossbars
+    (``CrossbarConfig.input_signed=False``).
+
+`cimsim.functional.slicing`
+    ``functional.weight_slicing = "adaptive"``: ``all_slicings()`` (RAELLA's 108),
+    ``choose_slicing`` / ``adaptive_slicings`` (Algorithm 1 against ``functional.error_budget``,
+    mean |error| of nonzero int8 outputs, 4.2.1); `cimsim.functional.options` wires both
+    options into the datapath and its summary.
 
 `cimsim.functional.digital`
     ``DigitalMath(layer, params, in_hw, kernel, stride, padding).compute(x (H, W, C),

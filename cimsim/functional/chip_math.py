@@ -35,12 +35,13 @@ columns: each job then has its own ``kh*kw*C_in x C_job`` block of the matrix.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from cimsim.functional.crossbar import COUNTERS, Crossbar, CrossbarConfig
+from cimsim.functional.encoding import combine_counters, split
 from cimsim.functional.reference import Pair, _pair, kernel_matrix, requantise, saturating_add
 from cimsim.functional.weights import LayerParams, weight_shape
 from cimsim.network.layers import Layer
@@ -87,6 +88,7 @@ class LayerMath:
     def __init__(
         self, layer: Layer, params: LayerParams, crossbar_config: CrossbarConfig, row_parts: int, xbar_rows: int,
         jobs: int = 1, crossbar_factory: Callable[[np.ndarray, CrossbarConfig], Any] | None = None,
+        sign_passes: int = 1,
     ):
         if layer.kind not in ("conv", "fc"):
             raise ValueError(f"layer {layer.name!r}: LayerMath needs a conv or fc, got {layer.kind!r}")
@@ -111,6 +113,13 @@ class LayerMath:
         groups = layer.groups if layer.kind == "conv" else 1
         if jobs < 1 or cout % jobs:
             raise ValueError(f"layer {layer.name!r}: {cout} output channels cannot be split into {jobs} jobs")
+        if sign_passes not in (1, 2):
+            raise ValueError(f"sign_passes = {sign_passes}: expected 1 or 2")
+        self.sign_passes = sign_passes
+        """2: split-sign inputs (`cimsim.functional.encoding`), every MVM a positive and a negative pass."""
+        if sign_passes == 2:
+            crossbar_config = replace(crossbar_config, input_signed=False)
+            self.config = crossbar_config
         self.jobs = jobs
         self.job_cols = cout // jobs
         """Crossbar columns of one job (C_out without jobs)."""
@@ -159,7 +168,18 @@ class LayerMath:
         return self.layer.kernel_hw if self.layer.kind == "conv" else (1, 1)
 
     def compute(self, windows: np.ndarray) -> GroupResult:
-        """Accumulators of int8 ``windows`` (n, kernel*kernel*c_in) through the crossbars."""
+        """Accumulators of int8 ``windows`` (n, kernel*kernel*c_in) through the crossbars
+        (with split-sign inputs: the positive pass minus the negative one, cycles and counters summed)."""
+        return combine_passes(self.compute_passes(windows))
+
+    def compute_passes(self, windows: np.ndarray) -> list[tuple[np.ndarray, GroupResult]]:
+        """Each crossbar pass's inputs and result: one pass of ``windows``, or with split-sign
+        inputs the positive and the negative pass (unsigned magnitudes)."""
+        if self.sign_passes == 1:
+            return [(windows, self._compute(windows))]
+        return [(x, self._compute(x)) for x in split(windows)]
+
+    def _compute(self, windows: np.ndarray) -> GroupResult:
         windows = np.asarray(windows)
         rows = self.layer.kernel_rows
         if windows.ndim != 2 or windows.shape[1] != rows:
@@ -205,6 +225,23 @@ class LayerMath:
             raise ValueError(f"residual has shape {residual.shape}, expected {acc.shape}")
         main = requantise(acc, self.params, self.layer.relu)
         return saturating_add(main, residual.astype(np.int8), bool(relu))
+
+
+def combine_passes(passes: list[tuple[np.ndarray, GroupResult]]) -> GroupResult:
+    """One `GroupResult` of `LayerMath.compute_passes`'s passes: the positive pass's accumulators
+    minus the negative pass's, cycles and counters summed (one pass: its result)."""
+    if len(passes) == 1:
+        return passes[0][1]
+    (_, pos), (_, neg) = passes
+    cycles = pos.cycles + neg.cycles
+    return GroupResult(
+        acc=(pos.acc.astype(np.int64) - neg.acc).astype(np.int32),
+        crossbar_cycles=int(cycles.max()) if len(cycles) else 0,
+        cycles=cycles,
+        job_cycles=pos.job_cycles + neg.job_cycles,
+        clipped_mask=pos.clipped_mask | neg.clipped_mask,
+        **combine_counters((pos, neg)),
+    )
 
 
 def dense_kernel_matrix(weights: np.ndarray, groups: int = 1) -> np.ndarray:

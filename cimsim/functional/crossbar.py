@@ -20,10 +20,9 @@ one device column each, so a crossbar of ``cols`` logical columns uses
 **Inputs** (4.3). int8 inputs are two's complement: the sign bit has weight
 ``-2**(input_bits-1)``, so the slice that holds it is a signed number of its
 width (a 4b MSB slice is in [-8, 7]; a 1b sign slice in {-1, 0}), which
-assumes a bipolar DAC for negative inputs. ReLU activations are >= 0, so for
-every layer but the first this is plain unsigned slicing. (RAELLA instead runs
-signed inputs as separate positive / negative passes, 5.1, doubling latency;
-here only the image layer sees negative inputs and the cycle count is not doubled.)
+assumes a bipolar DAC for negative inputs; ReLU activations are >= 0, so this is
+plain unsigned slicing for them. ``input_signed=False`` takes unsigned magnitudes
+(0..255): RAELLA's positive / negative passes (6.1), `cimsim.functional.encoding`.
 
 **ADC** (3.1, 4.3). Each (device column, input slice) analog sum is converted by
 a signed ``adc_bits`` ADC capturing the LSBs, range ``[-2**(b-1), 2**(b-1)-1]``
@@ -131,6 +130,9 @@ class CrossbarConfig:
     policy: str = "always"
     weight_slice_bits: tuple[int, ...] | int = (4, 2, 2)
     recovery: str = "slice"
+    input_signed: bool = True
+    """Inputs are ``input_bits``-bit two's complement (True) or unsigned magnitudes
+    ``0 .. 2**input_bits - 1`` (False: a pass of `cimsim.functional.encoding`'s split-sign inputs)."""
 
     def __post_init__(self) -> None:
         def bad(name: str, problem: str) -> InputError:
@@ -262,15 +264,17 @@ class MvmResult:
         return {name: int(getattr(self, name)) for name in COUNTERS}
 
 
-def _input_slice_table(ranges, input_bits: int) -> np.ndarray:
+def _input_slice_table(ranges, input_bits: int, signed: bool = True) -> np.ndarray:
     """T[i, u]: value of input slice ``ranges[i] = (high, low, ...)`` of the input whose
-    low byte is ``u`` (two's complement: the slice holding bit ``input_bits - 1`` is signed)."""
+    low byte is ``u`` (two's complement: the slice holding bit ``input_bits - 1`` is signed;
+    ``signed=False``: every slice is unsigned)."""
     u = np.arange(256, dtype=np.int64)
-    x = np.where(u >= 128, u - 256, u)
+    x = np.where(u >= 128, u - 256, u) if signed else u
     out = np.empty((len(ranges), 256), dtype=np.int64)
     for i, rng in enumerate(ranges):
         high, low = rng[0], rng[1]
-        out[i] = x >> low if high == input_bits - 1 else (x >> low) & ((1 << (high - low + 1)) - 1)
+        top = signed and high == input_bits - 1
+        out[i] = x >> low if top else (x >> low) & ((1 << (high - low + 1)) - 1)
     return out
 
 
@@ -319,7 +323,8 @@ class Crossbar(_EntryRecovery):
 
         ib = config.input_bits
         sign = np.ones(ib)
-        sign[0] = -1.0  # two's-complement sign bit
+        if config.input_signed:
+            sign[0] = -1.0  # two's-complement sign bit
 
         def slice_matrix(ranges):
             a = np.zeros((len(ranges), ib), dtype=np.float32)
@@ -346,8 +351,8 @@ class Crossbar(_EntryRecovery):
         # ---- fast path (`mvm`): input slices by table look-up of the inputs' low bytes,
         # float32 products wherever every sum stays exact (below 2**24), else float64
         wmax = [(1 << (high - low + 1)) - 1 for high, low in wranges]
-        spec_in = _input_slice_table(spec, ib)  # (n_spec, 256) input slice values by low byte
-        rec_in = _input_slice_table(rec, ib)
+        spec_in = _input_slice_table(spec, ib, config.input_signed)  # (n_spec, 256) slice values by low byte
+        rec_in = _input_slice_table(rec, ib, config.input_signed)
         smax, rmax = int(np.abs(spec_in).max()), int(np.abs(rec_in).max())
 
         def exact_type(bound: int):
@@ -357,8 +362,9 @@ class Crossbar(_EntryRecovery):
         self._rec_table = rec_in.astype(exact_type(rows * max(wmax) * rmax))
         self._wsl_spec = self._wsl.astype(self._spec_table.dtype)
         self._wsl_rec = self._wsl.astype(self._rec_table.dtype)
-        # float32 products are exact while rows * 128 * 128 < 2**24
-        self._exact = self.matrix.astype(exact_type(rows * 128 * 128))
+        # float32 products are exact while rows * max|input| * 128 < 2**24
+        in_max = (1 << (ib - 1)) if config.input_signed else (1 << ib) - 1
+        self._exact = self.matrix.astype(exact_type(rows * in_max * 128))
         self._rec_to_spec = np.zeros((len(spec), len(rec)))  # S_s = sum_q 2**(low_q - low_s) * R_q
         self._rec_to_spec[self._owner, np.arange(len(rec))] = self._d_rec_int >> np.array([spec[o][1] for o in self._owner])
         # recovery of single failed entries (`cimsim.functional.crossbar_recovery`)
@@ -373,7 +379,10 @@ class Crossbar(_EntryRecovery):
         if not np.issubdtype(x2.dtype, np.integer):
             raise ValueError(f"input must be an integer array, got {x2.dtype}")
         half = 1 << (self.config.input_bits - 1)
-        if x2.size and not (x2.dtype == np.int8 and half == 128) and (x2.min() < -half or x2.max() >= half):
+        if not self.config.input_signed:
+            if x2.size and (x2.min() < 0 or x2.max() >= 2 * half):
+                raise ValueError(f"input values must fit {self.config.input_bits}-bit unsigned")
+        elif x2.size and not (x2.dtype == np.int8 and half == 128) and (x2.min() < -half or x2.max() >= half):
             raise ValueError(f"input values must fit {self.config.input_bits}-bit two's complement")
         return x2, single
 

@@ -41,7 +41,8 @@ def mvm_explicit(xbar: Crossbar, x: np.ndarray) -> MvmResult:
 
     if xbar._rec_identity:
         r_an = p.copy()
-        r_an[:, 0] = -r_an[:, 0]
+        if cfg.input_signed:
+            r_an[:, 0] = -r_an[:, 0]
     else:
         r_an = np.matmul(xbar._a_rec, p)
     rec_sat = (r_an <= lo) | (r_an >= hi)

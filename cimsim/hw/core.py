@@ -84,9 +84,10 @@ class Core:
         self.datapath = datapath
         """Real values (functional model), or None for timing only."""
         self.base_mvm_cycles = (timing.mvm_cycles if datapath is None or mapping.unit is Unit.DIGITAL
-                                else datapath.base_mvm_cycles * mapping.jobs)
+                                else datapath.base_mvm_cycles * mapping.jobs
+                                * getattr(datapath, "sign_passes", {}).get(mapping.layer, 1))  # split-sign: 2
         """MVM cycles without (data-dependent) recovery: a longer MVM is a recovery (a digital
-        stage has none; a depthwise split into jobs runs one MVM per job)."""
+        stage has none; a depthwise split into jobs runs one MVM per job; split-sign inputs two passes)."""
         self.is_writer = spec.id == mapping.merge_cores[0]
         """The core whose digital processor writes the layer's output values."""
         self.check_invariants = check_invariants

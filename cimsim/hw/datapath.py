@@ -18,7 +18,7 @@ from ONNX, collected for `cimsim.functional.onnx_agreement`).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,14 @@ from cimsim.config.schema import Scenario
 from cimsim.energy.actions import Action, Component
 from cimsim.errors import InputError, SimulationError
 from cimsim.functional.accuracy import Accuracy
-from cimsim.functional.chip_math import GroupResult, LayerMath, windows
+from cimsim.functional.chip_math import GroupResult, LayerMath, combine_passes, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
 from cimsim.functional.digital import DIGITAL_KINDS, DigitalMath
+from cimsim.functional.encoding import sign_passes
 from cimsim.functional.images import ImageStream
 from cimsim.functional.noise import crossbar_factory, noisy
 from cimsim.functional.onnx_agreement import OnnxAgreement, onnx_source
+from cimsim.functional.options import SignedSlicing, choose_layer_slicings, options_summary
 from cimsim.functional.pcm_pwm import mvm_clock_cycles
 from cimsim.functional.reference import (
     conv_accumulate,
@@ -97,6 +99,7 @@ class Datapath:
 
     def __init__(self, net: Network, plan: MappingPlan, scenario: Scenario, geoms: dict[str, LayerGeometry]) -> None:
         cfg = scenario.functional
+        self.scenario_functional = cfg
         base = Path(scenario.source).parent if scenario.source else Path(".")
         batch, seed = scenario.run.batch, scenario.run.seed
         self.net, self.plan, self.geoms = net, plan, geoms
@@ -137,6 +140,12 @@ class Datapath:
         self.probe: Probe | None = None
         """Where the data-dependent action events go (set by the chip; None: nowhere)."""
         self._slicing = Slicing(xcfg)
+        self.sign_passes = {n: sign_passes(cfg.input_encoding, net, n) for n, m in plan.layers.items()
+                            if m.unit is Unit.CROSSBAR}
+        """Crossbar stages: passes per MVM (2: split-sign inputs, `cimsim.functional.encoding`)."""
+        self._signed = SignedSlicing(xcfg, self._slicing)
+        self.slicings = choose_layer_slicings(scenario, net, plan, self.params, xcfg, self.sign_passes)
+        """Adaptive weight slicing's choice per crossbar stage (`cimsim.functional.slicing`); {}: fixed."""
         self._xbar_cycles: dict[tuple[str, int], list[int]] = {}
         """(layer, image) -> [crossbar cycles, of which recovery] of its groups so far."""
         self.pre: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -191,8 +200,10 @@ class Datapath:
                 if layer.kind not in (LayerKind.CONV, LayerKind.FC):
                     raise ValueError("only a conv or an fc runs on crossbars")
                 rows = scenario.chip.crossbar_rows
-                self.maths[name] = LayerMath(layer, self.params[name], xcfg, -(-layer.kernel_rows // rows), rows,
-                                             jobs=lm.jobs,
+                choice = self.slicings.get(name)
+                lcfg = xcfg if choice is None else replace(xcfg, weight_slice_bits=choice.slicing)
+                self.maths[name] = LayerMath(layer, self.params[name], lcfg, -(-layer.kernel_rows // rows), rows,
+                                             jobs=lm.jobs, sign_passes=self.sign_passes[name],
                                              crossbar_factory=crossbar_factory(scenario, net.layers.index(layer)))
             elif layer.kind in DIGITAL_KINDS:
                 self.digital[name] = DigitalMath(layer, self.params.get(name), (win.in_h, win.in_w), win.kernel,
@@ -278,12 +289,15 @@ class Datapath:
             return self.digital[layer].compute(x, positions), None
         win = self.windows[layer]
         w = windows(x, positions, win.kernel, win.stride, win.padding)
-        res = math.compute(w)
+        passes = math.compute_passes(w)
+        res = combine_passes(passes)
         for key, value in res.counters().items():
             self.counters[layer][key] += value
         probe = self.probe
         if probe is not None and probe.counts_actions and not self.pcm:
-            emit_mvm(probe, self._slicing, self.policy, self.adc_bits, image, layer, math, res, w)
+            sl = self._signed.of(math)
+            for pw, pres in passes:
+                emit_mvm(probe, sl, self.policy, self.adc_bits, image, layer, math, pres, pw)
         return requantise(res.acc, math.params, math.layer.relu), res
 
     def _batched(self, image: int) -> None:
@@ -330,7 +344,7 @@ class Datapath:
                     acc = self._xbar_cycles.setdefault((layer, image), [0, 0])
                     acc[0] += entry.cycles
                     if self.policy != "off":
-                        acc[1] += max(0, entry.cycles - math.jobs * self._slicing.speculative_cycles)
+                        acc[1] += max(0, entry.cycles - math.jobs * math.sign_passes * self._slicing.speculative_cycles)
         entry.cores_left -= 1
         return entry.cycles * self.cycle_cycles
 
@@ -465,6 +479,7 @@ class Datapath:
             out["onnx_agreement"] = self.agreement.summary()
         if self.accuracy is not None:
             out["accuracy"] = self.accuracy.summary()
+        out.update(options_summary(self))
         return out
 
 

@@ -31,7 +31,7 @@ class Slicing:
             for high, low in ranges:
                 width = high - low + 1
                 v = (signed >> low) & ((1 << width) - 1)
-                if high == top:  # the slice holding the sign bit is a signed number
+                if high == top and cfg.input_signed:  # the slice holding the sign bit is a signed number
                     v = np.where(v >= 1 << (width - 1), v - (1 << width), v)
                 out += np.abs(v)
             return out
@@ -69,10 +69,10 @@ def emit_mvm(probe: Probe, sl: Slicing, policy: str, adc_bits: int, image: int, 
         else:
             mask = (res.job_cycles[job] > sl.speculative_cycles) if policy == "on_failure" else None
             recovered = n if mask is None else int(mask.sum())
-        for rs, cs, _xbar in math.job_parts[job]:
+        for rs, _cs, xbar in math.job_parts[job]:
             sub = u[:, rs]
             rows = sub.shape[1] if math.jobs == 1 else int(np.count_nonzero(math.row_mask[job, rs]))
-            dcols = (cs.stop - cs.start) * sl.weight_slices
+            dcols = xbar.physical_columns  # the columns x the layer's weight slices
             hist = np.bincount(sub.ravel(), minlength=256)  # how often each input byte occurs
             base_pulses += int(hist @ base_table) * dcols
             if recovered:
