@@ -261,3 +261,49 @@ def build_core(*, in_h: int = 4, in_w: int = 4, kernel: int = 3, stride: int = 1
     source = TestSource(env, [in_port], geom.n_in * batch, in_per_timestep, cpt)
     return CoreRig(env, core, source, sinks, recorder, geom, out_ports, batch)
 
+
+def layer(**keys: str) -> str:
+    """One `[[layers]]` table of a model TOML, its values given as TOML text."""
+    return "[[layers]]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+
+
+TINY_MODEL = """\
+name = "tiny_cnn"
+bits = 8
+
+[input]
+height = 8
+width = 8
+channels = 3
+
+[[layers]]
+name = "conv1"
+type = "conv"
+input = "input"
+out_channels = 8
+kernel = 3
+padding = 1
+relu = true
+
+[[layers]]
+name = "conv2"
+type = "conv"
+input = "conv1"
+out_channels = 8
+kernel = 3
+stride = 2
+padding = 1
+relu = true
+
+[[layers]]
+name = "pool"
+type = "avgpool"
+input = "conv2"
+
+[[layers]]
+name = "fc"
+type = "fc"
+input = "pool"
+out_features = 10
+"""
+"""The tiny CNN of the CLI and bench tests: 8 x 8 x 3 -> conv1 -> stride-2 conv2 with pool and fc."""

@@ -22,45 +22,7 @@ import bench_compare  # tools/ is not a package: found through sys.path
 
 # Input 8 x 8 x 3 -> conv1 8 x 8 x 8 -> conv2 4 x 4 x 8 with the avgpool and the FC fused into
 # conv2's digital processor: the only flows are input -> conv1 and conv1 -> conv2.
-TINY_MODEL = """\
-name = "tiny_cnn"
-bits = 8
-
-[input]
-height = 8
-width = 8
-channels = 3
-
-[[layers]]
-name = "conv1"
-type = "conv"
-input = "input"
-out_channels = 8
-kernel = 3
-padding = 1
-relu = true
-
-[[layers]]
-name = "conv2"
-type = "conv"
-input = "conv1"
-out_channels = 8
-kernel = 3
-stride = 2
-padding = 1
-relu = true
-
-[[layers]]
-name = "pool"
-type = "avgpool"
-input = "conv2"
-
-[[layers]]
-name = "fc"
-type = "fc"
-input = "pool"
-out_features = 10
-"""
+from harness import TINY_MODEL
 
 # A 1 x 2 mesh with the DRAM port at router (0, 0); 64-bit links, 16-bit headers.
 TINY_MESH = """\

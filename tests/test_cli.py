@@ -15,45 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 REGULAR = str(REPO / "scenarios" / "dazzi2021_resnet32.toml")
 SPEEDUP = str(REPO / "scenarios" / "dazzi2021_resnet32_speedup.toml")
 
-TINY_MODEL = """\
-name = "tiny_cnn"
-bits = 8
-
-[input]
-height = 8
-width = 8
-channels = 3
-
-[[layers]]
-name = "conv1"
-type = "conv"
-input = "input"
-out_channels = 8
-kernel = 3
-padding = 1
-relu = true
-
-[[layers]]
-name = "conv2"
-type = "conv"
-input = "conv1"
-out_channels = 8
-kernel = 3
-stride = 2
-padding = 1
-relu = true
-
-[[layers]]
-name = "pool"
-type = "avgpool"
-input = "conv2"
-
-[[layers]]
-name = "fc"
-type = "fc"
-input = "pool"
-out_features = 10
-"""
+from harness import TINY_MODEL
 
 # conv2 (stride 2) is 4 x 4 x 8, conv1 8 x 8 x 8: the add's inputs do not match.
 UNCHAINED_MODEL = TINY_MODEL.replace('name = "pool"\ntype = "avgpool"\ninput = "conv2"',

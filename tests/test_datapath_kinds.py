@@ -30,8 +30,7 @@ def head(h: int = 6, w: int = 6, c: int = 3) -> str:
     return f'name = "k"\nbits = 8\n[input]\nheight = {h}\nwidth = {w}\nchannels = {c}\n'
 
 
-def layer(**keys: str) -> str:
-    return "[[layers]]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
+from harness import layer
 
 
 def conv(name: str, inp: str, out: int, kernel: str = "3", padding: str = "1", **extra: str) -> str:

@@ -220,9 +220,7 @@ def test_existing_layers_keep_their_fields():
 HEAD = 'name = "bad"\n[input]\nheight = 8\nwidth = 8\nchannels = 4\n'
 
 
-def layer(**keys: str) -> str:
-    return "[[layers]]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
-
+from harness import layer
 
 BAD = [
     ("dilation", layer(name='"c"', type='"conv"', input='"input"', out_channels="4", kernel="3", dilation="2"),
@@ -276,10 +274,10 @@ def test_make_params_and_reference_on_every_kind(tmp_path):
     images = make_images(net, 4, seed=5)
     out = reference_forward(net, params, images)
     same = reference_forward(net, loaded, images)
-    for layer in net.layers:
-        assert out[layer.name].shape == (4, layer.out_h, layer.out_w, layer.out_channels), layer.name
-        assert out[layer.name].dtype == np.int8
-        np.testing.assert_array_equal(out[layer.name], same[layer.name])
+    for lay in net.layers:
+        assert out[lay.name].shape == (4, lay.out_h, lay.out_w, lay.out_channels), lay.name
+        assert out[lay.name].dtype == np.int8
+        np.testing.assert_array_equal(out[lay.name], same[lay.name])
     np.testing.assert_array_equal(out["flat"], out["ap"].reshape(4, 1, 1, -1))
     np.testing.assert_array_equal(out["cat"][..., :4], out["pw"])
     np.testing.assert_array_equal(out["cat"][..., 4:], out["mp"])

@@ -26,9 +26,7 @@ from cimsim.runner import run_scenario
 HEAD = 'name = "t"\nbits = 8\n[input]\nheight = 8\nwidth = 8\nchannels = 3\n'
 
 
-def layer(**keys: str) -> str:
-    return "[[layers]]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
-
+from harness import layer
 
 CONV1 = layer(name='"conv1"', type='"conv"', input='"input"', out_channels="8", kernel="3", padding="1", relu="true")
 

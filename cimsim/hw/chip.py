@@ -103,12 +103,12 @@ class Chip:
         burst[plan.input_name] = scenario.input.pixels_per_timestep
         self.datapath = Datapath(net, plan, scenario, geoms) if scenario.functional.enabled else None
         flows_from: dict[int | None, list[Flow]] = {}
+        main_into: dict[int, list[str]] = {}  # core -> its main sources, in flow order
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
+            if f.role is EdgeRole.MAIN:
+                main_into.setdefault(f.dst, []).append(plan.input_name if f.src is None else names[f.src])
 
-        def main_sources(cid: int) -> list[str]:  # a row part split by channels hears only its share's producers
-            return [plan.input_name if f.src is None else names[f.src] for f in plan.flows
-                    if f.dst == cid and f.role is EdgeRole.MAIN]
 
         def sources(*layers: str) -> list[str]:
             return [s for layer in layers for s in ([plan.input_name] if layer == plan.input_name
@@ -143,7 +143,7 @@ class Chip:
                                    if cid in merge else [])
                 self.cores[cid] = Core(
                     env, spec, lm, geom, sram, stage_timing(timing, lm), self.clocking, self.probe, self.batch,
-                    outputs, main_sources=main_sources(cid),
+                    outputs, main_sources=main_into.get(cid, []),  # a row part split by channels: its share's producers
                     residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid in merge),
