@@ -9,23 +9,32 @@ output map, at the rate the DRAM can deliver), and its output goes back to the D
 logits, or the spill the next segment reads). Weight reads, spills and the image stream share
 the one DRAM channel within a segment. Segments follow one another: segment k + 1 starts at the
 timestep after segment k has finished and its last DRAM write has completed, so the run's length
-is the sum of the segments'. Functional values and energy are not carried across segments yet (refused).
+is the sum of the segments'. With `functional.enabled` the values flow through the segments
+(`cimsim.functional.segment_values`): each segment's input is the map the previous one wrote.
+With `energy.enabled` the segments' energy is summed (`cimsim.energy.segments`), programming
+charged as one `crossbar.program` per device written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cimsim.config.schema import Scenario
+from cimsim.energy import load_table, resolve_table
+from cimsim.energy.actions import Action, Component
+from cimsim.energy.segments import merge_energy
 from cimsim.errors import InputError, SimulationError
+from cimsim.functional.images import ImageStream
+from cimsim.functional.onnx_agreement import onnx_source
+from cimsim.functional.segment_values import ValueFlow, merge_functional, network_params
 from cimsim.limits import check_run
 from cimsim.mapping import map_network
 from cimsim.mapping.segments import Segment, plan_segments
 from cimsim.network import Network
+from cimsim.report.summary import result_lines
 from cimsim.sim.probe import StallCause, Subscriber
 
 MAX_INPUT_RATE = 1 << 20
@@ -53,12 +62,20 @@ class ReloadReport:
              f"{'weights kB':>10} {'in kB':>9} {'out kB':>9}  stalls (core-timesteps by cause)"),
         ]
         for seg in s["segments"]:
-            span = f"{seg['first_layer']}..{seg['last_layer']}"
+            span = f"{seg['first_layer']}..{seg['last_layer']}" if seg["layers"] > 1 else seg["first_layer"]
+            if seg["channels"]:
+                span += "[{}:{}]".format(*seg["channels"])
             stalls = ", ".join(f"{k} {v}" for k, v in seg["stall_timesteps"].items() if v) or "-"
             d = seg["dram_bytes"]
             lines.append(f"{seg['index']:>3} {span[:24]:<24} {seg['cores']:>5} {seg['start_timestep']:>8} "
                          f"{seg['programming_timesteps']:>8} {seg['compute_timesteps']:>8} "
                          f"{d['weights'] / 1e3:>10.1f} {d['input'] / 1e3:>9.1f} {d['output'] / 1e3:>9.1f}  {stalls}")
+        f = s.get("functional")
+        if f:
+            match = "yes" if f["reference_match"] else f"no ({f['mismatching_values']} values off)"
+            lines.append(f"functional  {f['images_checked']} images through {len(f['segments'])} segments, "
+                         f"reference match: {match}")
+        lines.extend(result_lines(s))
         return "\n".join(lines)
 
 
@@ -81,24 +98,42 @@ def _check(scenario: Scenario) -> None:
     where = scenario.source or scenario.name
     if not scenario.dram.enabled:
         raise InputError(f"{where}: mapping.weights = 'reload' reads weights from the DRAM: set dram.enabled = true")
-    if scenario.functional.enabled:
-        raise InputError(f"{where}: mapping.weights = 'reload' with functional.enabled: real values are not carried "
-                         "across segments yet")
-    if scenario.energy.enabled:
-        raise InputError(f"{where}: mapping.weights = 'reload' with energy.enabled: energy is not summed over "
-                         "segments yet")
+
+
+def _value_flow(scenario: Scenario, net: Network, segments: list[Segment]) -> ValueFlow | None:
+    """The values carried through the segments (None: not a functional run): the whole network's
+    weights, the images."""
+    if not scenario.functional.enabled:
+        return None
+    cfg = scenario.functional
+    base = Path(scenario.source).parent if scenario.source else Path(".")
+    images = ImageStream(net, scenario.run.batch, scenario.run.seed, base / cfg.images if cfg.images else None)
+    return ValueFlow(net, network_params(scenario, net, onnx_source(scenario.model)), images, segments)
+
+
+def _check_energy_table(scenario: Scenario) -> None:
+    """Before any segment runs: the energy table charges (or lists as uncharged) `crossbar.program`."""
+    if not scenario.energy.enabled:
+        return
+    base = Path(scenario.source).parent if scenario.source else None
+    load_table(resolve_table(scenario.energy.table, base)).energy(Component.CROSSBAR, Action.PROGRAM)
 
 
 def _check_conservation(rows: list[dict[str, Any]], net: Network, batch: int) -> None:
-    """Every byte a segment spilled is what the next one read: its output map x the batch."""
-    for before, after in itertools.pairwise(rows):
-        tensor = net.layer(before["output"])
+    """Every byte the segments spilled of a tensor (all slices of it) is what the segment after them
+    read, and both are the map x the batch."""
+    written: dict[str, int] = {}
+    for row in rows[:-1]:
+        written[row["output"]] = written.get(row["output"], 0) + row["dram_bytes"]["output"]
+    for row in rows[1:]:
+        if row["input"] == net.input_layer.name:
+            continue  # a slice of the first stage reads the images again
+        tensor = net.layer(row["input"])
         spill = -(-tensor.out_h * tensor.out_w * tensor.out_channels * net.bits // 8) * batch
-        wrote, read = before["dram_bytes"]["output"], after["dram_bytes"]["input"]
+        wrote, read = written.get(row["input"], 0), row["dram_bytes"]["input"]
         if not wrote == read == spill:
-            raise SimulationError(f"invariant violated: segment {before['index']} spilled {wrote} bytes of "
-                                  f"'{before['output']}', segment {after['index']} read {read}, the map x batch is "
-                                  f"{spill}")
+            raise SimulationError(f"invariant violated: the segments before {row['index']} spilled {wrote} bytes of "
+                                  f"'{row['input']}', segment {row['index']} read {read}, the map x batch is {spill}")
 
 
 def segment_trace(trace: str | Path | None, index: int) -> Path | None:
@@ -115,6 +150,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
     from cimsim.runner import simulate
 
     _check(scenario)
+    _check_energy_table(scenario)
     segments = plan_segments(net, scenario)
     chip = scenario.chip
     cpt = chip.cycles_per_timestep
@@ -125,12 +161,22 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
     first_image_start = last_image_done = 0
     events = 0
     traces = []
+    flow = _value_flow(scenario, net, segments)
+    functional: list[dict[str, Any]] = []
+    energy: list[dict[str, Any]] = []
     for seg in segments:
         sc = segment_scenario(scenario, seg)
         check_run(sc, seg.network)
         plan = map_network(seg.network, sc)
+        values = flow.values(seg) if flow is not None else None
         path = segment_trace(trace, seg.index)
-        report, built = simulate(sc, seg.network, plan, subscribers, path, trace_level, program_weights=True)
+        report, built = simulate(sc, seg.network, plan, subscribers, path, trace_level, program_weights=True,
+                                 values=values)
+        if "energy" in report.summary:
+            energy.append(report.summary["energy"])
+        if flow is not None and values is not None:
+            functional.append(report.summary["functional"])
+            flow.done(seg, values, scenario.run.batch)
         if path is not None:
             traces.append(str(path))
         dram, weights = built.dram, built.weights
@@ -149,6 +195,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         events += int(report.summary["events"])
         rows.append({
             "index": seg.index, "first_layer": seg.layers[0], "last_layer": seg.layers[-1], "layers": len(seg.layers),
+            "channels": list(seg.channels) if seg.channels else None,
             "cores": plan.core_count, "start_timestep": start, "timesteps": end,
             "programming_timesteps": -(-weights.done_cycle // cpt),
             "compute_timesteps": end - -(-weights.done_cycle // cpt),
@@ -176,4 +223,10 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         "segments": rows,
         "traces": traces,
     }
+    if functional:
+        summary["functional"] = merge_functional(functional)
+    if energy:
+        summary["energy"] = merge_energy(energy, batch)
+        for row, part in zip(rows, energy, strict=True):
+            row["energy_J"] = part["energy_J"]
     return ReloadReport(summary, reports)

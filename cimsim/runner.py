@@ -23,6 +23,7 @@ from cimsim.report import Report, make_report
 from cimsim.sim.probe import Subscriber
 
 if TYPE_CHECKING:
+    from cimsim.functional.segment_values import SegmentValues
     from cimsim.reload import ReloadReport
     from cimsim.trace import TraceWriter
 
@@ -60,14 +61,14 @@ def needs_reload(net: Network, scenario: Scenario) -> bool:
 
 def simulate(scenario: Scenario, net: Network, plan: MappingPlan, subscribers: list[Subscriber] | None,
              trace: str | Path | None, trace_level: str, balance: Balance | None = None,
-             program_weights: bool = False) -> tuple[Report, Chip]:
+             program_weights: bool = False, values: SegmentValues | None = None) -> tuple[Report, Chip]:
     """Build the chip for a mapped scenario, run it (tracing it to `trace`) and report."""
     env = simpy.Environment()
     subscribers = list(subscribers or [])
     with _writer(trace, scenario, net, plan, trace_level) as writer:
         if writer is not None and writer.records_events:
             subscribers.append(writer)
-        chip = build_chip(env, scenario, net, plan, subscribers, program_weights)
+        chip = build_chip(env, scenario, net, plan, subscribers, program_weights, values)
         record = chip.run()
         if balance is not None:
             timestep_ns = scenario.chip.cycles_per_timestep * 1000.0 / scenario.chip.clock_mhz

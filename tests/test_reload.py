@@ -6,6 +6,7 @@ import itertools
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cimsim.cli import main
@@ -135,7 +136,6 @@ def test_stationary_refuses_what_reload_runs(tmp_path: Path, capsys: pytest.Capt
 
 @pytest.mark.parametrize(("overrides", "fragment"), [
     (["dram.enabled=false"], "dram.enabled = true"),
-    (["functional.enabled=true"], "functional.enabled"),
     (["chip.crossbar_rows=32"], "alone needs 2 cores"),  # fc1's 64 rows on 32-row crossbars: 2 cores > 1
     (["chip.weight_device=flash"], "chip.weight_device"),
 ])
@@ -147,6 +147,72 @@ def test_bad_reloading_runs_are_one_line(tmp_path: Path, capsys: pytest.CaptureF
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("cimsim: error: ") and fragment in err, err
+
+
+DIGITS = REPO / "scenarios" / "digits_cnn.toml"
+
+
+def test_reloading_never_changes_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The digits CNN (three crossbar stages) on a one-core chip runs in three segments, each
+    reading the map the previous one spilled; with column noise, split-sign inputs and adaptive
+    slicing on, every output value equals the stationary run's, and so do the accuracy, the noise
+    statistics and every layer's crossbar counters."""
+    from cimsim.hw import datapath
+
+    seen: dict[bool, dict[tuple[int, str], np.ndarray]] = {True: {}, False: {}}
+    check = datapath.Datapath._check
+
+    def spy(self: datapath.Datapath, image: int, chip_out: np.ndarray, name: str) -> None:
+        seen[self.values is None][(image, name)] = chip_out.copy()
+        check(self, image, chip_out, name)
+
+    monkeypatch.setattr(datapath.Datapath, "_check", spy)
+    common = ["run.batch=40", "dram.enabled=true", "noise.column_sigma=0.06", "functional.adc_bits=7",
+              "functional.policy=on_failure", "functional.input_encoding=split_sign",
+              "functional.weight_slicing=adaptive"]
+    stationary = run_scenario(DIGITS, common).summary["functional"]
+    reload = run_scenario(DIGITS, [*common, "mapping.weights=reload", "chip.array_rows=1", "chip.array_cols=1"])
+    f = reload.summary["functional"]
+    assert len(reload.summary["segments"]) == 3 and len(f["segments"]) == 3
+    assert stationary["noise"]["mismatch_fraction"] > 0  # the noise reaches the outputs
+    outputs = [k for k in seen[False] if k[1] == "fc"]
+    assert len(outputs) == 40 and all(np.array_equal(seen[False][k], seen[True][k]) for k in outputs)
+    assert len(seen[False]) == 3 * 40  # every segment's map checked (two spills, the logits)
+    for key in ("accuracy", "noise", "totals", "layers", "slicings", "split_sign_layers", "macs",
+                "adc_converts_per_mac", "speculation_success", "mismatching_values", "max_abs_error"):
+        assert f[key] == stationary[key], key
+
+
+def test_reloading_energy_is_the_segments_plus_programming(tmp_path: Path) -> None:
+    """Energy of the one-core MLP run: the two segments' sections summed, programming charged as
+    one crossbar.program per device (64 x 64 + 64 x 10), the MVMs charged as on a chip that holds
+    both layers."""
+    energy = ["energy.enabled=true", "energy.table=dazzi2021_14nm"]
+    report = run_scenario(one_core(tmp_path), energy)
+    e = report.summary["energy"]
+    parts = [r.summary["energy"] for r in report.segments]
+    assert e["energy_J"] == pytest.approx(sum(p["energy_J"] for p in parts))
+    assert [r["energy_J"] for r in report.summary["segments"]] == [p["energy_J"] for p in parts]
+    program = e["by_action"]["crossbar.program"]
+    assert program["count"] == 64 * 64 + 64 * 10
+    assert program["energy_J"] == pytest.approx((64 * 64 + 64 * 10) * 1.0e-11)
+    wide = run_scenario(one_core(tmp_path), [*energy, "chip.array_cols=2"]).summary["energy"]
+    assert "crossbar.program" not in wide["by_action"]
+    mvms = {k: v for k, v in e["by_action"].items() if k.startswith("crossbar.mvm")}
+    assert mvms and mvms == {k: v for k, v in wide["by_action"].items() if k.startswith("crossbar.mvm")}
+    assert e["cycles"] == sum(p["cycles"] for p in parts) and e["images"] == 1
+
+
+def test_an_energy_table_without_programming_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cimsim.energy.table import BUILTIN_DIR
+
+    text = (REPO / "cimsim" / "energy" / BUILTIN_DIR / "dazzi2021_14nm.toml").read_text()
+    (tmp_path / "t.toml").write_text(text.replace("program.energy_J = 1.0e-11", ""))
+    argv = ["run", str(one_core(tmp_path)), "--no-trace", "--set", "energy.enabled=true", "--set",
+            f"energy.table={tmp_path / 't.toml'}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "crossbar.program" in err, err
 
 
 def test_reload_is_not_used_when_the_network_fits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,6 +56,8 @@ class Action(StrEnum):
     """One crossbar cycle: one input slice through the array (argument: cells driven)."""
     PULSE = "pulse"
     """One input pulse through one crossbar cell (count: pulses x cells, data-dependent)."""
+    PROGRAM = "program"
+    """One crossbar device written with its weight (a reloading segment's programming)."""
     DRIVE = "drive"
     """One row driven with one input (slice) by the DAC / PWM (argument: bits of the slice)."""
     CONVERT = "convert"
@@ -85,7 +87,7 @@ class Action(StrEnum):
 ALLOWED: Mapping[Component, frozenset[Action]] = {
     Component.SRAM: frozenset({Action.WORD_WRITE, Action.WORD_READ}),
     Component.DFC: frozenset(),
-    Component.CROSSBAR: frozenset({Action.MVM, Action.CYCLE, Action.PULSE}),
+    Component.CROSSBAR: frozenset({Action.MVM, Action.CYCLE, Action.PULSE, Action.PROGRAM}),
     Component.DAC: frozenset({Action.DRIVE}),
     Component.ADC: frozenset({Action.CONVERT}),
     Component.DIGITAL: frozenset({Action.REQUANTISE, Action.RELU, Action.ADD, Action.POOL, Action.FC_MAC,

@@ -13,6 +13,7 @@ from cimsim.config.schema import Scenario
 from cimsim.energy import builtin_tables, load_table, resolve_table
 from cimsim.energy.table import BUILTIN_DIR
 from cimsim.errors import SimulationError
+from cimsim.functional.segment_values import SegmentValues
 from cimsim.hw.activity import core_steps, powered_instances
 from cimsim.hw.clocking import build_clocking
 from cimsim.hw.core import Core, CoreTiming, SramTiming
@@ -77,7 +78,8 @@ class Chip:
     """A built chip, ready to run once."""
 
     def __init__(self, env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
-                 subscribers: list[Subscriber] | None = None, program_weights: bool = False) -> None:
+                 subscribers: list[Subscriber] | None = None, program_weights: bool = False,
+                 values: SegmentValues | None = None) -> None:
         self.env = env
         self.scenario = scenario
         self.net = net
@@ -101,7 +103,7 @@ class Chip:
         # stripe releases its later columns at once).
         burst = {n: int(np.diff(g.group_released, prepend=0).max()) for n, g in geoms.items()}
         burst[plan.input_name] = scenario.input.pixels_per_timestep
-        self.datapath = Datapath(net, plan, scenario, geoms) if scenario.functional.enabled else None
+        self.datapath = Datapath(net, plan, scenario, geoms, values) if scenario.functional.enabled else None
         flows_from: dict[int | None, list[Flow]] = {}
         main_into: dict[int, list[str]] = {}  # core -> its main sources, in flow order
         for f in plan.flows:
@@ -173,7 +175,7 @@ class Chip:
         if program_weights:
             if self.dram is None:
                 raise SimulationError(f"{scenario.source}: programming weights needs the DRAM (dram.enabled = true)")
-            self.weights = WeightProgrammer(env, chip, self.dram, list(self.cores.values()), net.bits)
+            self.weights = WeightProgrammer(env, chip, self.dram, list(self.cores.values()), net.bits, self.probe)
         self.source = ImageSource(env, src_ports, self.batch, inp.out_h * inp.out_w,
                                   scenario.input.pixels_per_timestep, self.cpt, self.probe, self.dram,
                                   pixel_bytes=pixel_bytes)
@@ -345,7 +347,9 @@ class _ResultWriter:
 
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
-               subscribers: list[Subscriber] | None = None, program_weights: bool = False) -> Chip:
+               subscribers: list[Subscriber] | None = None, program_weights: bool = False,
+               values: SegmentValues | None = None) -> Chip:
     """Build the chip for a mapping plan (with `program_weights`, its crossbars are programmed
-    from DRAM before they compute: `cimsim.hw.weights`)."""
-    return Chip(env, scenario, net, plan, subscribers, program_weights)
+    from DRAM before they compute: `cimsim.hw.weights`; `values`: a reloading run's segment,
+    `cimsim.functional.segment_values`)."""
+    return Chip(env, scenario, net, plan, subscribers, program_weights, values)

@@ -44,7 +44,7 @@ from cimsim.functional.reference import (
     requantise,
     saturating_add,
 )
-from cimsim.functional.weights import load_params, make_params
+from cimsim.functional.segment_values import SegmentValues, network_params
 from cimsim.hw.datapath_actions import Slicing, emit_mvm
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
@@ -97,28 +97,28 @@ class _Pending:
 class Datapath:
     """Weights on the crossbars, activations in flight, counters and the reference check."""
 
-    def __init__(self, net: Network, plan: MappingPlan, scenario: Scenario, geoms: dict[str, LayerGeometry]) -> None:
+    def __init__(self, net: Network, plan: MappingPlan, scenario: Scenario, geoms: dict[str, LayerGeometry],
+                 values: SegmentValues | None = None) -> None:
         cfg = scenario.functional
         self.scenario_functional = cfg
         base = Path(scenario.source).parent if scenario.source else Path(".")
         batch, seed = scenario.run.batch, scenario.run.seed
         self.net, self.plan, self.geoms = net, plan, geoms
-        onnx = onnx_source(scenario.model)
-        self.agreement: OnnxAgreement | None = None
+        self.values = values
+        """A reloading run's segment (`cimsim.functional.segment_values`): the whole network's weights,
+        reference and images; None: the network is the whole network."""
+        self.whole = net if values is None else values.network
+        onnx = onnx_source(scenario.model) if values is None or values.last else None
+        self.params = network_params(scenario, self.whole, onnx) if values is None else values.params
+        last = values is None or values.last
+        self.agreement: OnnxAgreement | None = OnnxAgreement(onnx) if onnx is not None else None
         """Chip outputs vs onnxruntime (a model imported from ONNX); None: not an imported model."""
-        if cfg.weights:
-            self.params = load_params(base / cfg.weights, net)
-        elif onnx is not None and onnx.params is not None:
-            self.params = onnx.params  # the imported weights of an .onnx model
-        else:
-            self.params = make_params(net, seed)
-        if onnx is not None:
-            self.agreement = OnnxAgreement(onnx)
         # image i depends on (seed, i) only, so a batch's first images do not change with its size;
         # images are made (or read) as the run consumes them and dropped once compared
-        self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None)
+        self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None) if values is None \
+            else values.inputs
         self.accuracy = Accuracy.from_files(base / cfg.labels if cfg.labels else None,
-                                            base / cfg.images if cfg.images else None, batch)
+                                            base / cfg.images if cfg.images else None, batch) if last else None
         """Top-1 accuracy against the images' labels (None: no labels)."""
         self._inputs: dict[int, np.ndarray] = {}
         self.cycle_cycles = cfg.crossbar_cycle_cycles
@@ -140,11 +140,11 @@ class Datapath:
         self.probe: Probe | None = None
         """Where the data-dependent action events go (set by the chip; None: nowhere)."""
         self._slicing = Slicing(xcfg)
-        self.sign_passes = {n: sign_passes(cfg.input_encoding, net, n) for n, m in plan.layers.items()
+        self.sign_passes = {n: sign_passes(cfg.input_encoding, self.whole, n) for n, m in plan.layers.items()
                             if m.unit is Unit.CROSSBAR}
         """Crossbar stages: passes per MVM (2: split-sign inputs, `cimsim.functional.encoding`)."""
         self._signed = SignedSlicing(xcfg, self._slicing)
-        self.slicings = choose_layer_slicings(scenario, net, plan, self.params, xcfg, self.sign_passes)
+        self.slicings = choose_layer_slicings(scenario, self.whole, plan, self.params, xcfg, self.sign_passes)
         """Adaptive weight slicing's choice per crossbar stage (`cimsim.functional.slicing`); {}: fixed."""
         self._xbar_cycles: dict[tuple[str, int], list[int]] = {}
         """(layer, image) -> [crossbar cycles, of which recovery] of its groups so far."""
@@ -202,9 +202,10 @@ class Datapath:
                 rows = scenario.chip.crossbar_rows
                 choice = self.slicings.get(name)
                 lcfg = xcfg if choice is None else replace(xcfg, weight_slice_bits=choice.slicing)
-                self.maths[name] = LayerMath(layer, self.params[name], lcfg, -(-layer.kernel_rows // rows), rows,
+                params = self.params[name] if self.values is None else self.values.layer_params(name)
+                self.maths[name] = LayerMath(layer, params, lcfg, -(-layer.kernel_rows // rows), rows,
                                              jobs=lm.jobs, sign_passes=self.sign_passes[name],
-                                             crossbar_factory=crossbar_factory(scenario, net.layers.index(layer)))
+                                             crossbar_factory=crossbar_factory(scenario, self._layer_index(name)))
             elif layer.kind in DIGITAL_KINDS:
                 self.digital[name] = DigitalMath(layer, self.params.get(name), (win.in_h, win.in_w), win.kernel,
                                                  win.stride, win.padding)
@@ -224,6 +225,10 @@ class Datapath:
             raise InputError(f"{net.source}: add '{adds[0].name}' after '{tail[0].name}' in the digital processor "
                              f"of '{name}': functional mode adds residuals before pooling only")
         self.post[name] = _Post(adds[0].relu if adds else None, tail, fused[-1].name if fused else name)
+
+    def _layer_index(self, name: str) -> int:
+        """Layer `name`'s number in the whole network (its noise streams)."""
+        return self.net.layers.index(self.net.layer(name)) if self.values is None else self.values.layer_index(name)
 
     def _image(self, image: int) -> np.ndarray:
         """Input image `image`, kept from its first use until its output has been compared."""
@@ -423,9 +428,13 @@ class Datapath:
                 self.done_readers.pop((src, image), None)
 
     def _check(self, image: int, chip_out: np.ndarray, name: str) -> None:
-        img = self._image(image)
-        ref = reference_forward(self.net, self.params, img[None])[name][0]
+        img = self._image(image) if self.values is None else self.values.originals[image]
+        ref = reference_forward(self.whole, self.params, img[None])[name][0]
         self._inputs.pop(image, None)
+        if self.values is not None:
+            ref = self.values.reference(ref)
+            if not self.values.last:
+                self.values.outputs[image] = chip_out.copy()
         diff = np.abs(chip_out.astype(np.int32).reshape(-1) - ref.astype(np.int32).reshape(-1))
         self.outputs_checked += 1
         self.output_values += diff.size
@@ -453,8 +462,8 @@ class Datapath:
             layers[name] = dict(c)
             for k, v in c.items():
                 total[k] += v
-            layers[name]["speculation_success"] = _success(c)
-            layers[name]["adc_converts_per_column"] = _per_column(c)
+            layers[name]["speculation_success"] = speculation_success(c)
+            layers[name]["adc_converts_per_column"] = converts_per_column(c)
         out: dict[str, Any] = {
             "enabled": True,
             "policy": self.policy,
@@ -464,8 +473,8 @@ class Datapath:
             "mismatching_values": self.mismatches,
             "max_abs_error": self.max_abs_error,
             "saturations_accepted": total["saturations_accepted"],
-            "speculation_success": _success(total),
-            "adc_converts_per_column": _per_column(total),
+            "speculation_success": speculation_success(total),
+            "adc_converts_per_column": converts_per_column(total),
             "recovery_only_converts_per_column": 8,
             "totals": total,
             "layers": layers,
@@ -502,15 +511,15 @@ def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
     return np.array(sorted(read), dtype=np.int32)
 
 
-def _success(c: dict[str, int]) -> float | None:
+def speculation_success(c: dict[str, int]) -> float | None:
     """Fraction of speculative column conversions that did not saturate."""
     conv = c.get("speculative_converts", 0)
     return None if not conv else round(1 - c.get("failed_slices", 0) / conv, 5)
 
 
-def _per_column(c: dict[str, int]) -> float | None:
+def converts_per_column(c: dict[str, int]) -> float | None:
     cols = c.get("column_mvms", 0)
     return None if not cols else round(c.get("adc_converts", 0) / cols, 4)
 
 
-__all__ = ["Datapath", "GroupResult"]
+__all__ = ["Datapath", "GroupResult", "converts_per_column", "speculation_success"]

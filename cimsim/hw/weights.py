@@ -4,7 +4,8 @@ Every core's weights are read from DRAM (one read per core, in core order, issue
 queue on the channel with the image or spill stream) and, once they have arrived, written into
 its crossbar: the larger of its rows x the device's row write time and its weight bits over
 `chip.weight_write_bits_per_cycle`. A core computes only after its crossbar is programmed (the
-`weights` stall); a core without weights (a digital stage) is ready at once.
+`weights` stall); a core without weights (a digital stage) is ready at once. Every device
+written is one `crossbar.program` action (energy, when the run counts actions).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Generator, Sequence
 import simpy
 
 from cimsim.config.schema import ChipConfig
+from cimsim.energy.actions import Action, Component
 from cimsim.hw.core import Core
 from cimsim.hw.dram import DramBase, DramKind
+from cimsim.sim.probe import Probe
 
 ROW_WRITE_NS: dict[str, int] = {"rram": 100, "pcm": 50}
 """Device write time per row in ns: Meng & Lu 2024, Table 5 (write time: RRAM 100 ns, PCRAM
@@ -32,8 +35,11 @@ def row_write_cycles(chip: ChipConfig) -> int:
 class WeightProgrammer:
     """Reads and programs every core's weights; fires each core's `weights_ready`."""
 
-    def __init__(self, env: simpy.Environment, chip: ChipConfig, dram: DramBase, cores: Sequence[Core], bits: int) -> None:
+    def __init__(self, env: simpy.Environment, chip: ChipConfig, dram: DramBase, cores: Sequence[Core], bits: int,
+                 probe: Probe | None = None) -> None:
         self.env = env
+        self.probe = probe
+        """Where each core's `crossbar.program` actions go (one per device written; None: nowhere)."""
         self.row_cycles = row_write_cycles(chip)
         self.bits_per_cycle = chip.weight_write_bits_per_cycle
         self.bits = bits
@@ -69,5 +75,8 @@ class WeightProgrammer:
             self.bytes_read += nbytes
             yield dram.read(nbytes, address=self.addresses[core.spec.id], kind=DramKind.WEIGHTS)
             yield self.env.timeout(self.program_cycles(core))
+            if self.probe is not None:
+                self.probe.action(-1, core.spec.layer, Component.CROSSBAR, Action.PROGRAM, 0,
+                                  core.spec.rows_used * core.spec.cols_used, False)
         self.done_cycle = max(self.done_cycle, int(self.env.now))
         ready.succeed()

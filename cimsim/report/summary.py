@@ -52,16 +52,7 @@ class Report:
                 f"{lay['first_output_timestep']:>6} {lay['last_output_timestep']:>6} {lay['pixels']:>6} "
                 f"{lay['active_timesteps']:>7}{_energy_cell(per_layer, lay['name']) if energy else ''}  {stalls}"
             )
-        if energy:
-            lines.extend(_energy_lines(energy))
-        agreement = s.get("functional", {}).get("onnx_agreement")
-        if agreement:
-            lines.append(_agreement_line(agreement))
-        acc = s.get("functional", {}).get("accuracy")
-        if acc and acc.get("images"):
-            pct = {k: "-" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in ("chip", "int8_reference", "float")}
-            lines.append(f"top-1 accuracy ({acc['images']} labelled images): chip {pct['chip']}, int8 reference "
-                         f"{pct['int8_reference']}, float {pct['float']}")
+        lines.extend(result_lines(s))
         for w in s["warnings"]:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
@@ -74,6 +65,20 @@ class Report:
         for lay in self.summary["layers"]:
             writer.writerow([lay[k] for k in CSV_COLUMNS] + [lay["stall_timesteps"].get(c, 0) for c in STALL_CAUSES])
         return out.getvalue()
+
+
+def result_lines(s: dict[str, Any]) -> list[str]:
+    """The lines under a run's table: energy, ONNX agreement and accuracy, where the summary has them."""
+    lines = _energy_lines(s["energy"]) if s.get("energy") else []
+    agreement = s.get("functional", {}).get("onnx_agreement")
+    if agreement:
+        lines.append(_agreement_line(agreement))
+    acc = s.get("functional", {}).get("accuracy")
+    if acc and acc.get("images"):
+        pct = {k: "-" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in ("chip", "int8_reference", "float")}
+        lines.append(f"top-1 accuracy ({acc['images']} labelled images): chip {pct['chip']}, int8 reference "
+                     f"{pct['int8_reference']}, float {pct['float']}")
+    return lines
 
 
 def _energy_cell(per_layer: dict[str, float], name: str) -> str:
@@ -92,11 +97,12 @@ def _energy_lines(e: dict[str, Any]) -> list[str]:
     per_image = steady.get("energy_per_image_J")
     fill_static = fill.get("static_J")
     area_note = "" if e["area_complete"] else f" (incomplete: no area for {', '.join(e['area_missing'])})"
+    windows = (f"{num(None if per_image is None else per_image * 1e6, ',.3f')} uJ per image in steady state, "
+               f"fill static {num(None if fill_static is None else fill_static * 1e6, ',.3f')} uJ"
+               if "fill" in e else f"{e['energy_per_image_J'] * 1e6:,.3f} uJ per image (all segments)")
     lines = [
         (f"energy      {e['energy_J'] * 1e6:,.3f} uJ for the run ({e['table']}: dynamic "
-         f"{e['dynamic_J'] * 1e6:,.3f}, static {e['static_J'] * 1e6:,.3f}), "
-         f"{num(None if per_image is None else per_image * 1e6, ',.3f')} uJ per image in steady state, "
-         f"fill static {num(None if fill_static is None else fill_static * 1e6, ',.3f')} uJ"),
+         f"{e['dynamic_J'] * 1e6:,.3f}, static {e['static_J'] * 1e6:,.3f}), {windows}"),
         (f"power       {num(e['average_power_W'], '.4f')} W, {num(e['tops'], '.4f')} TOPS, "
          f"{num(e['tops_per_w'], '.3f')} TOPS/W, area {e['area_mm2']:.4f} mm2{area_note}"),
     ]
