@@ -58,16 +58,18 @@ class ReloadReport:
             f"latency     {s['latency_timesteps']} timesteps = {s['latency_ns']:,.0f} ns (image 0)",
             f"throughput  {s['throughput_images_per_s']:,.0f} images/s",
             "",
-            (f"{'seg':>3} {'layers':<24} {'cores':>5} {'start':>8} {'program':>8} {'compute':>8} "
+            (f"{'seg':>3} {'layers':<30} {'cores':>5} {'start':>8} {'program':>8} {'compute':>8} "
              f"{'weights kB':>10} {'in kB':>9} {'out kB':>9}  stalls (core-timesteps by cause)"),
         ]
         for seg in s["segments"]:
             span = f"{seg['first_layer']}..{seg['last_layer']}" if seg["layers"] > 1 else seg["first_layer"]
             if seg["channels"]:
                 span += "[{}:{}]".format(*seg["channels"])
+            if seg["rows"]:
+                span += "[rows {}:{}]".format(*seg["rows"])
             stalls = ", ".join(f"{k} {v}" for k, v in seg["stall_timesteps"].items() if v) or "-"
             d = seg["dram_bytes"]
-            lines.append(f"{seg['index']:>3} {span[:24]:<24} {seg['cores']:>5} {seg['start_timestep']:>8} "
+            lines.append(f"{seg['index']:>3} {span[:30]:<30} {seg['cores']:>5} {seg['start_timestep']:>8} "
                          f"{seg['programming_timesteps']:>8} {seg['compute_timesteps']:>8} "
                          f"{d['weights'] / 1e3:>10.1f} {d['input'] / 1e3:>9.1f} {d['output'] / 1e3:>9.1f}  {stalls}")
         f = s.get("functional")
@@ -89,7 +91,7 @@ def segment_scenario(scenario: Scenario, segment: Segment) -> Scenario:
         return out
     chip, inp = scenario.chip, segment.network.input_layer
     bytes_per_timestep = scenario.dram.bandwidth_gbps * chip.cycles_per_timestep * 1000.0 / chip.clock_mhz
-    pixel_bytes = -(-inp.out_channels * segment.network.bits // 8)
+    pixel_bytes = segment.input_pixel_bytes()
     rate = max(1, min(inp.out_h * inp.out_w, MAX_INPUT_RATE, int(bytes_per_timestep // pixel_bytes)))
     return dataclasses.replace(out, input=dataclasses.replace(scenario.input, pixels_per_timestep=rate))
 
@@ -105,6 +107,11 @@ def _value_flow(scenario: Scenario, net: Network, segments: list[Segment]) -> Va
     weights, the images."""
     if not scenario.functional.enabled:
         return None
+    split = next((seg for seg in segments if seg.rows is not None), None)
+    if split is not None:
+        raise InputError(f"{scenario.source or scenario.name}: mapping.weights = 'reload' with functional.enabled: "
+                         f"layer '{split.layers[0]}' is split by input rows over segments, and real values are not "
+                         "carried through partial sums")
     cfg = scenario.functional
     base = Path(scenario.source).parent if scenario.source else Path(".")
     images = ImageStream(net, scenario.run.batch, scenario.run.seed, base / cfg.images if cfg.images else None)
@@ -119,21 +126,24 @@ def _check_energy_table(scenario: Scenario) -> None:
     load_table(resolve_table(scenario.energy.table, base)).energy(Component.CROSSBAR, Action.PROGRAM)
 
 
-def _check_conservation(rows: list[dict[str, Any]], net: Network, batch: int) -> None:
-    """Every byte the segments spilled of a tensor (all slices of it) is what the segment after them
-    read, and both are the map x the batch."""
+def _check_conservation(rows: list[dict[str, Any]], segments: list[Segment], batch: int) -> None:
+    """Each segment read its input (with partial sums) and wrote its output map (or partial sums)
+    exactly, x the batch; and a segment reading a whole tensor read every byte the segments before
+    it wrote of it (all slices of it)."""
     written: dict[str, int] = {}
-    for row in rows[:-1]:
-        written[row["output"]] = written.get(row["output"], 0) + row["dram_bytes"]["output"]
-    for row in rows[1:]:
-        if row["input"] == net.input_layer.name:
-            continue  # a slice of the first stage reads the images again
-        tensor = net.layer(row["input"])
-        spill = -(-tensor.out_h * tensor.out_w * tensor.out_channels * net.bits // 8) * batch
-        wrote, read = written.get(row["input"], 0), row["dram_bytes"]["input"]
-        if not wrote == read == spill:
-            raise SimulationError(f"invariant violated: the segments before {row['index']} spilled {wrote} bytes of "
-                                  f"'{row['input']}', segment {row['index']} read {read}, the map x batch is {spill}")
+    for row, seg in zip(rows, segments, strict=True):
+        inp = seg.network.input_layer
+        want_in = inp.out_h * inp.out_w * seg.input_pixel_bytes() * batch
+        want_out = seg.output_bytes() * batch
+        got_in, got_out = row["dram_bytes"]["input"], row["dram_bytes"]["output"]
+        if (got_in, got_out) != (want_in, want_out):
+            raise SimulationError(f"invariant violated: segment {seg.index} read {got_in} and wrote {got_out} bytes, "
+                                  f"its input and output maps x batch are {want_in} and {want_out}")
+        if seg.index and seg.rows is None and written.get(seg.input, want_in) != want_in:
+            raise SimulationError(f"invariant violated: the segments before {seg.index} spilled "
+                                  f"{written[seg.input]} bytes of '{seg.input}', segment {seg.index} read {got_in}")
+        if not seg.partials_out:
+            written[seg.output] = written.get(seg.output, 0) + got_out
 
 
 def segment_trace(trace: str | Path | None, index: int) -> Path | None:
@@ -171,7 +181,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         values = flow.values(seg) if flow is not None else None
         path = segment_trace(trace, seg.index)
         report, built = simulate(sc, seg.network, plan, subscribers, path, trace_level, program_weights=True,
-                                 values=values)
+                                 values=values, segment=seg)
         if "energy" in report.summary:
             energy.append(report.summary["energy"])
         if flow is not None and values is not None:
@@ -196,6 +206,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         rows.append({
             "index": seg.index, "first_layer": seg.layers[0], "last_layer": seg.layers[-1], "layers": len(seg.layers),
             "channels": list(seg.channels) if seg.channels else None,
+            "rows": list(seg.rows) if seg.rows else None,
             "cores": plan.core_count, "start_timestep": start, "timesteps": end,
             "programming_timesteps": -(-weights.done_cycle // cpt),
             "compute_timesteps": end - -(-weights.done_cycle // cpt),
@@ -208,7 +219,7 @@ def run_reloading(scenario: Scenario, net: Network, subscribers: list[Subscriber
         reports.append(report)
         start += end
     if scenario.run.check_invariants:
-        _check_conservation(rows, net, scenario.run.batch)
+        _check_conservation(rows, segments, scenario.run.batch)
     batch = scenario.run.batch
     total_s = start * cpt / (chip.clock_mhz * 1e6)
     latency = last_image_done - first_image_start + 1

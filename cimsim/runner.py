@@ -24,6 +24,7 @@ from cimsim.sim.probe import Subscriber
 
 if TYPE_CHECKING:
     from cimsim.functional.segment_values import SegmentValues
+    from cimsim.mapping.segments import Segment
     from cimsim.reload import ReloadReport
     from cimsim.trace import TraceWriter
 
@@ -61,14 +62,15 @@ def needs_reload(net: Network, scenario: Scenario) -> bool:
 
 def simulate(scenario: Scenario, net: Network, plan: MappingPlan, subscribers: list[Subscriber] | None,
              trace: str | Path | None, trace_level: str, balance: Balance | None = None,
-             program_weights: bool = False, values: SegmentValues | None = None) -> tuple[Report, Chip]:
+             program_weights: bool = False, values: SegmentValues | None = None,
+             segment: Segment | None = None) -> tuple[Report, Chip]:
     """Build the chip for a mapped scenario, run it (tracing it to `trace`) and report."""
     env = simpy.Environment()
     subscribers = list(subscribers or [])
     with _writer(trace, scenario, net, plan, trace_level) as writer:
         if writer is not None and writer.records_events:
             subscribers.append(writer)
-        chip = build_chip(env, scenario, net, plan, subscribers, program_weights, values)
+        chip = build_chip(env, scenario, net, plan, subscribers, program_weights, values, segment)
         record = chip.run()
         if balance is not None:
             timestep_ns = scenario.chip.cycles_per_timestep * 1000.0 / scenario.chip.clock_mhz

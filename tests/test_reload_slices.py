@@ -26,6 +26,15 @@ channels = 8
                                  padding="1", relu="true") + layer(
     name='"pool"', type='"maxpool"', input='"conv2"', kernel="2", stride="2") + layer(
     name='"conv3"', type='"conv"', input='"pool"', out_channels="8", kernel="3", padding="1")
+POOLED = """name = "pooled"
+bits = 8
+[input]
+height = 4
+width = 4
+channels = 64
+""" + layer(name='"conv1"', type='"conv"', input='"input"', out_channels="16", kernel="1", relu="true") + layer(
+    name='"pool"', type='"avgpool"', input='"conv1"') + layer(name='"fc"', type='"fc"', input='"pool"',
+                                                               out_features="10")
 SCENARIO = """model = "model.toml"
 [chip]
 array_rows = 1
@@ -90,7 +99,9 @@ def test_a_layer_wider_than_the_array_runs_in_channel_bands(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(("model", "overrides", "fragment"), [
-    (CNN, ["chip.crossbar_rows=32"], "even 16 of its output channels"),  # conv1's 72 rows: 3 crossbars > 2
+    (CNN, ["chip.crossbar_rows=4"], "even one of its input channels"),  # one channel's 3x3 rows: 3 crossbars > 2
+    (POOLED, ["chip.crossbar_rows=32", "chip.array_cols=1", "mapping.fc_on=crossbar"],
+     "split by input rows over segments can have nothing fused (pool)"),
     (CNN.replace('out_channels = 8\nkernel = 3\npadding = 1\n', 'out_channels = 64\nkernel = 3\npadding = 1\n'),
      [], "the network's output"),
 ])
@@ -120,3 +131,53 @@ channels = 16
     assert main(["run", str(scenario(tmp_path, model)), "--no-trace", "--set", "functional.enabled=false"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "alone between two cut points" in err, err
+
+
+MLP = """name = "rows_mlp"
+bits = 8
+[input]
+height = 1
+width = 1
+channels = 32
+""" + layer(name='"fc1"', type='"fc"', input='"input"', out_features="64", relu="true") + layer(
+    name='"fc2"', type='"fc"', input='"fc1"', out_features="16", relu="true") + layer(
+    name='"fc3"', type='"fc"', input='"fc2"', out_features="10")
+ROWS = """model = "model.toml"
+[chip]
+array_rows = 1
+array_cols = 1
+crossbar_rows = 32
+crossbar_cols = 64
+[mapping]
+fc_on = "crossbar"
+weights = "reload"
+[dram]
+enabled = true
+[run]
+batch = 2
+"""
+
+
+def test_a_layer_taller_than_the_array_runs_in_row_bands_through_partial_sums(tmp_path: Path) -> None:
+    """fc2's 64 input rows need two 32-row crossbars, the chip has one core: two row bands. The
+    first reads fc1's outputs 0-31 and writes 16 int32 partial sums (64 bytes); the second reads
+    outputs 32-63 with those partial sums (32 + 64 bytes) and writes the 16 int8 outputs."""
+    (tmp_path / "model.toml").write_text(MLP)
+    path = tmp_path / "s.toml"
+    path.write_text(ROWS)
+    s = run_scenario(path).summary
+    rows = s["segments"]
+    assert [(r["first_layer"], r["channels"], r["rows"]) for r in rows] == [
+        ("fc1", None, None), ("fc2", [0, 16], [0, 32]), ("fc2", [0, 16], [32, 64]), ("fc3", None, None)]
+    assert [r["dram_bytes"]["input"] for r in rows] == [2 * 32, 2 * 32, 2 * (32 + 16 * 4), 2 * 16]
+    assert [r["dram_bytes"]["output"] for r in rows] == [2 * 64, 2 * 16 * 4, 2 * 16, 2 * 10]
+    assert [r["dram_bytes"]["weights"] for r in rows] == [32 * 64, 32 * 16, 32 * 16, 16 * 10]
+
+
+def test_row_bands_refuse_real_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model.toml").write_text(MLP)
+    path = tmp_path / "s.toml"
+    path.write_text(ROWS)
+    assert main(["run", str(path), "--no-trace", "--set", "functional.enabled=true"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "partial sums" in err and "'fc2'" in err, err

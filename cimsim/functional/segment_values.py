@@ -117,13 +117,15 @@ class ValueFlow:
             raise SimulationError(f"functional: segment {seg.index} wrote {len(values.outputs)} output maps of "
                                   f"'{seg.output}', the batch is {batch}")
         self._bands.append(values)
-        if self.segments[seg.index + 1].input != seg.output:
+        nxt = self.segments[seg.index + 1]
+        if nxt.channels is not None and nxt.layers == seg.layers:
             return  # another slice of this stage follows, reading the same input
         out = self.network.layer(seg.output)
         parts = self._bands
         maps = {i: np.concatenate([p.outputs[i].reshape(out.out_h, out.out_w, -1) for p in parts], axis=-1)
                 for i in range(batch)}
-        self.inputs = SpilledMaps(maps, (out.out_h, out.out_w, out.out_channels), batch)
+        inp = nxt.network.input_layer  # the map itself, or a flatten of it
+        self.inputs = SpilledMaps(maps, (inp.out_h, inp.out_w, inp.out_channels), batch)
         self._bands = []
 
 

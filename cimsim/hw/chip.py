@@ -25,6 +25,7 @@ from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
 from cimsim.hw.weights import WeightProgrammer
 from cimsim.mapping.plan import Flow, LayerMapping, MappingPlan, dataflow_order
+from cimsim.mapping.segments import Segment
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.mapping.stages import Unit
 from cimsim.network import Network
@@ -79,7 +80,7 @@ class Chip:
 
     def __init__(self, env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
                  subscribers: list[Subscriber] | None = None, program_weights: bool = False,
-                 values: SegmentValues | None = None) -> None:
+                 values: SegmentValues | None = None, segment: Segment | None = None) -> None:
         self.env = env
         self.scenario = scenario
         self.net = net
@@ -162,12 +163,13 @@ class Chip:
         memory = self.fabric.output_memory(4 * burst[plan.input_name] * len(flows_from.get(None, [])))
         src_ports = ports_for(None, plan.input_name, memory)
         dram_cfg = scenario.dram
-        pixel_bytes = -(-inp.out_channels * net.bits // 8)
+        pixel_bytes = -(-inp.out_channels * net.bits // 8) if segment is None else segment.input_pixel_bytes()
         self.dram: DramBase | None = None
         if dram_cfg.enabled:
             self.dram = make_dram(env, dram_cfg, chip.clock_mhz, self.probe)
             out = net.output_layer  # the classifier's logits, or a segment's whole output map (a spill)
-            result_bytes = max(1, -(-out.out_h * out.out_w * out.out_channels * net.bits // 8))
+            result_bytes = max(1, -(-out.out_h * out.out_w * out.out_channels * net.bits // 8) if segment is None
+                               else segment.output_bytes())  # a row band of a reloading run: its partial sums
             self.dram.layout.allocate(DramKind.IMAGE, self.batch * inp.out_h * inp.out_w * pixel_bytes, "images")
             results = self.dram.layout.allocate(DramKind.RESULT, self.batch * result_bytes, "results")
             self.probe.subscribe(_ResultWriter(self.dram, result_bytes, results.base))
@@ -348,8 +350,9 @@ class _ResultWriter:
 
 def build_chip(env: simpy.Environment, scenario: Scenario, net: Network, plan: MappingPlan,
                subscribers: list[Subscriber] | None = None, program_weights: bool = False,
-               values: SegmentValues | None = None) -> Chip:
+               values: SegmentValues | None = None, segment: Segment | None = None) -> Chip:
     """Build the chip for a mapping plan (with `program_weights`, its crossbars are programmed
     from DRAM before they compute: `cimsim.hw.weights`; `values`: a reloading run's segment,
-    `cimsim.functional.segment_values`)."""
-    return Chip(env, scenario, net, plan, subscribers, program_weights, values)
+    `cimsim.functional.segment_values`; `segment`: the reloading segment the chip runs, whose DRAM
+    reads and writes carry partial sums when it is a row band, `cimsim.mapping.segments`)."""
+    return Chip(env, scenario, net, plan, subscribers, program_weights, values, segment)

@@ -17,7 +17,14 @@ band is the widest multiple of `chip.crossbar_cols` channels whose layer fits th
 conv (not grouped) or fc on crossbars, with nothing fused but ReLU and per-channel pooling, lying
 alone between two cut points and not the network's output, can be sliced; a stage whose one
 band of `crossbar_cols` channels still does not fit (its input rows alone need more crossbars
-than the array) is an error.
+than the array) is split by input rows too (`Segment.rows`): for each band of output channels,
+bands of its input channels run one after another, each reading only its input channels; every
+band but the last writes its int32 partial sums (`PARTIAL_BYTES` per output value) to DRAM and
+the next band reads them back with its input and adds them (Dazzi 2.4.4's row split, through
+DRAM instead of between two cores); only the last band writes the layer's int8 outputs. A stage
+split by rows may have nothing fused; real values (`functional.enabled`) are not carried
+through partial sums (refused). A stage whose single input channel under one crossbar's
+columns still needs more cores than the array is an error.
 """
 
 from __future__ import annotations
@@ -49,6 +56,41 @@ class Segment:
     channels: tuple[int, int] | None = None
     """A slice of a stage too large for the array: the band [first, end) of its output channels
     this segment computes (its one stage's layers, with that many channels); None: whole layers."""
+    rows: tuple[int, int] | None = None
+    """A slice split by input rows too: the band [first, end) of the layer's input channels it reads
+    and computes partial sums over (None: all of them)."""
+    partials_in: bool = False
+    """It reads the previous row band's partial sums with its input (and adds them)."""
+    partials_out: bool = False
+    """It writes partial sums (int32), not the layer's outputs: a later row band completes them."""
+
+    def input_pixel_bytes(self) -> int:
+        """Bytes the segment reads from DRAM per input pixel: its input channels, and partial sums."""
+        net = self.network
+        inp, out = net.input_layer, net.output_layer
+        return -(-inp.out_channels * net.bits // 8) + (PARTIAL_BYTES * out.out_channels if self.partials_in else 0)
+
+    def output_bytes(self) -> int:
+        """Bytes the segment writes to DRAM per image: its output map, or its partial sums."""
+        out, bits = self.network.output_layer, self.network.bits
+        if self.partials_out:
+            return out.out_h * out.out_w * out.out_channels * PARTIAL_BYTES
+        return -(-out.out_h * out.out_w * out.out_channels * bits // 8)
+
+
+PARTIAL_BYTES = 4
+"""Bytes of one partial sum written to DRAM between the row bands of a layer (an int32 accumulator)."""
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """One segment of a sliced stage (`Segment.channels`, `rows`, `partials_in`, `partials_out`)."""
+
+    channels: tuple[int, int]
+    rows: tuple[int, int] | None
+    cores: int
+    partials_in: bool = False
+    partials_out: bool = False
 
 
 SLICEABLE_FUSED: frozenset[LayerKind] = frozenset({LayerKind.MAXPOOL, LayerKind.LOCAL_AVGPOOL, LayerKind.AVGPOOL})
@@ -91,24 +133,25 @@ def plan_segments(net: Network, scenario: Scenario) -> list[Segment]:
     cuts = set(cut_points(net, scenario))
     order = [layer.name for layer in net.layers[1:]]
     bands = {name: _bands(net, scenario, stages[name], cuts, need) for name, need in cores.items() if need > array}
-    segments: list[tuple[list[str], int, tuple[int, int] | None]] = []
+    segments: list[tuple[list[str], int, _Slice | None]] = []
     current: list[str] = []
     used = 0
     best_cut = -1  # index in `current` of the last cut point that fits
     best_used = 0
     counted: set[str] = set()
     skip = 0
+    piece: _Slice | None
     for name in order:
         if skip:
             skip -= 1
             continue
         stage = owner.get(name)
         if stage in bands:  # alone between two cuts (checked): close the segment before it, then its slices
-            if current:
+            if any(n in owner for n in current):  # (a flatten alone before it: the slices read it)
                 segments.append((current, used, None))
             st_layers = [stage, *stages[stage].fused]
-            for channels, n in bands[stage]:
-                segments.append((st_layers, n, channels))
+            for piece in bands[stage]:
+                segments.append((st_layers, piece.cores, piece))
             skip = len(st_layers) - 1
             current, counted, used, best_cut, best_used = [], set(), 0, -1, 0
             continue
@@ -134,19 +177,21 @@ def plan_segments(net: Network, scenario: Scenario) -> list[Segment]:
         segments.append((current, used, None))
     out = []
     source = net.input_layer.name
-    for index, (layers, n, band) in enumerate(segments):
-        out.append(Segment(index, tuple(layers), source, layers[-1], n,
-                           _subnetwork(net, source, layers, index, band), band))
-        if index + 1 < len(segments) and segments[index + 1][2] is not None and segments[index + 1][0] == layers:
-            continue  # the next slice of the same stage reads the same input
+    for index, (layers, n, piece) in enumerate(segments):
+        if piece is None:
+            out.append(Segment(index, tuple(layers), source, layers[-1], n, _subnetwork(net, source, layers, index)))
+        else:
+            source = net.layer(layers[0]).inputs[0]  # a slice reads the stage's own input
+            out.append(Segment(index, tuple(layers), source, layers[-1], n,
+                               _subnetwork(net, source, layers, index, piece.channels, piece.rows),
+                               piece.channels, piece.rows, piece.partials_in, piece.partials_out))
         source = layers[-1]
     return out
 
 
-def _bands(net: Network, scenario: Scenario, stage: Stage, cuts: set[str],
-           need: int) -> list[tuple[tuple[int, int], int]]:
-    """The output-channel bands a stage too large for the array is sliced into, with each band's
-    cores (module docstring); MappingError when it cannot be sliced."""
+def _bands(net: Network, scenario: Scenario, stage: Stage, cuts: set[str], need: int) -> list[_Slice]:
+    """The slices a stage too large for the array runs in, in order (module docstring);
+    MappingError when it cannot be sliced."""
     chip = scenario.chip
     array = chip.array_rows * chip.array_cols
     layer = net.layer(stage.name)
@@ -165,42 +210,56 @@ def _bands(net: Network, scenario: Scenario, stage: Stage, cuts: set[str],
             or (at > 1 and order[at - 1] not in cuts):
         raise MappingError(f"{where}; it can be split over segments by output channels only where it lies alone "
                            "between two cut points (no residual or concat edge around it)")
-    cols = chip.crossbar_cols
-    width = -(-layer.out_channels // cols) * cols
-    while width > cols:
+
+    def cores(channels: int, rows: int | None = None) -> int:
+        sub = _subnetwork(net, layer.inputs[0], [stage.name, *stage.fused], 0, (0, channels),
+                          None if rows is None else (0, rows))
+        return count_cores(sub, scenario)
+
+    cols, c_out = chip.crossbar_cols, layer.out_channels
+    width = min(c_out, -(-c_out // cols) * cols)
+    while width > cols and cores(width) > array:
         width -= cols
-        if _band_cores(net, scenario, stage, width) <= array:
-            break
-    else:
-        if _band_cores(net, scenario, stage, cols) > array:
-            raise MappingError(f"{where}; even {cols} of its output channels (one crossbar's columns) need "
-                               f"{_band_cores(net, scenario, stage, cols)} cores")
-    bands = [(c, min(c + width, layer.out_channels)) for c in range(0, layer.out_channels, width)]
-    return [(band, _band_cores(net, scenario, stage, band[1] - band[0])) for band in bands]
+    col_bands = [(c, min(c + width, c_out)) for c in range(0, c_out, width)]
+    if cores(width) <= array:
+        return [_Slice(band, None, cores(band[1] - band[0])) for band in col_bands]
+    if fused:
+        raise MappingError(f"{where}; even {width} of its output channels need {cores(width)} cores, and a layer "
+                           f"split by input rows over segments can have nothing fused ({', '.join(stage.fused)})")
+    lo, hi = 0, layer.in_channels  # the most input channels whose band fits (cores grow with them)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if cores(width, mid) <= array:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        raise MappingError(f"{where}; even one of its input channels under {width} output channels needs "
+                           f"{cores(width, 1)} cores")
+    row_bands = [(r, min(r + lo, layer.in_channels)) for r in range(0, layer.in_channels, lo)]
+    return [_Slice(band, rows, cores(band[1] - band[0], rows[1] - rows[0]), i > 0, i < len(row_bands) - 1)
+            for band in col_bands for i, rows in enumerate(row_bands)]
 
 
-def _band_cores(net: Network, scenario: Scenario, stage: Stage, channels: int) -> int:
-    """Cores of the stage computing `channels` of its output channels."""
-    source = net.layer(stage.name).inputs[0]
-    sub = _subnetwork(net, source, [stage.name, *stage.fused], 0, (0, channels))
-    return count_cores(sub, scenario)
-
-
-def sliced(layer: Layer, band: tuple[int, int]) -> Layer:
-    """`layer` computing only output channels [first, end) (a pooling layer: on those channels)."""
+def sliced(layer: Layer, band: tuple[int, int], rows: tuple[int, int] | None = None) -> Layer:
+    """`layer` computing only output channels [first, end) (a pooling layer: on those channels), from
+    input channels `rows` (None: all)."""
     n = band[1] - band[0]
     if layer.kind in SLICEABLE_FUSED:
         return dataclasses.replace(layer, in_channels=n, out_channels=n)
+    if rows is not None:
+        return dataclasses.replace(layer, in_channels=rows[1] - rows[0], out_channels=n)
     return dataclasses.replace(layer, out_channels=n)
 
 
 def _subnetwork(net: Network, source: str, layers: list[str], index: int,
-                band: tuple[int, int] | None = None) -> Network:
+                band: tuple[int, int] | None = None, rows: tuple[int, int] | None = None) -> Network:
     """The segment's layers behind an input layer shaped (and named) like the tensor `source` (a
-    slice's layers with the band's channels)."""
+    slice's layers with the band's channels; a row band's input with only its channels)."""
     src = net.layer(source)
+    channels = src.out_channels if rows is None else rows[1] - rows[0]
     inp = Layer(name=source, kind=LayerKind.INPUT, inputs=(), in_h=src.out_h, in_w=src.out_w,
-                in_channels=src.out_channels, out_h=src.out_h, out_w=src.out_w, out_channels=src.out_channels)
-    body = [net.layer(n) if band is None else sliced(net.layer(n), band) for n in layers]
+                in_channels=channels, out_h=src.out_h, out_w=src.out_w, out_channels=channels)
+    body = [net.layer(n) if band is None else sliced(net.layer(n), band, rows) for n in layers]
     return Network.from_layers(f"{net.name}.segment{index}", [inp, *body],
                                description=f"segment {index} of {net.name}", bits=net.bits, source=net.source)
