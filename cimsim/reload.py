@@ -107,11 +107,6 @@ def _value_flow(scenario: Scenario, net: Network, segments: list[Segment]) -> Va
     weights, the images."""
     if not scenario.functional.enabled:
         return None
-    split = next((seg for seg in segments if seg.rows is not None), None)
-    if split is not None:
-        raise InputError(f"{scenario.source or scenario.name}: mapping.weights = 'reload' with functional.enabled: "
-                         f"layer '{split.layers[0]}' is split by input rows over segments, and real values are not "
-                         "carried through partial sums")
     cfg = scenario.functional
     base = Path(scenario.source).parent if scenario.source else Path(".")
     images = ImageStream(net, scenario.run.batch, scenario.run.seed, base / cfg.images if cfg.images else None)

@@ -174,10 +174,28 @@ def test_a_layer_taller_than_the_array_runs_in_row_bands_through_partial_sums(tm
     assert [r["dram_bytes"]["weights"] for r in rows] == [32 * 64, 32 * 16, 32 * 16, 16 * 10]
 
 
-def test_row_bands_refuse_real_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_row_bands_carry_exact_values(tmp_path: Path) -> None:
+    """The row bands' partial sums are checked against the exact accumulators over their rows, and
+    the network's outputs equal the stationary run's (and the reference) value for value."""
     (tmp_path / "model.toml").write_text(MLP)
     path = tmp_path / "s.toml"
     path.write_text(ROWS)
-    assert main(["run", str(path), "--no-trace", "--set", "functional.enabled=true"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.splitlines()) == 1 and "partial sums" in err and "'fc2'" in err, err
+    seen: dict[bool, dict[tuple[int, str], np.ndarray]] = {True: {}, False: {}}
+    check = datapath.Datapath._check
+
+    def spy(self: datapath.Datapath, image: int, chip_out: np.ndarray, name: str) -> None:
+        seen[self.values is None][(image, name)] = chip_out.copy()
+        check(self, image, chip_out, name)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(datapath.Datapath, "_check", spy)
+    try:
+        f = run_scenario(path, ["functional.enabled=true", "functional.adc_bits=9"]).summary["functional"]
+        stationary = run_scenario(path, ["functional.enabled=true", "functional.adc_bits=9",
+                                         "chip.array_cols=4"]).summary["functional"]
+    finally:
+        mp.undo()
+    assert len(f["segments"]) == 4 and all(p["reference_match"] for p in f["segments"]) and f["reference_match"]
+    assert [p["images_checked"] for p in f["segments"]] == [2, 2, 2, 2]
+    assert all(np.array_equal(seen[False][(i, "fc3")], seen[True][(i, "fc3")]) for i in range(2))
+    assert f["totals"] == stationary["totals"]

@@ -35,7 +35,7 @@ from cimsim.functional.encoding import sign_passes
 from cimsim.functional.images import ImageStream
 from cimsim.functional.noise import crossbar_factory, noisy
 from cimsim.functional.onnx_agreement import OnnxAgreement, onnx_source
-from cimsim.functional.options import SignedSlicing, choose_layer_slicings, options_summary
+from cimsim.functional.options import SignedSlicing, choose_layer_slicings
 from cimsim.functional.pcm_pwm import mvm_clock_cycles
 from cimsim.functional.reference import (
     conv_accumulate,
@@ -46,6 +46,7 @@ from cimsim.functional.reference import (
 )
 from cimsim.functional.segment_values import SegmentValues, network_params
 from cimsim.hw.datapath_actions import Slicing, emit_mvm
+from cimsim.hw.datapath_summary import datapath_summary
 from cimsim.hw.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
 from cimsim.mapping.stages import Unit, Window
@@ -303,7 +304,12 @@ class Datapath:
             sl = self._signed.of(math)
             for pw, pres in passes:
                 emit_mvm(probe, sl, self.policy, self.adc_bits, image, layer, math, pres, pw)
-        return requantise(res.acc, math.params, math.layer.relu), res
+        acc = res.acc
+        if self.values is not None and self.values.rows is not None:  # a reloading run's row band
+            acc = self.values.accumulate(image, acc, positions)
+            if self.values.partials_out:
+                return acc, res
+        return requantise(acc, math.params, math.layer.relu), res
 
     def _batched(self, image: int) -> None:
         """Evaluate the whole image stage by stage in batched numpy (the values the cores will write)."""
@@ -390,7 +396,7 @@ class Datapath:
         out = self.act.get((layer, image))
         if out is None:
             shape = (geom.out_h, geom.out_w, y.shape[1])
-            out = self.act[(layer, image)] = np.zeros(shape, dtype=np.int8)
+            out = self.act[(layer, image)] = np.zeros(shape, dtype=y.dtype)  # (a row band's partial sums: int64)
             self.filled[(layer, image)] = np.zeros(shape[:2], dtype=bool)
         out[g.rows, g.cols] = y
         self.filled[(layer, image)][g.rows, g.cols] = True
@@ -429,12 +435,11 @@ class Datapath:
 
     def _check(self, image: int, chip_out: np.ndarray, name: str) -> None:
         img = self._image(image) if self.values is None else self.values.originals[image]
-        ref = reference_forward(self.whole, self.params, img[None])[name][0]
+        refs = reference_forward(self.whole, self.params, img[None])
         self._inputs.pop(image, None)
-        if self.values is not None:
-            ref = self.values.reference(ref)
-            if not self.values.last:
-                self.values.outputs[image] = chip_out.copy()
+        ref = refs[name][0] if self.values is None else self.values.reference(refs, name, self.plan.output_layer)
+        if self.values is not None and not self.values.last:
+            self.values.outputs[image] = chip_out.copy()
         diff = np.abs(chip_out.astype(np.int32).reshape(-1) - ref.astype(np.int32).reshape(-1))
         self.outputs_checked += 1
         self.output_values += diff.size
@@ -451,56 +456,10 @@ class Datapath:
         self.act.pop((self.plan.output_layer, image), None)
 
     # --- summary ------------------------------------------------------------------------------
-    def _noise_summary(self) -> dict[str, Any]:
-        return _noise_summary_of(self)
-
     def summary(self) -> dict[str, Any]:
-        """Counters per layer and overall, speculation success, converts, reference match."""
-        layers: dict[str, dict[str, Any]] = {}
-        total = dict.fromkeys(COUNTERS, 0)
-        for name, c in self.counters.items():
-            layers[name] = dict(c)
-            for k, v in c.items():
-                total[k] += v
-            layers[name]["speculation_success"] = speculation_success(c)
-            layers[name]["adc_converts_per_column"] = converts_per_column(c)
-        out: dict[str, Any] = {
-            "enabled": True,
-            "policy": self.policy,
-            "reference_match": self.mismatches == 0 and self.outputs_checked > 0,
-            "images_checked": self.outputs_checked,
-            "output_values": self.output_values,
-            "mismatching_values": self.mismatches,
-            "max_abs_error": self.max_abs_error,
-            "saturations_accepted": total["saturations_accepted"],
-            "speculation_success": speculation_success(total),
-            "adc_converts_per_column": converts_per_column(total),
-            "recovery_only_converts_per_column": 8,
-            "totals": total,
-            "layers": layers,
-        }
-        if self.pcm:
-            out["crossbar"] = "pcm_pwm"
-            out["recovery_only_converts_per_column"] = 1
-        if self.noisy:  # the mismatch statistics above are the result, not a failure
-            out["noise"] = self._noise_summary()
-        if self.agreement is not None:
-            out["onnx_agreement"] = self.agreement.summary()
-        if self.accuracy is not None:
-            out["accuracy"] = self.accuracy.summary()
-        out.update(options_summary(self))
-        return out
-
-
-def _noise_summary_of(dp: Datapath) -> dict[str, Any]:
-    """The noise model's parameters and the reference agreement it left (noisy runs only)."""
-    mism = dp.mismatches / dp.output_values if dp.output_values else None
-    return {"mismatch_fraction": None if mism is None else round(mism, 6),
-            "mean_abs_error": None if not dp.output_values else round(dp.abs_error_sum / dp.output_values, 6),
-            "max_abs_error": dp.max_abs_error,
-            "relative_rms_error": None if not dp.sq_ref_sum else round(float(np.sqrt(dp.sq_error_sum / dp.sq_ref_sum)), 6),
-            "top1_agreement": None if not dp.outputs_checked else round(dp.top1_agree / dp.outputs_checked, 6),
-            **dp.noise_params}
+        """Counters per layer and overall, speculation success, converts, reference match
+        (`cimsim.hw.datapath_summary`)."""
+        return datapath_summary(self)
 
 
 def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
@@ -511,15 +470,4 @@ def _window_pixels(win: Window, positions: list[tuple[int, int]]) -> np.ndarray:
     return np.array(sorted(read), dtype=np.int32)
 
 
-def speculation_success(c: dict[str, int]) -> float | None:
-    """Fraction of speculative column conversions that did not saturate."""
-    conv = c.get("speculative_converts", 0)
-    return None if not conv else round(1 - c.get("failed_slices", 0) / conv, 5)
-
-
-def converts_per_column(c: dict[str, int]) -> float | None:
-    cols = c.get("column_mvms", 0)
-    return None if not cols else round(c.get("adc_converts", 0) / cols, 4)
-
-
-__all__ = ["Datapath", "GroupResult", "converts_per_column", "speculation_success"]
+__all__ = ["Datapath", "GroupResult"]

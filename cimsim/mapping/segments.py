@@ -22,8 +22,8 @@ bands of its input channels run one after another, each reading only its input c
 band but the last writes its int32 partial sums (`PARTIAL_BYTES` per output value) to DRAM and
 the next band reads them back with its input and adds them (Dazzi 2.4.4's row split, through
 DRAM instead of between two cores); only the last band writes the layer's int8 outputs. A stage
-split by rows may have nothing fused; real values (`functional.enabled`) are not carried
-through partial sums (refused). A stage whose single input channel under one crossbar's
+split by rows may have nothing fused (an fc: its input is one pixel). A stage whose single input
+channel under one crossbar's
 columns still needs more cores than the array is an error.
 """
 
@@ -223,6 +223,9 @@ def _bands(net: Network, scenario: Scenario, stage: Stage, cuts: set[str], need:
     col_bands = [(c, min(c + width, c_out)) for c in range(0, c_out, width)]
     if cores(width) <= array:
         return [_Slice(band, None, cores(band[1] - band[0])) for band in col_bands]
+    if layer.kind is LayerKind.FC and (layer.in_h, layer.in_w) != (1, 1):
+        raise MappingError(f"{where}; even {width} of its output channels need {cores(width)} cores, and an fc "
+                           "over a whole map cannot be split by input rows over segments (flatten its input)")
     if fused:
         raise MappingError(f"{where}; even {width} of its output channels need {cores(width)} cores, and a layer "
                            f"split by input rows over segments can have nothing fused ({', '.join(stage.fused)})")
