@@ -238,3 +238,14 @@ def test_sweep_plot(client: Any, tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "--x nope: no such column" in capsys.readouterr().err
     assert main(["sweep-plot", table, "--x", "dataflow.mode", "--y", "cores", "-o", str(png)]) == 2
     assert "not a numeric column" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "points", "keys"), [
+    ("resnet32_mesh.toml", 12, ("chip.crossbar_rows", "noc.link_width_bits", "dataflow.mode",
+                                "input.pixels_per_timestep")),
+    ("resnet32_balanced.toml", 8, ("mapping.max_cores",)),
+])
+def test_the_shipped_sweep_files_expand_as_the_readme_says(name: str, points: int, keys: tuple[str, ...]) -> None:
+    """The README's example sweeps exist in the checkout and expand to their stated points."""
+    sweep = load_sweep(ROOT / "scenarios" / "sweeps" / name)
+    assert len(sweep.points) == points and sweep.keys == keys
