@@ -1,4 +1,5 @@
-"""`cimsim validate`: every reproduced number within its tolerance; a number outside fails it."""
+"""`cimsim validate`: every reproduced number within its tolerance; a number outside fails it; the README's
+reproduction tables are what it prints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from cimsim import validate as v
 from cimsim.cli import main
+from cimsim.validate import checks, measure, readme, tables
 
 
 def test_every_reproduction_within_its_tolerance(capsys: pytest.CaptureFixture[str]) -> None:
@@ -15,35 +17,70 @@ def test_every_reproduction_within_its_tolerance(capsys: pytest.CaptureFixture[s
     out = json.loads(capsys.readouterr().out)
     assert out["all_within_tolerance"]
     compared = [r for r in out["checks"] if r["tolerance"] is not None]
-    assert len(compared) >= 15
+    assert len(compared) >= 21
     for r in compared:
         assert r["status"] == "ok", r
         assert r["source"] and r["reason"]
     sources = " ".join(r["source"] for r in out["checks"])
     for paper in ("Dazzi 2021", "RAELLA", "Ottavi 2021", "Meng & Lu 2024"):
         assert paper in sources
-    readme = (v.ROOT / "README.md").read_text()
-    for line in v.format_markdown(out["checks"]).splitlines():  # the README's table is `validate --markdown`
-        assert line in readme, line
 
 
 def test_a_number_out_of_tolerance_exits_5(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     wrong = v.Check("test", "reloading MLP at a wrong paper value", 0.5, "TOPS", "meng_lu", "tops_batch1", 0.1, "test")
-    monkeypatch.setattr(v, "CHECKS", (*v.CHECKS, wrong))
+    monkeypatch.setattr(checks, "CHECKS", (*checks.CHECKS, wrong))
     assert main(["validate", "--only", "meng_lu"]) == v.EXIT_OUT_OF_TOLERANCE
     out = capsys.readouterr().out
     assert "OUT OF TOLERANCE" in out and "1 out of tolerance" in out
 
 
-def test_unknown_measurement_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "--only", "nope"]) == 2
-    assert capsys.readouterr().err.startswith("cimsim: error: --only: unknown measurement 'nope'")
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--only", "nope"], "--only: unknown measurement 'nope'"),
+    (["--table", "nope"], "--table: unknown table 'nope'"),
+])
+def test_unknown_measurement_or_table_is_a_one_line_error(argv: list[str], message: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cimsim: error: {message}") and err.count("\n") == 1
 
 
-def test_markdown_is_the_readme_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", "--markdown", "--only", "meng_lu,ottavi"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    readme = (v.ROOT / "README.md").read_text()
-    assert lines[0].startswith("| source |") and len(lines) == 2 + 4
-    for line in lines:  # the README's table is this command's output (regenerate it with --markdown)
-        assert line in readme, line
+def test_readme_has_every_table_once() -> None:
+    names = [b.name for b in readme.blocks(readme.README.read_text())]
+    assert sorted(names) == sorted([readme.CHECKS_TABLE, *tables.TABLES])
+
+
+@pytest.mark.parametrize("name", [readme.CHECKS_TABLE, *(n for n, t in tables.TABLES.items() if t.ci)])
+def test_readme_table_is_what_validate_prints(name: str) -> None:
+    """The README's table is the command's output, byte for byte (regenerate: python tools/readme_tables.py).
+    The slow tables (`ci = False`) are checked by `python tools/readme_tables.py --check`."""
+    block = next(b for b in readme.blocks(readme.README.read_text()) if b.name == name)
+    assert block.body == readme.render(name)
+
+
+def test_table_command_prints_the_table_and_its_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--markdown", "--table", "dazzi"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("|  | paper | cimsim | run |") and "`cimsim validate --markdown --table dazzi`" in text
+    assert main(["validate", "--json", "--table", "dazzi"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["header"][1] == "paper" and out["rows"][1][2] == "**1,630** timesteps (163.0 us)"
+
+
+def test_update_rewrites_a_stale_table(tmp_path) -> None:
+    path = tmp_path / "README.md"
+    path.write_text("text\n<!-- cimsim validate --markdown --table dazzi -->\nold\n" + readme.END + "\nmore\n")
+    assert readme.stale(path) == ["dazzi"]
+    assert readme.update(path) == ["dazzi"]
+    assert readme.stale(path) == [] and readme.update(path) == []
+    text = path.read_text()
+    assert text.startswith("text\n<!--") and text.endswith(readme.END + "\nmore\n") and "**42**" in text
+
+
+def test_converts_per_mac_equals_the_summary_s_own() -> None:
+    """validate computes MACs from the network where the summary has none (two's complement); the same
+    count as the summary's own on a split-sign run (`converts_per_mac` asserts it)."""
+    s = measure.fast_run("always")
+    f = s["functional"]
+    assert measure.converts_per_mac("raella_resnet32_always_fast.toml", s) == pytest.approx(
+        f["adc_converts_per_mac"], abs=1e-5)

@@ -65,7 +65,7 @@ def choose_layer_slicings(scenario: Scenario, net: Network, plan: MappingPlan, p
     return adaptive_slicings(net, params, images, cfg, fcfg.error_budget, layers, scenario.chip.crossbar_rows)
 
 
-def _macs(layer: Any) -> int:
+def layer_macs(layer: Any) -> int:
     """Multiply-accumulates of one image through conv/fc ``layer`` (its groups' real weights)."""
     groups = layer.groups if layer.kind is LayerKind.CONV else 1
     return layer.out_h * layer.out_w * (layer.kernel_rows // groups) * layer.out_channels
@@ -84,11 +84,11 @@ def options_summary(dp: Datapath) -> dict[str, Any]:
     if dp.slicings:
         out["error_budget"] = cfg.error_budget
         out["slicings"] = {n: c.summary() for n, c in dp.slicings.items()}
-    macs = sum(_macs(m.layer) for m in dp.maths.values()) * dp.outputs_checked
+    macs = sum(layer_macs(m.layer) for m in dp.maths.values()) * dp.outputs_checked
     converts = sum(c["adc_converts"] for c in dp.counters.values())
     out["macs"] = macs
     out["adc_converts_per_mac"] = round(converts / macs, 5) if macs else None
     return out
 
 
-__all__ = ["SignedSlicing", "choose_layer_slicings", "options_summary"]
+__all__ = ["SignedSlicing", "choose_layer_slicings", "layer_macs", "options_summary"]

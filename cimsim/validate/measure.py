@@ -1,0 +1,194 @@
+"""What `cimsim validate` measures: runs of the shipped scenarios (each run once per process, however
+many checks and tables read it) and the numbers its checks compare, by measurement key."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+TIMESTEP_S = 100e-9
+"""Dazzi's timestep (the scenarios': 50 cycles at 500 MHz)."""
+
+FAST_BATCH = 3
+"""Batch of the RAELLA runs: the `_fast` scenarios' own (the image interval is steady from the second
+image on), and three images' counters."""
+
+
+@functools.cache
+def run(scenario: str, *overrides: str) -> dict[str, Any]:
+    """The summary of `scenarios/<scenario>` with `--set` overrides (run once per process; not to be mutated)."""
+    from cimsim.config import load_scenario
+    from cimsim.runner import run as run_scenario
+
+    return run_scenario(load_scenario(SCENARIOS / scenario, list(overrides))).summary
+
+
+def throughput_at(summary: dict[str, Any], batch: int) -> float:
+    """Images/s of a `batch`-image run from a shorter one: the pipeline's latency plus (batch - 1)
+    image intervals (a steady interval from the second image on: the batch-3 golden files show it)."""
+    span = summary["latency_timesteps"] + (batch - 1) * summary["image_interval_timesteps"]
+    return batch / (span * summary["timestep_ns"] * 1e-9)
+
+
+def steady_throughput(summary: dict[str, Any]) -> float:
+    """Images/s in steady state: one image per mean image interval (needs a batch of 2 or more)."""
+    return 1 / (summary["image_interval_timesteps"] * summary["timestep_ns"] * 1e-9)
+
+
+@functools.cache
+def layer_macs_of(scenario: str) -> dict[str, int]:
+    from cimsim.config import load_scenario
+    from cimsim.functional.options import layer_macs
+    from cimsim.network import load_model
+
+    net = load_model(load_scenario(SCENARIOS / scenario).model)
+    return {layer.name: layer_macs(layer) for layer in net.layers if layer.kind.value in ("conv", "fc")}
+
+
+def converts_per_mac(scenario: str, summary: dict[str, Any]) -> float:
+    """ADC converts per multiply-accumulate of the crossbar layers (the summary's own figure where it
+    reports one: with split-sign inputs or adaptive slicing)."""
+    f = summary["functional"]
+    macs = sum(layer_macs_of(scenario)[name] for name in f["layers"]) * f["images_checked"]
+    if "macs" in f:
+        assert f["macs"] == macs, (f["macs"], macs)
+    return f["totals"]["adc_converts"] / macs
+
+
+def crossbar_cycles(summary: dict[str, Any], layer: str) -> int:
+    """Input-slice crossbar cycles of one layer over the run (both passes of its split-sign MVMs)."""
+    c = summary["functional"]["layers"][layer]
+    return c["speculative_slices"] + c["recovery_slices"]
+
+
+def cycles_per_mvm(summary: dict[str, Any], layer: str) -> float:
+    """Crossbar cycles per MVM of one layer: the counters count each pass of a split-sign MVM as an MVM."""
+    passes = 2 if layer in summary["functional"].get("split_sign_layers", ()) else 1
+    return crossbar_cycles(summary, layer) / summary["functional"]["layers"][layer]["mvms"] * passes
+
+
+def _dazzi(scenario: str) -> dict[str, float]:
+    s = run(scenario, "run.batch=2")
+    return {"cores": s["cores"], "latency_timesteps": s["latency_timesteps"],
+            "throughput_batch100": throughput_at(s, 100), "image_interval": s["image_interval_timesteps"]}
+
+
+def _dazzi_speedup_factor() -> dict[str, float]:
+    reg = run("dazzi2021_resnet32.toml", "run.batch=2")["latency_timesteps"]
+    fast = run("dazzi2021_resnet32_speedup.toml", "run.batch=2")["latency_timesteps"]
+    return {"speedup": reg / fast}
+
+
+def _raella() -> dict[str, float]:
+    f = run("dazzi2021_resnet32_speculation.toml", "run.batch=1")["functional"]
+    t, cols = f["totals"], f["totals"]["column_mvms"]
+    return {
+        "success": f["speculation_success"],
+        "cycles_always": (t["speculative_slices"] + t["recovery_slices"]) / t["mvms"],
+        "cycles_recovery_only": t["recovery_slices"] / t["mvms"],
+        "converts_saved": 1 - t["adc_converts"] / (8 * cols),
+        "speculative_converts": t["speculative_converts"] / cols,
+        "recovery_converts": t["recovery_converts"] / cols,
+    }
+
+
+UNREPLICATED = ("dataflow.layer_rates={}", "input.pixels_per_timestep=1")
+"""Overrides that take conv1's two kernel replicas (and the 2-pixel source they need) out of a `_fast`
+scenario, so the split-sign conv1 is the pipeline's bottleneck."""
+TWOS = "functional.input_encoding=twos_complement"
+BATCH = f"run.batch={FAST_BATCH}"
+
+
+def fast_run(policy: str, *overrides: str) -> dict[str, Any]:
+    """A `raella_resnet32_<policy>_fast.toml` run at `FAST_BATCH`."""
+    return run(f"raella_resnet32_{policy}_fast.toml", *overrides, BATCH)
+
+
+def _raella_fast() -> dict[str, float]:
+    runs = {p: fast_run(p) for p in ("off", "always", "on_failure")}
+    off, always, on_failure = (steady_throughput(s) for s in runs.values())
+    per_mac = {p: converts_per_mac(f"raella_resnet32_{p}_fast.toml", s) for p, s in runs.items()}
+    ratio = crossbar_cycles(fast_run("off", *UNREPLICATED), "conv1") / crossbar_cycles(
+        fast_run("off", *UNREPLICATED, TWOS), "conv1")
+    return {"always_vs_off": always / off - 1, "on_failure_vs_off": on_failure / off - 1,
+            "per_mac_saving": per_mac["always"] / per_mac["off"] - 1,
+            "conv1_cycles_ratio_off": ratio,
+            "conv1_cycles_split_always": cycles_per_mvm(runs["always"], "conv1")}
+
+
+def _pcm() -> dict[str, float]:
+    s = run("dazzi2021_resnet32_pcm.toml", "noise.pcm=false", "functional.pwm_steps_per_cycle=10")
+    return {"latency_timesteps": s["latency_timesteps"], "mismatching": s["functional"]["mismatching_values"]}
+
+
+def _digits() -> dict[str, float]:
+    acc = run("digits_cnn.toml")["functional"]["accuracy"]
+    return {"chip_minus_int8": 100 * (acc["chip"] - acc["int8_reference"]), "chip": acc["chip"]}
+
+
+def _ottavi() -> dict[str, float]:
+    from cimsim.config import load_scenario
+    from cimsim.mapping.sizing import dry_run
+    from cimsim.network import load_model
+
+    path = SCENARIOS / "zoo" / "mobilenetv2_cifar10.toml"
+    out: dict[str, float] = {}
+    for job in (0, 8, 16):
+        sc = load_scenario(path, ["mapping.depthwise=crossbar", f"mapping.depthwise_job_channels={job}"])
+        chip = dry_run(load_model(sc.model), sc)["chip"]
+        out[f"devices_{job}"], out["weights"] = chip["crossbar_devices"], chip["weights"]
+    for job in (8, 16):
+        out[f"overhead_{job}"] = out[f"devices_{job}"] / out["weights"] - 1
+    out["one_job_ratio"] = out["devices_0"] / out["weights"]
+    return out
+
+
+MENG_LU_RELOAD = ("mapping.weights=reload", "dram.enabled=true", "dram.bandwidth_gbps=34")
+"""`--set` of Meng & Lu's reloading runs (their TPU's 34 GB/s), with the array's rows and columns."""
+
+
+@functools.cache
+def roofline_points(model: str, rows: int, cols: int, batches: str) -> tuple[dict[str, Any], ...]:
+    """`cimsim roofline` of `zoo/meng_lu2024_<model>.toml` reloading on a `rows` x `cols` array, at the
+    comma-separated batches."""
+    from cimsim.roofline import roofline
+
+    args = argparse.Namespace(scenario=str(SCENARIOS / "zoo" / f"meng_lu2024_{model}.toml"), batch=batches,
+                              set=[*MENG_LU_RELOAD, f"chip.array_rows={rows}", f"chip.array_cols={cols}"])
+    result = roofline(args)
+    return tuple({**p, "ridge": result["ridge_intensity_macs_per_byte"]} for p in result["points"])
+
+
+def _meng_lu() -> dict[str, float]:
+    point = roofline_points("mlp", 11, 10, "1")[0]
+    return {"tops_batch1": point["tops"], "roofline_batch1": point["roofline_tops"]}
+
+
+MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
+    "dazzi_regular": (("dazzi2021_resnet32.toml, batch 2; images/s at batch 100 = 100 / ((latency + 99 x image "
+                      "interval) x 100 ns)"), lambda: _dazzi("dazzi2021_resnet32.toml")),
+    "dazzi_speedup": ("dazzi2021_resnet32_speedup.toml, batch 2 (batch 100 as above)",
+                      lambda: _dazzi("dazzi2021_resnet32_speedup.toml")),
+    "dazzi_factor": ("both Dazzi scenarios, batch 2", _dazzi_speedup_factor),
+    "raella": ("dazzi2021_resnet32_speculation.toml (policy always, 7-bit ADC), batch 1", _raella),
+    "raella_fast": (("raella_resnet32_<policy>_fast.toml (split-sign inputs), batch 3, throughput = 1 / image "
+                     "interval; conv1's crossbar cycles over the same images "
+                     "with conv1 unreplicated, split-sign against two's complement"), _raella_fast),
+    "pcm": ("dazzi2021_resnet32_pcm.toml, noise.pcm = false, pwm_steps_per_cycle = 10 (13-cycle MVM), batch 1", _pcm),
+    "digits": ("digits_cnn.toml (9-bit ADCs, noise off), the 360 held-out images", _digits),
+    "ottavi": ("zoo/mobilenetv2_cifar10.toml, mapping.depthwise = crossbar, dry_run", _ottavi),
+    "none": ("not measured", dict),
+    "meng_lu": ("zoo/meng_lu2024_mlp.toml, reload, 11 x 10 cores, 34 GB/s DRAM, batch 1", _meng_lu),
+}
+"""Measurement key -> (what it runs, the function)."""
+
+
+__all__ = ["BATCH", "FAST_BATCH", "MEASUREMENTS", "ROOT", "SCENARIOS", "TIMESTEP_S", "TWOS", "UNREPLICATED",
+           "converts_per_mac", "crossbar_cycles", "cycles_per_mvm", "fast_run", "layer_macs_of", "roofline_points", "run",
+           "steady_throughput", "throughput_at"]
