@@ -131,6 +131,21 @@ def print_grid(rows: list[dict[str, Any]], args: argparse.Namespace, keys: list[
     for key, by_e in seen.items():
         cells = [" / ".join(f"{100 * by_e[s][p]['accuracy']['chip']:.2f}" for p in policies) for s in sigmas]
         print("| " + " | ".join([str(k) for k in key] + cells) + " |")
+    quiet = [(k, v[0.0]) for k, v in seen.items() if 0.0 in v]
+    if quiet:
+        spec = "always" if "always" in policies else policies[0]
+        print(f"\nwithout noise: outputs off the reference (`{'` / `'.join(policies)}`, of "
+              f"{next(iter(quiet[0][1].values()))['output_values']:,}), speculation success and ADC converts per "
+              f"column (`{spec}`):\n")
+        print("| ADC bits | weight slicing | " + " | ".join(keys) + (" | " if keys else "")
+              + "outputs off the reference | speculation success | ADC converts per column |")
+        print("|---" * (5 + len(keys)) + "|")
+        for key, runs in quiet:
+            r = runs[spec]
+            cells = [*map(str, key), " / ".join(f"{runs[p]['mismatching_values']:,}" for p in policies),
+                     "-" if r["speculation_success"] is None else f"{100 * r['speculation_success']:.1f} %",
+                     f"{r['adc_converts_per_column']:.2f}"]
+            print("| " + " | ".join(cells) + " |")
     adaptive = [(k, v) for k, v in seen.items() if k[1] == "adaptive"]
     if adaptive:
         print("\nadaptive slicing chosen per layer (policy off run; * = no slicing within the error budget):\n")
