@@ -11,7 +11,7 @@ from cimsim.errors import InputError
 from cimsim.functional.crossbar import Crossbar, CrossbarConfig, optimal_centers, weight_slices
 from cimsim.functional.crossbar_reference import mvm_explicit
 
-ENCODINGS = ("differential", "center_offset")
+ENCODINGS = ("differential", "center_offset", "offset")
 POLICIES = ("off", "always", "on_failure")
 
 
@@ -183,7 +183,7 @@ def test_weight_slice_ranges_and_config_defaults():
         ({"adc_bits": 0}, "adc_bits"),
         ({"input_slices": (4, 2, 1)}, "input_slices"),
         ({"weight_slice_bits": (4, 4, 1)}, "weight_slice_bits"),
-        ({"weight_encoding": "offset"}, "weight_encoding"),
+        ({"weight_encoding": "isaac"}, "weight_encoding"),
         ({"policy": "sometimes"}, "policy"),
         ({"recovery": "row"}, "recovery"),
         ({"rows": -1}, "rows"),

@@ -32,7 +32,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "chip.clocking": ("timestep", "elastic"),
     "noc.topology": ("ideal", "mesh", "prism"),
     "functional.policy": ("off", "always", "on_failure"),
-    "functional.weight_encoding": ("center_offset", "differential"),
+    "functional.weight_encoding": ("center_offset", "differential", "offset"),
     "functional.mode": ("batched", "per_group"),
     "functional.crossbar": ("raella", "pcm_pwm"),
     "functional.input_encoding": ("twos_complement", "split_sign"),

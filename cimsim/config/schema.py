@@ -254,8 +254,9 @@ class FunctionalConfig:
     slices, then 1-bit recovery slices always run: 3 + 8 = 11 crossbar cycles), "on_failure"
     (recovery cycles only when some column failed: 3 or 11, data-dependent)."""
     weight_encoding: str = "center_offset"
-    """Signed weights on devices: "center_offset" (RAELLA 4.1) or "differential" (a pair of
-    devices per weight, zero center)."""
+    """Signed weights on devices: "center_offset" (RAELLA 4.1), "differential" (a pair of
+    devices per weight, zero center) or "offset" (ISAAC's unsigned weights, RAELLA 7.1: w + 128
+    on the devices, 128 x the input sum subtracted digitally; fixed slicing 2b-2b-2b-2b)."""
     mode: str = "batched"
     """How values are computed: "batched" (each image layer by layer in batched numpy when its
     first group fires; the cores then check every window was produced before they read it and
@@ -269,9 +270,10 @@ class FunctionalConfig:
     6.1: a layer whose input can be negative runs a positive and a negative pass, doubling its
     crossbar cycles and ADC converts; post-ReLU inputs are unchanged)."""
     weight_slicing: str = "fixed"
-    """Weight slices: "fixed" (4b, 2b, 2b for every layer) or "adaptive" (RAELLA 4.2: per layer,
-    the fewest slices of at most 4 bits whose error on ten test images is below error_budget;
-    the last layer 8 x 1b)."""
+    """Weight slices: "fixed" (4b, 2b, 2b for every layer; 2b x 4 with weight_encoding "offset") or
+    "adaptive" (RAELLA 4.2: per layer, the fewest slices of at most 4 bits whose error on ten test
+    images is below error_budget, on the noisy crossbar when noise.column_sigma > 0; the last
+    layer 8 x 1b)."""
     error_budget: float = 0.09
     """Adaptive slicing's budget: mean absolute error of a layer's nonzero int8 outputs
     (RAELLA 4.2.1, 0.09)."""

@@ -33,7 +33,7 @@ API
 
 `cimsim.functional.crossbar`
     ``CrossbarConfig(rows, cols, adc_bits=7, input_bits=8, input_slices=(4, 2, 2),
-    recovery_slice_bits=1, weight_encoding="center_offset" | "differential",
+    recovery_slice_bits=1, weight_encoding="center_offset" | "differential" | "offset",
     policy="always" | "on_failure" | "off", weight_slice_bits=(4, 2, 2),
     recovery="slice" | "column")``.
     ``Crossbar(matrix int8 (rows, cols), config).mvm(x int8 (rows,) or (n, rows))
@@ -71,7 +71,8 @@ API
 `cimsim.functional.slicing`
     ``functional.weight_slicing = "adaptive"``: ``all_slicings()`` (RAELLA's 108),
     ``choose_slicing`` / ``adaptive_slicings`` (Algorithm 1 against ``functional.error_budget``,
-    mean |error| of nonzero int8 outputs, 4.2.1); `cimsim.functional.options` wires both
+    mean |error| of nonzero int8 outputs, 4.2.1; ``SearchNoise``: noise-aware, on seeded
+    noisy crossbars when ``noise.column_sigma > 0``); `cimsim.functional.options` wires both
     options into the datapath and its summary.
 
 `cimsim.functional.digital`

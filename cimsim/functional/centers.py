@@ -8,7 +8,10 @@ column current is the difference, 4.1.4). ``weight_encoding="center_offset"`` pi
 ``phi_j`` per column by Eq. 4.2 (`optimal_centers`: argmin over integer phi of
 ``sum_k 2**l_k * (sum_i D_k(w_i - phi))**4``, ties to the smallest |phi|);
 ``"differential"`` is RAELLA's Zero+Offset baseline (``phi = 0``, positive weights on
-the positive device, negative on the negative one). The offset magnitude (8 bits) is
+the positive device, negative on the negative one); ``"offset"`` is ISAAC's unsigned
+arithmetic (RAELLA 4.1, 7.1: "unsigned weights"): ``phi = -128`` for every column, so each
+device holds the unsigned ``w + 128`` (0..255, dense high-order bits for small weights) and
+the digital side subtracts ``128 * sum_i x_i``. The offset magnitude (8 bits) is
 cut into *weight slices*, one physical device column each, high-order first; default
 ``weight_slice_bits=(4, 2, 2)``: "most layers use the 4b-2b-2b setup" (4.2, Fig. 4-4;
 7.1). Slice ``k`` covering bits ``h..l`` stores ``sign(o) * ((|o| >> l) & (2**(h-l+1) - 1))``
@@ -116,6 +119,27 @@ def _packed_center_table(ranges: tuple[tuple[int, int], ...], rows: int) -> tupl
     table = packing.pack(_center_tables(ranges))
     table.flags.writeable = False
     return packing, table
+
+
+FIXED_WEIGHT_SLICES = (4, 2, 2)
+"""A scenario's fixed weight slicing (``functional.weight_slicing = "fixed"``): RAELLA's 4b-2b-2b."""
+OFFSET_WEIGHT_SLICES = (2, 2, 2, 2)
+"""The fixed weight slicing with ``weight_encoding="offset"``: ISAAC's four 2b cells (RAELLA 7.1)."""
+OFFSET_CENTER = -128
+"""The center of every column with ``weight_encoding="offset"`` (ISAAC: devices hold w + 128)."""
+
+
+def fixed_weight_slices(encoding: str) -> tuple[int, ...]:
+    """A scenario's fixed weight slicing under weight encoding ``encoding``."""
+    return OFFSET_WEIGHT_SLICES if encoding == "offset" else FIXED_WEIGHT_SLICES
+
+
+def encoding_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...], encoding: str) -> np.ndarray:
+    """Per-column centers (int16 (cols,)) of an int8 ``matrix`` under ``encoding`` (module docstring)."""
+    cols = np.asarray(matrix).shape[1]
+    if encoding == "center_offset":
+        return optimal_centers(matrix, ranges)
+    return np.full(cols, OFFSET_CENTER if encoding == "offset" else 0, dtype=np.int16)
 
 
 def optimal_centers(matrix: np.ndarray, ranges: tuple[tuple[int, int], ...]) -> np.ndarray:

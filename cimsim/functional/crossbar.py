@@ -12,7 +12,8 @@ importable from here as before.
 **Weights** (4.1, 4.2; details in the `cimsim.functional.centers` docstring). A
 column ``j`` of the int8 matrix is stored as a digital center ``phi_j`` plus
 signed offsets ``w_ij - phi_j`` in 2T2R pairs; ``weight_encoding="center_offset"``
-picks ``phi_j`` by Eq. 4.2, ``"differential"`` uses ``phi = 0``. The 8-bit offset
+picks ``phi_j`` by Eq. 4.2, ``"differential"`` uses ``phi = 0``, ``"offset"`` (ISAAC's
+unsigned weights) ``phi = -128``. The 8-bit offset
 magnitude is cut into weight slices (default ``weight_slice_bits=(4, 2, 2)``),
 one device column each, so a crossbar of ``cols`` logical columns uses
 ``cols * len(weight_slice_bits)`` device columns (RAELLA 5.1: 2-8 columns per filter).
@@ -73,12 +74,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cimsim.errors import InputError
-from cimsim.functional.centers import optimal_centers, weight_slices
+from cimsim.functional.centers import encoding_centers, weight_slices
+from cimsim.functional.centers import optimal_centers as optimal_centers  # re-exported (module docstring)
 from cimsim.functional.crossbar_recovery import _EntryRecovery
 
 POLICIES = ("off", "always", "on_failure")
 """`CrossbarConfig.policy` values."""
-ENCODINGS = ("differential", "center_offset")
+ENCODINGS = ("differential", "center_offset", "offset")
 """`CrossbarConfig.weight_encoding` values."""
 RECOVERY_MODES = ("slice", "column")
 """`CrossbarConfig.recovery` values."""
@@ -306,10 +308,7 @@ class Crossbar(_EntryRecovery):
         self.matrix = matrix.astype(np.int8)
         self.rows, self.cols = rows, cols
         wranges = config.weight_slice_ranges
-        if config.weight_encoding == "center_offset":
-            self.centers = optimal_centers(self.matrix, wranges)
-        else:
-            self.centers = np.zeros(cols, dtype=np.int16)
+        self.centers = encoding_centers(self.matrix, wranges, config.weight_encoding)
         offsets = self.matrix.astype(np.int16) - self.centers[None, :]
         self.offset_slices = np.stack(weight_slices(offsets, wranges))  # (K, rows, cols)
         k = len(wranges)

@@ -62,7 +62,9 @@ def choose_layer_slicings(scenario: Scenario, net: Network, plan: MappingPlan, p
     finally:
         stream.close()
     layers = {name: (plan.layers[name].jobs, p) for name, p in passes.items()}
-    return adaptive_slicings(net, params, images, cfg, fcfg.error_budget, layers, scenario.chip.crossbar_rows)
+    sigma = scenario.noise.column_sigma if fcfg.crossbar == "raella" else 0.0
+    return adaptive_slicings(net, params, images, cfg, fcfg.error_budget, layers, scenario.chip.crossbar_rows,
+                             sigma, scenario.run.seed)
 
 
 def layer_macs(layer: Any) -> int:
@@ -83,6 +85,7 @@ def options_summary(dp: Datapath) -> dict[str, Any]:
         out["split_sign_layers"] = [n for n, p in dp.sign_passes.items() if p == 2]
     if dp.slicings:
         out["error_budget"] = cfg.error_budget
+        out["slicing_noise_sigma"] = dp.noise_params["column_sigma"] if not dp.pcm else 0.0
         out["slicings"] = {n: c.summary() for n, c in dp.slicings.items()}
     macs = sum(layer_macs(m.layer) for m in dp.maths.values()) * dp.outputs_checked
     converts = sum(c["adc_converts"] for c in dp.counters.values())

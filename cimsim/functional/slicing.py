@@ -17,6 +17,12 @@ or ``"adaptive"``:
 - The crossbar simulated (4.2.2): Center+Offset weights re-encoded for the slicing (optimal
   centers per slicing), "1b input slices when comparing weight slicings" (policy off), the
   layer's own input encoding (a split-sign layer's two passes).
+- Noise (7.3: "RAELLA's empirical slicing strategy is noise-aware"): with ``noise.column_sigma``
+  = E > 0 every candidate is evaluated on `NoisyCrossbar`s of that E, so the error includes the
+  analog noise and the choice changes with E. The draws are deterministic: every candidate's
+  crossbars of layer ``i`` take Generators seeded (run.seed, `SLICING_STREAM`, i, crossbar
+  number), the same for every candidate of the layer (common random numbers, so candidates are
+  compared on the same noise realisation as far as their shapes allow).
 - Search (4.2.2): slicings from fewest slices to most; within the first slice count that has a
   below-budget slicing, the lowest-error one; later counts are not tested. The network's last
   conv/fc always gets 8 x 1b ("We always use the most conservative 1b per weight slice for the
@@ -27,6 +33,7 @@ or ``"adaptive"``:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -35,6 +42,7 @@ import numpy as np
 
 from cimsim.functional.chip_math import LayerMath, all_positions, windows
 from cimsim.functional.crossbar import WEIGHT_MAGNITUDE_BITS, CrossbarConfig
+from cimsim.functional.noise import NoisyCrossbar
 from cimsim.functional.reference import reference_forward, requantise
 from cimsim.functional.weights import LayerParams
 from cimsim.network import Network
@@ -42,6 +50,8 @@ from cimsim.network.layers import Layer, LayerKind
 
 MAX_SLICE_BITS = 4
 """Bits per weight slice at most (RAELLA's 4b ReRAM devices, 4.2.3)."""
+SLICING_STREAM = 17
+"""Second word of the noise Generators' seeds in the search (apart from the run's noise, 16)."""
 TEST_IMAGES = 10
 """Test images of the search (4.2.1: "we use ten inputs chosen randomly from the validation set")."""
 DEFAULT_ERROR_BUDGET = 0.09
@@ -82,12 +92,39 @@ class SlicingChoice:
                 "tested": self.tested, "within_budget": self.within_budget, "last_layer": self.last_layer}
 
 
+@dataclass(frozen=True)
+class SearchNoise:
+    """The column noise the search evaluates candidates under (module docstring)."""
+
+    sigma: float = 0.0
+    """RAELLA's E (0: noiseless crossbars)."""
+    seed: int = 0
+    """run.seed."""
+    layer_index: int = 0
+
+    def factory(self) -> Callable[[np.ndarray, CrossbarConfig], Any] | None:
+        """A fresh crossbar factory for one candidate (None without noise)."""
+        if self.sigma <= 0:
+            return None
+        count = [0]
+
+        def make(matrix: np.ndarray, config: CrossbarConfig) -> NoisyCrossbar:
+            count[0] += 1
+            rng = np.random.default_rng([self.seed, SLICING_STREAM, self.layer_index, count[0]])
+            return NoisyCrossbar(matrix, config, self.sigma, rng)
+
+        return make
+
+
 def slicing_error(layer: Layer, params: LayerParams, win: np.ndarray, exact: np.ndarray, config: CrossbarConfig,
-                  row_parts: int, xbar_rows: int, jobs: int = 1, sign_passes: int = 1) -> float:
+                  row_parts: int, xbar_rows: int, jobs: int = 1, sign_passes: int = 1,
+                  noise: SearchNoise | None = None) -> float:
     """Mean absolute error of the int8 outputs of windows ``win`` through crossbars of ``config``
-    (its slicing; 1b input slices) against the ``exact`` int8 outputs, over nonzero exact outputs."""
+    (its slicing; 1b input slices; ``noise``'s column noise) against the ``exact`` int8 outputs,
+    over nonzero exact outputs."""
     cfg = replace(config, policy="off")
-    lm = LayerMath(layer, params, cfg, row_parts, xbar_rows, jobs=jobs, sign_passes=sign_passes)
+    lm = LayerMath(layer, params, cfg, row_parts, xbar_rows, jobs=jobs, sign_passes=sign_passes,
+                   crossbar_factory=noise.factory() if noise else None)
     out = requantise(lm.compute(win).acc, params, layer.relu).astype(np.int32)
     nz = exact != 0
     if not nz.any():
@@ -97,7 +134,7 @@ def slicing_error(layer: Layer, params: LayerParams, win: np.ndarray, exact: np.
 
 def choose_slicing(layer: Layer, params: LayerParams, win: np.ndarray, config: CrossbarConfig, budget: float,
                    row_parts: int, xbar_rows: int, jobs: int = 1, sign_passes: int = 1,
-                   last_layer: bool = False) -> SlicingChoice:
+                   last_layer: bool = False, noise: SearchNoise | None = None) -> SlicingChoice:
     """Algorithm 1's FindBestSlicing for one layer on test windows ``win`` (module docstring)."""
     matrix = LayerMath(layer, params, config, row_parts, xbar_rows, jobs=jobs).matrix
     acc = win.astype(np.int64) @ matrix.astype(np.int64)
@@ -105,7 +142,7 @@ def choose_slicing(layer: Layer, params: LayerParams, win: np.ndarray, config: C
 
     def error(s: tuple[int, ...]) -> float:
         return slicing_error(layer, params, win, exact, replace(config, weight_slice_bits=s), row_parts,
-                             xbar_rows, jobs, sign_passes)
+                             xbar_rows, jobs, sign_passes, noise)
 
     if last_layer:
         s = (1,) * WEIGHT_MAGNITUDE_BITS
@@ -135,10 +172,13 @@ def layer_windows(layer: Layer, inputs: list[np.ndarray], kernel_hw, stride, pad
 
 
 def adaptive_slicings(net: Network, params: dict[str, LayerParams], images: np.ndarray, config: CrossbarConfig,
-                      budget: float, layers: dict[str, tuple[int, int]], xbar_rows: int) -> dict[str, SlicingChoice]:
+                      budget: float, layers: dict[str, tuple[int, int]], xbar_rows: int,
+                      sigma: float = 0.0, seed: int = 0) -> dict[str, SlicingChoice]:
     """The chosen slicing of every crossbar layer ``layers`` (name -> (jobs, sign passes)) on test
-    ``images`` (n, H, W, C) int8, each layer fed its exact inputs from the reference forward pass."""
+    ``images`` (n, H, W, C) int8, each layer fed its exact inputs from the reference forward pass,
+    candidates evaluated under column noise ``sigma`` (seeded from ``seed``)."""
     ref = reference_forward(net, params, images)
+    index = {layer.name: i for i, layer in enumerate(net.layers)}
     convs = [layer.name for layer in net.layers if layer.kind in (LayerKind.CONV, LayerKind.FC)]
     out: dict[str, SlicingChoice] = {}
     for name, (jobs, passes) in layers.items():
@@ -149,14 +189,17 @@ def adaptive_slicings(net: Network, params: dict[str, LayerParams], images: np.n
         inputs = list(ref[layer.inputs[0]])
         win = layer_windows(layer, inputs, kernel, stride, padding)
         out[name] = choose_slicing(layer, params[name], win, config, budget, -(-layer.kernel_rows // xbar_rows),
-                                   xbar_rows, jobs, passes, last_layer=name == convs[-1])
+                                   xbar_rows, jobs, passes, last_layer=name == convs[-1],
+                                   noise=SearchNoise(sigma, seed, index[name]))
     return out
 
 
 __all__ = [
     "DEFAULT_ERROR_BUDGET",
     "MAX_SLICE_BITS",
+    "SLICING_STREAM",
     "TEST_IMAGES",
+    "SearchNoise",
     "SlicingChoice",
     "WeightSlicing",
     "adaptive_slicings",

@@ -28,6 +28,7 @@ from cimsim.config.schema import Scenario
 from cimsim.energy.actions import Action, Component
 from cimsim.errors import InputError, SimulationError
 from cimsim.functional.accuracy import Accuracy
+from cimsim.functional.centers import fixed_weight_slices
 from cimsim.functional.chip_math import GroupResult, LayerMath, combine_passes, windows
 from cimsim.functional.crossbar import COUNTERS, CrossbarConfig
 from cimsim.functional.digital import DIGITAL_KINDS, DigitalMath
@@ -125,7 +126,8 @@ class Datapath:
         self.cycle_cycles = cfg.crossbar_cycle_cycles
         chip = scenario.chip
         xcfg = CrossbarConfig(rows=chip.crossbar_rows, cols=chip.crossbar_cols, adc_bits=cfg.adc_bits,
-                              policy=cfg.policy, weight_encoding=cfg.weight_encoding)
+                              policy=cfg.policy, weight_encoding=cfg.weight_encoding,
+                              weight_slice_bits=fixed_weight_slices(cfg.weight_encoding))
         self.policy = cfg.policy
         self.pcm = cfg.crossbar == "pcm_pwm"
         """Dazzi's PCM/PWM crossbar (`cimsim.functional.pcm_pwm`): one pass per MVM, no energy actions."""
