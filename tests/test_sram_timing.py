@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from harness import layer
 
 from cimsim.cli import main
 from cimsim.config import load_scenario
@@ -14,6 +15,7 @@ from cimsim.hw.chip import build_chip, layer_geometry
 from cimsim.mapping import map_network
 from cimsim.mapping.sram import AddressGenerator, make_layout
 from cimsim.network import load_model
+from cimsim.runner import run
 
 ROOT = Path(__file__).resolve().parent.parent
 H, W, C = 5, 7, 3
@@ -113,3 +115,76 @@ def test_narrow_sram_word_stalls_the_pipeline(capsys: pytest.CaptureFixture[str]
     # 56-channel pixels need 14 words of 32 bits: the stage-3 layers overrun the timestep
     assert sram["conv23"] > 0
     assert narrow["latency_timesteps"] > wide["latency_timesteps"]
+
+
+RES_C = 8
+"""Channels of the residual test's pixels (64 bits): input, conv1 and the add all carry 8."""
+
+
+@pytest.mark.parametrize("ports", [1, 2])
+@pytest.mark.parametrize("method", ["iwap", "plip"])
+@pytest.mark.parametrize("word_bits", [16, 40, 64])
+def test_residual_pixels_cost_their_words_where_stored_and_read(tmp_path: Path, method: str, word_bits: int,
+                                                                 ports: int) -> None:
+    """conv1 adds the network input as its residual (add1 fused into conv1's digital processor):
+    each step is charged this timestep's input-pixel store, the residual pixel that arrived with
+    it (ceil(64 / word_bits) words), the group's kernel rows, and its output's residual pixel read
+    back (the same words), with the two port rules; energy counts the same words."""
+    (tmp_path / "m.toml").write_text(
+        f'name = "residual_add"\n[input]\nheight = {H}\nwidth = {W}\nchannels = {RES_C}\n'
+        + layer(name='"conv1"', type='"conv"', input='"input"', out_channels=str(RES_C), kernel="3", padding="1")
+        + layer(name='"add1"', type='"add"', inputs='["conv1", "input"]', relu="true"))
+    batch = 3
+    (tmp_path / "s.toml").write_text(f"""
+model = "m.toml"
+[chip]
+cycles_per_timestep = 1000
+mvm_cycles = {MVM}
+digital_cycles = {DIGITAL}
+sram_word_bits = {word_bits}
+sram_depth_words = 4096
+sram_ports = {ports}
+[mapping]
+sram_method = "{method}"
+[energy]
+enabled = true
+table = "dazzi2021_14nm"
+[run]
+batch = {batch}
+""")
+    scenario = load_scenario(tmp_path / "s.toml")
+    events = _Events()
+    summary = run(scenario, [events]).summary
+    net = load_model(scenario.model)
+    plan = map_network(net, scenario)
+    assert plan.layers["conv1"].fused == ("add1",) and plan.layers["conv1"].residual_input == "input"
+    bits = RES_C * 8
+    res_words = -(-bits // word_bits)  # a residual pixel takes whole words of the residual area
+    gen = AddressGenerator(make_layout(method, bits, H, 3, word_bits), H, W, 3, 1)
+    geom = layer_geometry(net, plan, "conv1")
+    n_in = H * W
+    assert len(events.computes) == batch * geom.n_groups
+    all_writes = all_reads = 0
+    for timestep, image, first, cycles in events.computes:
+        gi = first
+        b, k = divmod(timestep, n_in)
+        col, x = divmod(k, H)
+        arrived = timestep < batch * n_in  # input pixel `timestep` and its residual copy arrive now
+        writes = (len(_words(gen.store_addresses(b * W + col, x), bits, word_bits)) + res_words) if arrived else 0
+        reads = res_words  # this output's residual pixel, read back for the add
+        for row in geom.group_rows[gi]:
+            words: set[int] = set()
+            for addr in gen.read_addresses(row, gi // geom.out_h - 1, image=image):
+                words |= _words(addr, bits, word_bits)
+            reads += len(words)
+        sram = writes + reads if ports == 1 else max(writes, reads)
+        assert cycles == sram + MVM + DIGITAL, (timestep, image, gi)
+        all_reads += reads
+    # energy: every input pixel's words and every residual pixel's words, written once and read once
+    for b in range(batch):
+        for k in range(n_in):
+            col, x = divmod(k, H)
+            all_writes += len(_words(gen.store_addresses(b * W + col, x), bits, word_bits)) + res_words
+    counts = {(r["layer"], r["component"], r["action"]): r["count"] for r in summary["energy"]["counts"]["counts"]}
+    assert counts[("conv1", "sram", "word_write")] == all_writes
+    assert counts[("conv1", "sram", "word_read")] == all_reads

@@ -1,7 +1,9 @@
 """What one step of a core does, as action counts: static tables for the energy collector.
 
 A core's step (one parallel group of one image) does the same work whatever the timing:
-it stores the input pixels the group newly needs, reads the group's kernel rows, runs
+it stores the input pixels the group newly needs, reads the group's kernel rows, stores
+and reads back the residual pixel of each of its outputs (a core that adds a residual;
+charged to the step that adds them, so an image's counts stay with the image), runs
 one MVM on its crossbar, runs the digital processor on the group's outputs (the writing
 core of a layer) and sends the released pixels along its flows. What depends on the
 rotation of the circular SRAM buffer depends on the image modulo its period, so the
@@ -44,7 +46,7 @@ CORE_COMPONENTS = (C.CORE, C.DFC, C.SRAM, C.CROSSBAR, C.DAC, C.ADC, C.DIGITAL)
 """Components every core instance powers (a table gives static power to some of them)."""
 
 
-BASES = ("steps", "write_words", "read_words", "outputs", "sent", "new_pixels", "last_groups")
+BASES = ("steps", "write_words", "read_words", "residual_words", "outputs", "sent", "new_pixels", "last_groups")
 """What a step's action counts are proportional to (see `CoreSteps.basis`)."""
 
 
@@ -154,6 +156,9 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
         ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
         ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
     ]
+    if core._res_words:  # each residual pixel written once into the SRAM and read once for its add
+        rates += [((layer, C.SRAM, A.WORD_WRITE, 0), "residual_words", 1),
+                  ((layer, C.SRAM, A.WORD_READ, 0), "residual_words", 1)]
     if lm.unit is Unit.CROSSBAR:  # a depthwise in jobs: one MVM per job, all rows, its band of columns
         jobs = lm.jobs
         rates.append(((layer, C.CROSSBAR, A.MVM, cells // jobs), "steps", jobs))
@@ -185,6 +190,7 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
         "steps": ones,
         "write_words": writes[:, bounds] - writes[:, lo],
         "read_words": np.asarray([core._read[ph] for ph in phases], dtype=np.int64),
+        "residual_words": ones * np.asarray(core._res_read, dtype=np.int64),
         "outputs": ones * np.asarray(core._count, dtype=np.int64),
         "sent": ones * np.asarray(core._send, dtype=np.int64),
         "new_pixels": ones * (bounds - lo),

@@ -6,6 +6,11 @@ whose previous pixel no pending group still needs), fire when the next parallel
 group's windows are complete (`conditions_to_compute`), read the new kernel rows,
 run the crossbar MVM and the digital processor, and deliver the outputs in stream
 order. A core with nothing to do sleeps on an event; producers and consumers wake it.
+
+A core that adds a residual keeps the residual pixels in the part of its input SRAM the
+input buffer leaves free: each costs its words (`LayerMapping.residual_pixel_words`)
+when it is stored, as an input pixel does, and again when the digital processor reads
+it back for the add (Dazzi's `read_res`), in the step of that output.
 """
 
 from __future__ import annotations
@@ -98,6 +103,10 @@ class Core:
                                   name=name)
         self.partial = InputPort(self, EdgeRole.PARTIAL, partial_sources, capacity=None, name=name)
         self.slots = geom.slot_columns * geom.in_h
+        self._res_words = mapping.residual_pixel_words if residual_sources else 0
+        """SRAM words one residual pixel takes: its write cycles when stored, its read cycles when added."""
+        self.res_stored = 0
+        """Residual pixels stored so far (all images)."""
         # plain-list copies of the tables (hot path)
         self.n_groups = geom.n_groups
         self.n_in = geom.n_in
@@ -122,6 +131,8 @@ class Core:
         if pooled:
             digital[-1] += timing.digital_cycles  # the pool, once per image
         self._digital = digital
+        self._res_read = [self._res_words * n for n in self._count]
+        """SRAM words of the residual pixels each group's digital processor reads back for its adds."""
         """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
         released = geom.group_released.tolist()
         self._released = released
@@ -234,11 +245,22 @@ class Core:
             self.main.consume_to(stored)
         return stored
 
+    def _store_residual(self, now_ts: int) -> None:
+        """Store the residual pixels that arrived (the port's capacity is the SRAM room left
+        for them, so they are stored at once): their words join this timestep's store cycles."""
+        arrived = self.residual.arrived
+        if now_ts != self.store_ts:
+            self.store_ts, self.store_cycles = now_ts, 0
+        self.store_cycles += (arrived - self.res_stored) * self._res_words
+        self.res_stored = arrived
+
     # --- Algorithm 1: conditions_to_compute -----------------------------------------------------
     def _blocked(self, image: int, gi: int, now_ts: int) -> StallCause | None:
         """Store what arrived, then what keeps group `gi` of `image` from firing now (None:
         nothing). A blocked output port registers the core to be woken when it frees space."""
-        main = self.main
+        main, residual = self.main, self.residual
+        if residual.arrived > self.res_stored:
+            self._store_residual(now_ts)
         stored = self.stored
         if stored < main.arrived:
             stored = self._store(now_ts)
@@ -252,7 +274,6 @@ class Core:
             if arrived + main.in_flight >= need:
                 return StallCause.NOC
             return StallCause.DRAM if main.dram_waiting else StallCause.INPUT
-        residual = self.residual
         if residual.sources and residual.arrived < image * self.n_out + self._out_need[gi]:
             return StallCause.RESIDUAL
         partial = self.partial
@@ -286,7 +307,7 @@ class Core:
         counts, done_at, origin, send_at, released = self._count, self._done, self._origin, self._send, self._released
         datapath, checked = self.datapath, self.check_invariants
         n_cores = len(self.map.cores)
-        read_words, digital_at = self._read, self._digital
+        read_words, digital_at, res_read = self._read, self._digital, self._res_read
         in_w, slot_columns, one_port = self._in_w, self._slot_columns, self.t.sram_ports == 1
         base_mvm, timing_mvm = self.base_mvm_cycles, self.t.mvm_cycles
         if self.weights_ready is not None:
@@ -315,9 +336,10 @@ class Core:
             if checked:
                 self._check_step(image, gi, now_ts)
             mvm = timing_mvm if datapath is None else datapath.mvm(layer, image, gi, n_cores)
-            # SRAM cycles: this timestep's stores and the group's kernel-row reads (Algorithm 2)
+            # SRAM cycles: this timestep's stores (input and residual pixels), the group's
+            # kernel-row reads (Algorithm 2) and the residual pixels its adds read back
             stores = self.store_cycles if self.store_ts == now_ts else 0
-            reads = read_words[(image * in_w) % slot_columns][gi]
+            reads = read_words[(image * in_w) % slot_columns][gi] + res_read[gi]
             sram = stores + reads if one_port else max(stores, reads)
             cycles = sram + mvm + digital_at[gi]
             self.store_cycles = 0
@@ -344,6 +366,8 @@ class Core:
                 partial.consume_to(base + done_at[gi])
             if self.stored < main.arrived:
                 self._store(int(env.now) // cpt)
+            if residual.arrived > self.res_stored:
+                self._store_residual(int(env.now) // cpt)
             send = send_at[gi]
             if send:
                 for port in outputs:

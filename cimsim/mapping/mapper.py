@@ -98,12 +98,21 @@ def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario,
     slot_columns = win.kernel[1] + (dw - 1) * win.stride[1]
     lay = make_layout(method, in_bits, win.in_h, slot_columns, chip.sram_word_bits)
     residual_words, residual_capacity = 0, 0
-    if stage.residual_input is not None:
+    res_pixel_words = residual_pixel_words(net, stage, scenario)
+    if res_pixel_words:
         # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
-        res_pixel_words = math.ceil(stage.out_channels * net.bits / chip.sram_word_bits)
         residual_words = res_pixel_words * (dw + 2) * win.out_h
         residual_capacity = max(0, chip.sram_depth_words - lay.total_words) // res_pixel_words
     return method, slot_columns, win.in_h, lay, residual_words, residual_capacity
+
+
+def residual_pixel_words(net: Network, stage: Stage, scenario: Scenario) -> int:
+    """SRAM words one residual pixel of `stage` takes in its residual area, and so the cycles
+    to write it when it arrives and to read it back for the add: whole words of the stage's
+    C_out x bits (0: the stage adds no residual)."""
+    if stage.residual_input is None:
+        return 0
+    return math.ceil(stage.out_channels * net.bits / scenario.chip.sram_word_bits)
 
 
 def compute_layers(net: Network, scenario: Scenario) -> dict[str, Stage]:
@@ -121,7 +130,8 @@ class LayerCost:
     step_cycles: int
     """Estimated cycles of one parallel group in the middle of a column: storing the input
     pixels it consumes (rate x stride^2, at the layout's most words per pixel), reading its
-    new kernel rows (rate / dW x stride rows of the window's words), the MVMs (or a digital
+    new kernel rows (rate / dW x stride rows of the window's words), storing and reading back
+    the residual pixel of each of its outputs (an add's core), the MVMs (or a digital
     stage's work) and the digital processor (digital_cycles per output); stores and reads add
     on one SRAM port."""
 
@@ -146,6 +156,8 @@ def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> Lay
     stores = rate * sh * sw * max(metrics.write_cycles)
     window = win.kernel[1] + (shape.dw - 1) * sw
     reads = math.ceil(rate / shape.dw) * sh * max(metrics.read_cycles) * math.ceil(window / win.kernel[1])
+    residual = rate * residual_pixel_words(net, stage, scenario)  # its outputs' residual pixels, stored and read
+    stores, reads = stores + residual, reads + residual
     sram = stores + reads if chip.sram_ports == 1 else max(stores, reads)
     dw = max(1, min(shape.dw, rate, win.out_w))
     groups = math.ceil(win.out_w / dw) * math.ceil(win.out_h / math.ceil(rate / dw))
@@ -274,7 +286,7 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
             rows=shape.rows if xbar else 0, cols=shape.cols if xbar else 0, fits=fits,
             row_parts=row_parts, col_parts=col_parts, cores=tuple(ids),
             sram_method=method, pixel_bits=in_bits, slot_columns=slot_columns, sram_words=need,
-            residual_capacity=residual_capacity,
+            residual_capacity=residual_capacity, residual_pixel_words=residual_pixel_words(net, st, scenario),
             sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
             fused=st.fused, main_inputs=st.main_inputs, residual_input=st.residual_input, note=note,
             unit=st.unit, window=st.window, digital_step_cycles=st.digital_step_cycles, jobs=st.jobs,

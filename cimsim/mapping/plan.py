@@ -90,6 +90,10 @@ class LayerMapping:
     split into jobs K^2 x C x C_job); 0 on a digital stage."""
     weights: int = 0
     """Weights of the layer (devices that hold a non-zero weight of one replica)."""
+    residual_pixel_words: int = 0
+    """SRAM words one residual pixel takes in the residual area (whole words of C_out x bits):
+    the cycles the adding core spends writing it when it arrives and reading it back for the
+    add (0: no residual)."""
     skew_capacity: int = 0
     """Several main inputs (a concat): input pixels an early input's slices may run ahead of the
     latest one, held in the SRAM words the input buffer and the residual area leave free

@@ -42,11 +42,18 @@ CHECKS: tuple[Check, ...] = (
     Check("Dazzi 2021, 3.1.3", "throughput, regular, batch 100", 9650, "images/s", "dazzi_regular",
           "throughput_batch100", 0.02, _DAZZI_TP),
     Check("Dazzi 2021, 3.1.4", "latency, speed-up dataflow", 526, "timesteps", "dazzi_speedup", "latency_timesteps",
-          0.005, "same timing rules; replicas assumed to fit as the paper does (mapping.replica_fit = assume)"),
+          0.03, ("same timing rules; replicas assumed to fit as the paper does (mapping.replica_fit = assume); the "
+                 "residual pixels' SRAM writes and read-backs (4 + 4 words per step) push steps of the five stage-1 "
+                 "add cores past the 50-cycle timestep: their first step of an image (54 cycles: 531 timesteps "
+                 "alone), and, with a next image streaming in, the steps of the last column (51-58 cycles): 541 at "
+                 "batch 2 (README 'Differences from the paper's algorithms')")),
     Check("Dazzi 2021, 3.1.4", "speed-up of the latency", 3.1, "x", "dazzi_factor", "speedup", 0.02,
           "the ratio of the two latencies above"),
     Check("Dazzi 2021, 3.1.4", "throughput, speed-up, batch 100", 38600, "images/s", "dazzi_speedup",
-          "throughput_batch100", 0.02, _DAZZI_TP),
+          "throughput_batch100", 0.02, (
+              "no inter-image gap, as in the regular dataflow, but the stage-1 add cores, without slack at 4 "
+              "outputs per timestep, lose a few timesteps per image to the residual pixels' SRAM cycles: an "
+              "image every ~261 timesteps instead of 256; the paper's figure implies 259 (README)")),
     Check("Dazzi 2021, 3.1.3 / 3.2", "latency with the PCM/PWM crossbar, 13-cycle MVM", 1628, "timesteps", "pcm",
           "latency_timesteps", 0.005, (
               "timing is the timestep's: 128 PWM steps at 10 per cycle (13 cycles) plus SRAM and digital cycles fit "
