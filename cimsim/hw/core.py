@@ -131,9 +131,9 @@ class Core:
         if pooled:
             digital[-1] += timing.digital_cycles  # the pool, once per image
         self._digital = digital
+        """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
         self._res_read = [self._res_words * n for n in self._count]
         """SRAM words of the residual pixels each group's digital processor reads back for its adds."""
-        """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
         released = geom.group_released.tolist()
         self._released = released
         if pooled:

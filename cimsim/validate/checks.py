@@ -47,8 +47,8 @@ CHECKS: tuple[Check, ...] = (
                  "add cores past the 50-cycle timestep: their first step of an image (54 cycles: 531 timesteps "
                  "alone), and, with a next image streaming in, the steps of the last column (51-58 cycles): 541 at "
                  "batch 2 (README 'Differences from the paper's algorithms')")),
-    Check("Dazzi 2021, 3.1.4", "speed-up of the latency", 3.1, "x", "dazzi_factor", "speedup", 0.02,
-          "the ratio of the two latencies above"),
+    Check("Dazzi 2021, 3.1.4", "speed-up of the latency", 3.1, "x", "dazzi_factor", "speedup", 0.03,
+          "the ratio of the two latencies above: the speed-up latency's residual SRAM cycles (above) lower it"),
     Check("Dazzi 2021, 3.1.4", "throughput, speed-up, batch 100", 38600, "images/s", "dazzi_speedup",
           "throughput_batch100", 0.02, (
               "no inter-image gap, as in the regular dataflow, but the stage-1 add cores, without slack at 4 "
