@@ -107,10 +107,8 @@ def _value_flow(scenario: Scenario, net: Network, segments: list[Segment]) -> Va
     weights, the images."""
     if not scenario.functional.enabled:
         return None
-    cfg = scenario.functional
-    base = Path(scenario.source).parent if scenario.source else Path(".")
-    images = ImageStream(net, scenario.run.batch, scenario.run.seed, base / cfg.images if cfg.images else None)
-    return ValueFlow(net, network_params(scenario, net, onnx_source(scenario.model)), images, segments)
+    return ValueFlow(net, network_params(scenario, net, onnx_source(scenario.model)), ImageStream.of(scenario, net),
+                     segments)
 
 
 def _check_energy_table(scenario: Scenario) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cimsim.config.schema import Scenario
 from cimsim.errors import InputError
 from cimsim.functional.npz import Npz
 from cimsim.functional.weights import _int_array, check_images_shape, make_images
@@ -45,6 +46,15 @@ class ImageStream:
                     _int_array(self.path, "images", row, np.int8)
             finally:
                 npz.close()
+
+    @classmethod
+    def of(cls, scenario: Scenario, network: Network, batch: int | None = None) -> ImageStream:
+        """The scenario's images (`functional.images` relative to the scenario file, else generated
+        from `run.seed`), the first `batch` of them (None: `run.batch`)."""
+        cfg = scenario.functional
+        base = Path(scenario.source).parent if scenario.source else Path(".")
+        return cls(network, scenario.run.batch if batch is None else batch, scenario.run.seed,
+                   base / cfg.images if cfg.images else None)
 
     def __len__(self) -> int:
         return self.batch

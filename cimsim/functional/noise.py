@@ -124,22 +124,34 @@ CrossbarFactory = Callable[[np.ndarray, CrossbarConfig], Any]
 """Makes one programmed crossbar (an object with ``mvm(x) -> MvmResult``) from its int8 matrix."""
 
 
-def crossbar_factory(scenario: Scenario, layer_index: int) -> CrossbarFactory | None:
-    """The crossbars of layer number ``layer_index`` as the scenario's ``functional.crossbar``
-    and ``[noise]`` make them; None: the plain noiseless `Crossbar` (the default)."""
-    fcfg, noise, seed = scenario.functional, scenario.noise, scenario.run.seed
+def crossbar_rngs(seed: int, stream: int, layer_index: int) -> Callable[[], np.random.Generator]:
+    """Generator after Generator for the crossbars of layer number ``layer_index``, in the order they
+    are made: crossbar k's is seeded (seed, stream, layer_index, k)."""
     count = [0]
 
     def rng() -> np.random.Generator:
         count[0] += 1
-        return np.random.default_rng([seed, NOISE_STREAM, layer_index, count[0]])
+        return np.random.default_rng([seed, stream, layer_index, count[0]])
 
+    return rng
+
+
+def column_noise_factory(sigma: float, rng: Callable[[], np.random.Generator]) -> CrossbarFactory:
+    """`NoisyCrossbar`s of RAELLA's column noise E = ``sigma``, each drawing from the next ``rng()``."""
+    return lambda matrix, config: NoisyCrossbar(matrix, config, sigma, rng())
+
+
+def crossbar_factory(scenario: Scenario, layer_index: int) -> CrossbarFactory | None:
+    """The crossbars of layer number ``layer_index`` as the scenario's ``functional.crossbar``
+    and ``[noise]`` make them; None: the plain noiseless `Crossbar` (the default)."""
+    fcfg, noise = scenario.functional, scenario.noise
+    rng = crossbar_rngs(scenario.run.seed, NOISE_STREAM, layer_index)
     if fcfg.crossbar == "pcm_pwm":
         pcfg = PcmConfig.from_scenario(fcfg, noise)
         return lambda matrix, config: PcmPwmCrossbar(matrix, pcfg, rng())
     if noise.column_sigma <= 0:
         return None
-    return lambda matrix, config: NoisyCrossbar(matrix, config, noise.column_sigma, rng())
+    return column_noise_factory(noise.column_sigma, rng)
 
 
 def noisy(scenario: Scenario) -> bool:

@@ -8,7 +8,6 @@ defaults, so default summaries are unchanged).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -54,9 +53,8 @@ def choose_layer_slicings(scenario: Scenario, net: Network, plan: MappingPlan, p
     fcfg = scenario.functional
     if fcfg.weight_slicing != WeightSlicing.ADAPTIVE:
         return {}
-    base = Path(scenario.source).parent if scenario.source else Path(".")
     n = TEST_IMAGES if not fcfg.images else min(TEST_IMAGES, scenario.run.batch)
-    stream = ImageStream(net, n, scenario.run.seed, base / fcfg.images if fcfg.images else None)
+    stream = ImageStream.of(scenario, net, n)
     try:
         images = np.stack([stream[i] for i in range(n)])
     finally:

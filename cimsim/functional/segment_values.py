@@ -29,6 +29,7 @@ from cimsim.functional.images import ImageStream
 from cimsim.functional.onnx_agreement import OnnxSource
 from cimsim.functional.reference import conv_accumulate
 from cimsim.functional.weights import LayerParams, load_params, make_params
+from cimsim.hw.datapath_summary import converts_per_column, speculation_success
 from cimsim.mapping.segments import Segment
 from cimsim.network import Network
 
@@ -190,8 +191,6 @@ def merge_functional(parts: list[dict[str, Any]]) -> dict[str, Any]:
     segment's check of the network outputs (reference match, errors, accuracy, ONNX agreement,
     noise), the counters of every layer and their totals over all segments, and per segment
     its own check of the map it wrote."""
-    from cimsim.hw.datapath_summary import converts_per_column, speculation_success
-
     out = dict(parts[-1])
     totals = {k: sum(p["totals"][k] for p in parts) for k in parts[-1]["totals"]}
     out["totals"] = totals

@@ -42,7 +42,7 @@ import numpy as np
 
 from cimsim.functional.chip_math import LayerMath, all_positions, windows
 from cimsim.functional.crossbar import WEIGHT_MAGNITUDE_BITS, CrossbarConfig
-from cimsim.functional.noise import NoisyCrossbar
+from cimsim.functional.noise import column_noise_factory, crossbar_rngs
 from cimsim.functional.reference import reference_forward, requantise
 from cimsim.functional.weights import LayerParams
 from cimsim.network import Network
@@ -106,14 +106,7 @@ class SearchNoise:
         """A fresh crossbar factory for one candidate (None without noise)."""
         if self.sigma <= 0:
             return None
-        count = [0]
-
-        def make(matrix: np.ndarray, config: CrossbarConfig) -> NoisyCrossbar:
-            count[0] += 1
-            rng = np.random.default_rng([self.seed, SLICING_STREAM, self.layer_index, count[0]])
-            return NoisyCrossbar(matrix, config, self.sigma, rng)
-
-        return make
+        return column_noise_factory(self.sigma, crossbar_rngs(self.seed, SLICING_STREAM, self.layer_index))
 
 
 def slicing_error(layer: Layer, params: LayerParams, win: np.ndarray, exact: np.ndarray, config: CrossbarConfig,

@@ -104,7 +104,7 @@ class Datapath:
         cfg = scenario.functional
         self.scenario_functional = cfg
         base = Path(scenario.source).parent if scenario.source else Path(".")
-        batch, seed = scenario.run.batch, scenario.run.seed
+        batch = scenario.run.batch
         self.net, self.plan, self.geoms = net, plan, geoms
         self.values = values
         """A reloading run's segment (`cimsim.functional.segment_values`): the whole network's weights,
@@ -117,8 +117,7 @@ class Datapath:
         """Chip outputs vs onnxruntime (a model imported from ONNX); None: not an imported model."""
         # image i depends on (seed, i) only, so a batch's first images do not change with its size;
         # images are made (or read) as the run consumes them and dropped once compared
-        self.images = ImageStream(net, batch, seed, base / cfg.images if cfg.images else None) if values is None \
-            else values.inputs
+        self.images = ImageStream.of(scenario, net) if values is None else values.inputs
         self.accuracy = Accuracy.from_files(base / cfg.labels if cfg.labels else None,
                                             base / cfg.images if cfg.images else None, batch) if last else None
         """Top-1 accuracy against the images' labels (None: no labels)."""

@@ -30,6 +30,7 @@ columns still needs more cores than the array is an error.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from cimsim.config.schema import Scenario
@@ -211,6 +212,7 @@ def _bands(net: Network, scenario: Scenario, stage: Stage, cuts: set[str], need:
         raise MappingError(f"{where}; it can be split over segments by output channels only where it lies alone "
                            "between two cut points (no residual or concat edge around it)")
 
+    @functools.cache  # the search asks the same widths again
     def cores(channels: int, rows: int | None = None) -> int:
         sub = _subnetwork(net, layer.inputs[0], [stage.name, *stage.fused], 0, (0, channels),
                           None if rows is None else (0, rows))
