@@ -20,8 +20,8 @@ import simpy
 from cimsim.hw.clocking import Clocking, LockStep
 from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.fabric import Fabric, IdealFabric
-from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import InputPort, OutputPort
+from cimsim.mapping.geometry import LayerGeometry, build_geometry
 from cimsim.mapping.plan import CoreSpec, LayerMapping
 from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe, StallCause

@@ -37,7 +37,9 @@ def test_map_lists_every_problem_at_once(capsys: pytest.CaptureFixture[str]) -> 
     err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("cimsim: error: ")
     overflowing = [line for line in captured.out.splitlines() if line.startswith("problem: layer")]
-    assert len(overflowing) == 15  # the 15 convs with a residual area (146-194 words), each named
+    # the 2 convs that keep a copy of a resampled residual (146 and 194 words), each named; the other
+    # adding cores take their residual from the block's first core (read_res) and need 50-98 words
+    assert len(overflowing) == 2
     assert f"{len(overflowing) + 1} mapping problems" in err and "the mapping needs 42 cores" in err
 
 

@@ -110,10 +110,13 @@ def test_mesh_link_below_eq7_stalls_and_a_wider_one_does_not() -> None:
     ideal = run_scenario(REGULAR).summary
     # Eq. 7: 448 bits per 50-cycle timestep = 8.96 bits per cycle on the prism's links
     narrow = run_scenario(REGULAR, _set("noc.topology=prism", "noc.link_width_bits=8")).summary
-    wide = run_scenario(REGULAR, _set("noc.topology=prism", "noc.link_width_bits=10")).summary
+    wide = run_scenario(REGULAR, _set("noc.topology=prism", "noc.link_width_bits=16")).summary
     # since split layers' row parts get only their channel share, the flows at Eq. 7's peak are the
-    # 56-channel residuals and partial sums into the merging cores: the narrow links delay them
-    # (partial stalls grow), not the main inputs (no `noc` stalls)
+    # 56-channel partial sums into the merging cores: the narrow links delay them (partial stalls
+    # grow). With read_res the link from a block's first core to its adding core carries two packets
+    # per timestep, its output and the residual pixel (stage 2: 2 x (224 + 16) bits): 16-bit links
+    # deliver both within the timestep (10-bit ones did before read_res; now they are 48 cycles
+    # of flits plus the hops, and the stage-2 adders wait: `noc` stalls, README)
     partial = [sum(lay["stall_timesteps"]["partial"] for lay in s["layers"]) for s in (narrow, wide)]
     noc_stalls = [sum(lay["stall_timesteps"]["noc"] for lay in s["layers"]) for s in (narrow, wide)]
     assert partial[0] > partial[1] and narrow["latency_timesteps"] > ideal["latency_timesteps"]
@@ -122,8 +125,13 @@ def test_mesh_link_below_eq7_stalls_and_a_wider_one_does_not() -> None:
 
 def test_prism_edge_that_is_not_a_link_is_a_mapping_error() -> None:
     scenario = load_scenario(REGULAR, _set("noc.topology=prism", "noc.prism_k=1"))
-    with pytest.raises(MappingError, match=r"edge from 'conv1' .* to 'conv3' .* not a link"):
+    # read_res: every residual runs from a block's first core to its neighbour, the adding core;
+    # the first edge that skips a core is conv11's output around rs1 to conv12
+    with pytest.raises(MappingError, match=r"main edge from 'conv11' .* to 'conv12' .* not a link"):
         map_network(load_model(scenario.model), scenario)
+    copy = load_scenario(REGULAR, _set("noc.topology=prism", "noc.prism_k=1", "mapping.residual_source=adder_copy"))
+    with pytest.raises(MappingError, match=r"residual edge from 'conv1' .* to 'conv3' .* not a link"):
+        map_network(load_model(copy.model), copy)
 
 
 def test_mesh_routes_every_edge() -> None:

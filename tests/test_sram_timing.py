@@ -121,15 +121,19 @@ RES_C = 8
 """Channels of the residual test's pixels (64 bits): input, conv1 and the add all carry 8."""
 
 
+@pytest.mark.parametrize("source", ["read_res", "adder_copy"])
 @pytest.mark.parametrize("ports", [1, 2])
 @pytest.mark.parametrize("method", ["iwap", "plip"])
 @pytest.mark.parametrize("word_bits", [16, 40, 64])
 def test_residual_pixels_cost_their_words_where_stored_and_read(tmp_path: Path, method: str, word_bits: int,
-                                                                 ports: int) -> None:
-    """conv1 adds the network input as its residual (add1 fused into conv1's digital processor):
-    each step is charged this timestep's input-pixel store, the residual pixel that arrived with
-    it (ceil(64 / word_bits) words), the group's kernel rows, and its output's residual pixel read
-    back (the same words), with the two port rules; energy counts the same words."""
+                                                                 ports: int, source: str) -> None:
+    """conv1 adds the network input as its residual (add1 fused into conv1's digital processor).
+    With read_res its own input memory holds the residual: each step is charged this timestep's
+    input-pixel store, the group's kernel rows and its output's pixel read again for the add (the
+    words that pixel occupies in the layout). With a copy (adder_copy) each step is charged this
+    timestep's input-pixel store, the residual pixel that arrived with it (ceil(64 / word_bits)
+    words), the group's kernel rows, and its output's residual pixel read back (the same words).
+    Both with the two port rules; energy counts the same words."""
     (tmp_path / "m.toml").write_text(
         f'name = "residual_add"\n[input]\nheight = {H}\nwidth = {W}\nchannels = {RES_C}\n'
         + layer(name='"conv1"', type='"conv"', input='"input"', out_channels=str(RES_C), kernel="3", padding="1")
@@ -146,6 +150,7 @@ sram_depth_words = 4096
 sram_ports = {ports}
 [mapping]
 sram_method = "{method}"
+residual_source = "{source}"
 [energy]
 enabled = true
 table = "dazzi2021_14nm"
@@ -159,7 +164,8 @@ batch = {batch}
     plan = map_network(net, scenario)
     assert plan.layers["conv1"].fused == ("add1",) and plan.layers["conv1"].residual_input == "input"
     bits = RES_C * 8
-    res_words = -(-bits // word_bits)  # a residual pixel takes whole words of the residual area
+    copy = source == "adder_copy"
+    res_words = -(-bits // word_bits) if copy else 0  # a copy takes whole words of the residual area
     gen = AddressGenerator(make_layout(method, bits, H, 3, word_bits), H, W, 3, 1)
     geom = layer_geometry(net, plan, "conv1")
     n_in = H * W
@@ -171,7 +177,10 @@ batch = {batch}
         col, x = divmod(k, H)
         arrived = timestep < batch * n_in  # input pixel `timestep` and its residual copy arrive now
         writes = (len(_words(gen.store_addresses(b * W + col, x), bits, word_bits)) + res_words) if arrived else 0
-        reads = res_words  # this output's residual pixel, read back for the add
+        # this output's residual pixel: the copy read back, or its own input pixel read again
+        out_col, out_x = divmod(gi, H)
+        own = len(_words(gen.store_addresses(image * W + out_col, out_x), bits, word_bits))
+        reads = res_words if copy else own
         for row in geom.group_rows[gi]:
             words: set[int] = set()
             for addr in gen.read_addresses(row, gi // geom.out_h - 1, image=image):

@@ -4,6 +4,7 @@ reproduction tables are what it prints."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -84,3 +85,57 @@ def test_converts_per_mac_equals_the_summary_s_own() -> None:
     f = s["functional"]
     assert measure.converts_per_mac("raella_resnet32_always_fast.toml", s) == pytest.approx(
         f["adc_converts_per_mac"], abs=1e-5)
+
+
+# --- numbers only a bug could change: checked here, not by `cimsim validate` ---------------------------
+
+
+def test_exact_numbers_of_the_reproductions() -> None:
+    """RAELLA's slicing on the flagship (4.3.2, 6.1), the ideal-ADC PCM/PWM array and the digits CNN at
+    9-bit ADCs (exact), measured on the same runs as `cimsim validate`."""
+    raella = measure.MEASUREMENTS["raella"][1]()
+    assert raella["cycles_always"] == 11  # 3 speculative (4b, 2b, 2b) + 8 one-bit recovery slices
+    assert raella["cycles_recovery_only"] == 8
+    assert raella["speculative_converts"] == 3  # every column converts its 3 speculative slices
+    fast = measure.MEASUREMENTS["raella_fast"][1]()
+    assert fast["conv1_cycles_ratio_off"] == 2  # 'Latency is doubled for signed inputs': two passes
+    assert fast["conv1_cycles_split_always"] == 22  # 2 x (3 + 8)
+    pcm = measure.MEASUREMENTS["pcm"][1]()
+    assert pcm["mismatching"] == 0  # 24 bits resolve every 256-row column sum
+    assert pcm["ideal_latency_timesteps"] == pcm["latency_timesteps"]  # the ADC does not change the timing
+    digits = measure.MEASUREMENTS["digits"][1]()
+    assert digits["chip_minus_int8"] == 0  # no column saturates a 9-bit ADC: every logit is the reference's
+
+
+def test_the_shipped_pwm_rate_is_the_slowest_that_never_stalls() -> None:
+    """Dazzi's pipeline 'never stalls' (3.1.3): the PWM pulse of 128 steps must fit, with the slowest
+    step's SRAM and digital cycles, in the 50-cycle timestep. The slowest step's non-MVM cycles come from
+    a timing run with a 1-cycle MVM; the shipped rate is the smallest that fits, and one step slower
+    overruns the timestep (the latency grows)."""
+    from cimsim.config import load_scenario
+
+    overhead = 0
+
+    class Slowest:
+        def compute(self, cycle, timestep, core, layer, image, first, count, cycles, row, col):  # type: ignore[no-untyped-def]
+            nonlocal overhead
+            overhead = max(overhead, cycles - 1)
+
+    from cimsim.runner import run
+
+    run(load_scenario(measure.SCENARIOS / "dazzi2021_resnet32.toml", ["chip.mvm_cycles=1", "run.batch=2"]), [Slowest()])
+    shipped = load_scenario(measure.SCENARIOS / "dazzi2021_resnet32_pcm.toml")
+    steps = shipped.functional.pwm_steps_per_cycle
+    fits = [p for p in range(1, 129) if math.ceil(128 / p) + overhead <= shipped.chip.cycles_per_timestep]
+    assert overhead == 22 and fits[0] == steps == 5
+    slower = measure.run("dazzi2021_resnet32_pcm.toml", f"functional.pwm_steps_per_cycle={steps - 1}")
+    assert slower["latency_timesteps"] > measure.MEASUREMENTS["pcm"][1]()["latency_timesteps"] == 1630
+
+
+def test_the_paper_intervals_follow_the_throughput_formula() -> None:
+    """The intervals the README quotes for the paper's batch-100 throughputs, by the formula the checks use."""
+    assert round(measure.paper_interval(526, 38600), 1) == 256.4
+    assert round(measure.paper_interval(1628, 9650), 1) == 1030.3
+    t = measure.throughput_at({"latency_timesteps": 526, "image_interval_timesteps": measure.paper_interval(526, 38600),
+                               "timestep_ns": 100.0}, 100)
+    assert t == pytest.approx(38600)

@@ -42,6 +42,7 @@ ENUMS: dict[str, tuple[str, ...]] = {
     "mapping.replica_fit": ("split", "error", "assume"),
     "mapping.depthwise": ("crossbar", "digital"),
     "mapping.weights": ("stationary", "reload"),
+    "mapping.residual_source": ("read_res", "adder_copy"),
     "chip.weight_device": ("rram", "pcm"),
     "dataflow.mode": ("regular", "speedup", "balanced"),
     "dram.model": ("bandwidth", "banks"),

@@ -210,6 +210,15 @@ class MappingConfig:
     "reload": a network needing more cores than the array is cut into segments that fit
     (`cimsim.mapping.segments`), run one after another, each programmed from DRAM before it runs
     and the whole batch passing through it (needs dram.enabled)."""
+    residual_source: str = "read_res"
+    """Where a residual add gets its residual pixels: "read_res" (Dazzi Algorithm 1 lines 21-22:
+    the block's first core, whose input memory holds the block input, reads each pixel from its
+    own input memory and sends it to the adding core, which stores nothing; the first core keeps
+    a slot until its pixel is sent) or "adder_copy" (the producer of the block input sends its
+    pixels to the adding core, which writes them into the free part of its own input memory and
+    reads them back for the add). A residual that no first core holds (a resampling layer's
+    output) or that would outrun the first core's H x F buffer is kept by the adding core in
+    both."""
     max_cores: int = 0
     """Core budget of the balanced dataflow (`dataflow.mode = "balanced"`): the pipeline
     balancer picks the layer rates of the highest throughput within this many cores; 0: the

@@ -1,9 +1,11 @@
 """What one step of a core does, as action counts: static tables for the energy collector.
 
 A core's step (one parallel group of one image) does the same work whatever the timing:
-it stores the input pixels the group newly needs, reads the group's kernel rows, stores
-and reads back the residual pixel of each of its outputs (a core that adds a residual;
-charged to the step that adds them, so an image's counts stay with the image), runs
+it stores the input pixels the group newly needs, reads the group's kernel rows, reads
+the residual pixel of each of its outputs (a core that adds its own input, or that keeps
+a copy, which it also stored; charged to the step that adds them, so an image's counts
+stay with the image), reads again for `read_res` the input pixels the group newly needs
+(a block's first core: each pixel once per adding stage, whenever it is sent), runs
 one MVM on its crossbar, runs the digital processor on the group's outputs (the writing
 core of a layer) and sends the released pixels along its flows. What depends on the
 rotation of the circular SRAM buffer depends on the image modulo its period, so the
@@ -46,7 +48,8 @@ CORE_COMPONENTS = (C.CORE, C.DFC, C.SRAM, C.CROSSBAR, C.DAC, C.ADC, C.DIGITAL)
 """Components every core instance powers (a table gives static power to some of them)."""
 
 
-BASES = ("steps", "write_words", "read_words", "residual_words", "outputs", "sent", "new_pixels", "last_groups")
+BASES = ("steps", "write_words", "read_words", "residual_words", "read_res_words", "outputs", "sent", "new_pixels",
+         "last_groups")
 """What a step's action counts are proportional to (see `CoreSteps.basis`)."""
 
 
@@ -156,9 +159,12 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
         ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
         ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
     ]
-    if core._res_words:  # each residual pixel written once into the SRAM and read once for its add
-        rates += [((layer, C.SRAM, A.WORD_WRITE, 0), "residual_words", 1),
-                  ((layer, C.SRAM, A.WORD_READ, 0), "residual_words", 1)]
+    if core._res_words:  # a copy: each residual pixel written once into the SRAM and read once for its add
+        rates.append(((layer, C.SRAM, A.WORD_WRITE, 0), "residual_words", 1))
+    if core._res_words or core._own_residual:
+        rates.append(((layer, C.SRAM, A.WORD_READ, 0), "residual_words", 1))
+    if core.senders:  # read_res: every input pixel read once more per adding stage
+        rates.append(((layer, C.SRAM, A.WORD_READ, 0), "read_res_words", len(core.senders)))
     if lm.unit is Unit.CROSSBAR:  # a depthwise in jobs: one MVM per job, all rows, its band of columns
         jobs = lm.jobs
         rates.append(((layer, C.CROSSBAR, A.MVM, cells // jobs), "steps", jobs))
@@ -182,6 +188,8 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
     lo = np.concatenate(([0], bounds[:-1]))
     writes = np.zeros((period, geom.n_in + 1), dtype=np.int64)
     writes[:, 1:] = np.cumsum(np.asarray(core._write_cost, dtype=np.int64), axis=1)
+    res_reads = np.zeros((period, geom.n_in + 1), dtype=np.int64)
+    res_reads[:, 1:] = np.cumsum(np.asarray(core._res_cost, dtype=np.int64), axis=1)
     phases = [(p * geom.in_w) % geom.slot_columns for p in range(period)]
     ones = np.ones((period, g), dtype=np.int64)
     last = np.zeros((period, g), dtype=np.int64)
@@ -190,7 +198,8 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
         "steps": ones,
         "write_words": writes[:, bounds] - writes[:, lo],
         "read_words": np.asarray([core._read[ph] for ph in phases], dtype=np.int64),
-        "residual_words": ones * np.asarray(core._res_read, dtype=np.int64),
+        "residual_words": np.asarray([core._res_read[ph] for ph in phases], dtype=np.int64),
+        "read_res_words": res_reads[:, bounds] - res_reads[:, lo],
         "outputs": ones * np.asarray(core._count, dtype=np.int64),
         "sent": ones * np.asarray(core._send, dtype=np.int64),
         "new_pixels": ones * (bounds - lo),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -20,11 +21,12 @@ from cimsim.hw.core import Core, CoreTiming, SramTiming
 from cimsim.hw.datapath import Datapath
 from cimsim.hw.dram import DramBase, DramKind, make_dram
 from cimsim.hw.fabric import build_fabric
-from cimsim.hw.geometry import LayerGeometry, build_geometry
 from cimsim.hw.ports import OutputMemory, OutputPort
 from cimsim.hw.source import ImageSource
 from cimsim.hw.weights import WeightProgrammer
+from cimsim.mapping.geometry import LayerGeometry, build_geometry
 from cimsim.mapping.plan import Flow, LayerMapping, MappingPlan, dataflow_order
+from cimsim.mapping.residual import send_schedule
 from cimsim.mapping.segments import Segment
 from cimsim.mapping.sram import SramLayout, make_layout
 from cimsim.mapping.stages import Unit
@@ -72,7 +74,7 @@ def sram_timing(lay: SramLayout, geom: LayerGeometry) -> SramTiming:
                     cache[key] = lay.read_words(*key)
                 total += cache[key]
             read[phase, gi] = total
-    return SramTiming(lay.write_table(), read)
+    return SramTiming(lay.write_table(), read, lay.pixel_read_table())
 
 
 class Chip:
@@ -107,19 +109,24 @@ class Chip:
         self.datapath = Datapath(net, plan, scenario, geoms, values) if scenario.functional.enabled else None
         flows_from: dict[int | None, list[Flow]] = {}
         main_into: dict[int, list[str]] = {}  # core -> its main sources, in flow order
+        residual_into: dict[int, list[str]] = {}
         for f in plan.flows:
             flows_from.setdefault(f.src, []).append(f)
-            if f.role is EdgeRole.MAIN:
-                main_into.setdefault(f.dst, []).append(plan.input_name if f.src is None else names[f.src])
+            into = main_into if f.role is EdgeRole.MAIN else residual_into if f.role is EdgeRole.RESIDUAL else None
+            if into is not None:
+                into.setdefault(f.dst, []).append(plan.input_name if f.src is None else names[f.src])
 
 
-        def sources(*layers: str) -> list[str]:
-            return [s for layer in layers for s in ([plan.input_name] if layer == plan.input_name
-                                                    else [names[c] for c in plan.layers[layer].merge_cores])]
+        @functools.cache
+        def schedule(adder: str) -> list[int]:
+            return send_schedule([geoms[n] for n in plan.layers[adder].residual_chain]).tolist()
 
-        def ports_for(src: int | None, src_name: str, memory: OutputMemory | None) -> list[OutputPort]:
+        def ports_for(src: int | None, src_name: str, memory: OutputMemory | None,
+                      read_res: bool = False) -> list[OutputPort]:
             out = []
             for f in flows_from.get(src, []):
+                if f.read_res != read_res:
+                    continue
                 core = self.cores[f.dst]
                 target = {EdgeRole.MAIN: core.main, EdgeRole.RESIDUAL: core.residual,
                           EdgeRole.PARTIAL: core.partial}[f.role]
@@ -142,16 +149,21 @@ class Chip:
                 n_flows = len(flows_from.get(cid, []))
                 memory = self.fabric.output_memory(2 * max(1, burst[name]) * max(1, n_flows))
                 outputs = ports_for(cid, names[cid], memory)
+                sends: dict[str, list[OutputPort]] = {}  # adding stage -> the read_res ports to its cores
+                for f, port in zip([f for f in flows_from.get(cid, []) if f.read_res],
+                                   ports_for(cid, names[cid], memory, read_res=True), strict=True):
+                    sends.setdefault(f.dst_layer, []).append(port)
+                residual_outputs = [(ports, schedule(dst)) for dst, ports in sends.items()]
                 partial_sources = ([names[lm.cores[r * lm.col_parts + spec.col_part]] for r in range(lm.row_parts - 1)]
                                    if cid in merge else [])
                 self.cores[cid] = Core(
                     env, spec, lm, geom, sram, stage_timing(timing, lm), self.clocking, self.probe, self.batch,
                     outputs, main_sources=main_into.get(cid, []),  # a row part split by channels: its share's producers
-                    residual_sources=sources(lm.residual_input) if (lm.residual_input and cid in merge) else [],
+                    residual_sources=residual_into.get(cid, []),
                     partial_sources=partial_sources,
                     emits_image_done=(name == output_layer and cid in merge),
                     pooled=pooled and cid in merge, main_capacity=max(2 * max(burst[m] for m in lm.main_inputs), lm.skew_capacity),
-                    datapath=self.datapath, check_invariants=checked,
+                    datapath=self.datapath, check_invariants=checked, residual_outputs=residual_outputs,
                 )
         out_merge = plan.layers[output_layer].merge_cores
         if len(out_merge) > 1:  # an output layer split by columns: done when every column part is

@@ -7,10 +7,13 @@ group's windows are complete (`conditions_to_compute`), read the new kernel rows
 run the crossbar MVM and the digital processor, and deliver the outputs in stream
 order. A core with nothing to do sleeps on an event; producers and consumers wake it.
 
-A core that adds a residual keeps the residual pixels in the part of its input SRAM the
-input buffer leaves free: each costs its words (`LayerMapping.residual_pixel_words`)
-when it is stored, as an input pixel does, and again when the digital processor reads
-it back for the add (Dazzi's `read_res`), in the step of that output.
+Residual pixels follow `LayerMapping.residual_path` (`cimsim.mapping.residual`): the block's
+first core reads each pixel of its input memory again and sends it to the adding core
+(Dazzi's `read_res`, `cimsim.hw.residual.ResidualSender`), keeping its slot until then; a core
+that adds its own input reads the pixel in the step of its output; a core that keeps a copy
+(`ADDER_COPY`) pays its words (`LayerMapping.residual_pixel_words`) when it stores it, in the
+part of its input SRAM the input buffer leaves free, and again when its digital processor reads
+it back for the add, in the step of that output.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ from simpy import Event
 from cimsim.errors import SimulationError
 from cimsim.hw.clocking import Clocking
 from cimsim.hw.datapath import Datapath
-from cimsim.hw.geometry import LayerGeometry
 from cimsim.hw.ports import InputPort, OutputPort
-from cimsim.mapping.plan import CoreSpec, LayerMapping
+from cimsim.hw.residual import NO_DUTY, ResidualSender
+from cimsim.mapping.geometry import LayerGeometry
+from cimsim.mapping.plan import CoreSpec, LayerMapping, ResidualPath
 from cimsim.mapping.stages import Unit
 from cimsim.network.layers import EdgeRole
 from cimsim.sim.probe import Probe, StallCause
@@ -56,6 +60,9 @@ class SramTiming:
     read: np.ndarray
     """read[phase, group]: words read for the group's new kernel rows; phase = first global
     column of the image modulo the slot columns (the circular buffer's rotation)."""
+    pixel_read: np.ndarray | None = None
+    """pixel_read[x, slot]: words touched reading the one pixel stored there (`read_res`); None:
+    the same as `write`."""
 
 
 class Core:
@@ -69,7 +76,8 @@ class Core:
                  sram: SramTiming, timing: CoreTiming, clocking: Clocking, probe: Probe, batch: int,
                  outputs: Sequence[OutputPort], main_sources: list[str], residual_sources: list[str],
                  partial_sources: list[str], emits_image_done: bool, pooled: bool, main_capacity: int,
-                 datapath: Datapath | None = None, check_invariants: bool = False) -> None:
+                 datapath: Datapath | None = None, check_invariants: bool = False,
+                 residual_outputs: Sequence[tuple[Sequence[OutputPort], Sequence[int]]] = ()) -> None:
         self.env = env
         self.spec = spec
         self.map = mapping
@@ -103,8 +111,9 @@ class Core:
                                   name=name)
         self.partial = InputPort(self, EdgeRole.PARTIAL, partial_sources, capacity=None, name=name)
         self.slots = geom.slot_columns * geom.in_h
-        self._res_words = mapping.residual_pixel_words if residual_sources else 0
-        """SRAM words one residual pixel takes: its write cycles when stored, its read cycles when added."""
+        copy = mapping.residual_path is ResidualPath.ADDER_COPY
+        self._res_words = mapping.residual_pixel_words if residual_sources and copy else 0
+        """A copy's SRAM words per residual pixel: its write cycles when stored, its read cycles when added."""
         self.res_stored = 0
         """Residual pixels stored so far (all images)."""
         # plain-list copies of the tables (hot path)
@@ -127,13 +136,36 @@ class Core:
         self._write_cost = [[write[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
                              for k in range(geom.n_in)] for i in range(period)]
         self._read = sram.read.tolist()
+        pixel_read = (sram.write if sram.pixel_read is None else sram.pixel_read).tolist()
+        res_costs = [[pixel_read[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
+                      for k in range(geom.n_in)] for i in range(period)]
+        self._res_cost = res_costs
+        """_res_cost[image % period][k]: words read for `read_res` of pixel k of an image."""
+        self.senders = [ResidualSender(ports, res_costs, schedule, batch) for ports, schedule in residual_outputs]
+        """`read_res`: this core is a block's first core and sends its input pixels to these adding stages."""
+        self._own_residual = (mapping.residual_path is ResidualPath.OWN_INPUT
+                              and spec.id in mapping.merge_cores)
+        """It adds its own input: each output reads its residual pixel from this input memory."""
+        self.res_done = 0 if self._own_residual else NO_DUTY
+        """Input pixels read for a residual so far (all images): a slot is not overwritten before."""
+        self.owed_holds = 0
+        """Times a store stopped at a slot whose pixel was not yet read for its residual add."""
         digital = [timing.digital_cycles * n for n in self._count]
         if pooled:
             digital[-1] += timing.digital_cycles  # the pool, once per image
         self._digital = digital
         """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
-        self._res_read = [self._res_words * n for n in self._count]
-        """SRAM words of the residual pixels each group's digital processor reads back for its adds."""
+        phases = range(geom.slot_columns)
+        if self._own_residual:
+            own = [[sum(pixel_read[r][(p + c) % geom.slot_columns]
+                        for r in range(o[0], o[0] + sh[0]) for c in range(o[1], o[1] + sh[1]))
+                    for o, sh in zip(geom.group_origin.tolist(), geom.group_shape.tolist(), strict=True)]
+                   for p in phases]
+            self._res_read = own
+        else:
+            self._res_read = [[self._res_words * n for n in self._count] for _ in phases]
+        """_res_read[phase][group]: SRAM words of the residual pixels the group's digital processor
+        reads for its adds (a copy's read-back, or its own input's pixels)."""
         released = geom.group_released.tolist()
         self._released = released
         if pooled:
@@ -195,6 +227,9 @@ class Core:
             src = ", ".join(self.main.sources)
             return f"{what} waits for {pixel} from {src} ({self.main.arrived - image * self.n_in} of image {image} arrived)"
         if cause is StallCause.SRAM:
+            if self.stored - self.slots >= self.owed_to():
+                return (f"{what} waits to store {pixel}: its SRAM slot still holds pixel {self.stored - self.slots} "
+                        "owed to a residual add (read_res)")
             return (f"{what} waits to store {pixel}: its SRAM slot still holds a pixel a pending window needs "
                     f"({self.stored} stored, {self.main.arrived} arrived, {self.slots} slots)")
         if cause in (StallCause.NOC, StallCause.RECOVERY):
@@ -213,6 +248,12 @@ class Core:
             return f"{what} waits for space in the {names}"
         return f"{what} waits for {cause}"
 
+    def owed_to(self) -> int:
+        """Input pixels read for residual adds so far: a slot whose pixel is not among them is kept."""
+        if self.senders:
+            return min(sender.done for sender in self.senders)
+        return self.res_done
+
     # --- Algorithm 2: circular store ------------------------------------------------------------
     def _store(self, now_ts: int) -> int:
         """Store arrived pixels while their slot's previous pixel is no longer needed (in
@@ -221,12 +262,16 @@ class Core:
         stored = before = self.stored
         n_in, slots, n_groups, group = self.n_in, self.slots, self.n_groups, self.group
         last_group, write_cost = self._last_group, self._write_cost
+        owed = self.owed_to()
         image, k = divmod(stored, n_in)
         costs = write_cost[image % len(write_cost)]
         cycles = 0
         while stored < arrived:
             prev = stored - slots
             if prev >= 0:
+                if prev >= owed:
+                    self.owed_holds += 1
+                    break  # the slot holds a pixel not yet read for its residual add
                 prev_image, prev_k = divmod(prev, n_in)
                 last = last_group[prev_k]
                 if last >= 0 and group <= prev_image * n_groups + last:
@@ -254,6 +299,19 @@ class Core:
         self.store_cycles += (arrived - self.res_stored) * self._res_words
         self.res_stored = arrived
 
+    def _send_residual(self, now_ts: int) -> int:
+        """`read_res`: send the residual pixels whose conditions hold and the adding cores have
+        room for, store what that frees, again; return the pixels stored."""
+        senders, main = self.senders, self.main
+        now = int(self.env.now)
+        while True:
+            sent = 0
+            for sender in senders:
+                sent += sender.send(self, self.stored, now, now_ts)
+            if not sent or self.stored >= main.arrived:
+                return self.stored
+            self._store(now_ts)
+
     # --- Algorithm 1: conditions_to_compute -----------------------------------------------------
     def _blocked(self, image: int, gi: int, now_ts: int) -> StallCause | None:
         """Store what arrived, then what keeps group `gi` of `image` from firing now (None:
@@ -264,6 +322,8 @@ class Core:
         stored = self.stored
         if stored < main.arrived:
             stored = self._store(now_ts)
+        if self.senders:
+            stored = self._send_residual(now_ts)
         need = image * self.n_in + self._need[gi] + 1
         if stored < need:
             arrived = main.arrived
@@ -307,7 +367,7 @@ class Core:
         counts, done_at, origin, send_at, released = self._count, self._done, self._origin, self._send, self._released
         datapath, checked = self.datapath, self.check_invariants
         n_cores = len(self.map.cores)
-        read_words, digital_at, res_read = self._read, self._digital, self._res_read
+        read_words, digital_at, res_read, senders = self._read, self._digital, self._res_read, self.senders
         in_w, slot_columns, one_port = self._in_w, self._slot_columns, self.t.sram_ports == 1
         base_mvm, timing_mvm = self.base_mvm_cycles, self.t.mvm_cycles
         if self.weights_ready is not None:
@@ -336,10 +396,14 @@ class Core:
             if checked:
                 self._check_step(image, gi, now_ts)
             mvm = timing_mvm if datapath is None else datapath.mvm(layer, image, gi, n_cores)
-            # SRAM cycles: this timestep's stores (input and residual pixels), the group's
-            # kernel-row reads (Algorithm 2) and the residual pixels its adds read back
+            # SRAM cycles: this timestep's stores (input pixels, a residual copy), the group's
+            # kernel-row reads (Algorithm 2), the residual pixels its adds read (a copy's
+            # read-back, or its own input's) and the pixels read_res sent this timestep
             stores = self.store_cycles if self.store_ts == now_ts else 0
-            reads = read_words[(image * in_w) % slot_columns][gi] + res_read[gi]
+            phase = (image * in_w) % slot_columns
+            reads = read_words[phase][gi] + res_read[phase][gi]
+            for sender in senders:
+                reads += sender.take_cycles(now_ts)
             sram = stores + reads if one_port else max(stores, reads)
             cycles = sram + mvm + digital_at[gi]
             self.store_cycles = 0
@@ -362,12 +426,16 @@ class Core:
             base = image * n_out
             if residual.sources:
                 residual.consume_to(base + released[gi])
+            elif self._own_residual:  # its own input's pixels, read for these adds
+                self.res_done = image * self.n_in + released[gi]
             if partial.sources:
                 partial.consume_to(base + done_at[gi])
             if self.stored < main.arrived:
                 self._store(int(env.now) // cpt)
             if residual.arrived > self.res_stored:
                 self._store_residual(int(env.now) // cpt)
+            if senders:
+                self._send_residual(int(env.now) // cpt)
             send = send_at[gi]
             if send:
                 for port in outputs:
@@ -380,6 +448,14 @@ class Core:
                 gi += 1
             self.busy_until_ts = busy
             self.mark_ts = mark
+        batch_pixels = self.batch * self.n_in
+        while senders and self.owed_to() < batch_pixels:  # read_res of the last pixels
+            if self.stored < main.arrived:
+                self._store(int(env.now) // cpt)
+            self._send_residual(int(env.now) // cpt)
+            if self.owed_to() < batch_pixels:
+                self._wake = Event(env)
+                yield self._wake
         self.cause = None
         # Pixels no window uses (e.g. the odd rows of a stride-2 1 x 1 layer) may still
         # arrive after the last output: accept them so producers are never held up.
@@ -409,6 +485,9 @@ class Core:
                             f"{self.slots} slots (H x F) at timestep {timestep}")
         if main.capacity is not None and main.arrived - main.consumed > main.capacity:
             _fail(main.invariant_problems()[0])
+        if stored - self.slots > self.owed_to():
+            _fail(f"{self.spec.name}: input pixel {self.owed_to()} overwritten before it was read for its residual "
+                  f"add ({stored} stored in {self.slots} slots) at timestep {timestep}")
         residual, partial = self.residual, self.partial
         if residual.sources:  # a port without sources holds nothing
             if residual.capacity is not None and residual.arrived - residual.consumed > residual.capacity:
@@ -433,6 +512,8 @@ class Core:
         if self.group != self.total_groups or self.done != batch * self.n_out:
             problems.append(f"{name}: finished {self.group}/{self.total_groups} groups, {self.done} outputs "
                             f"(expected {batch * self.n_out})")
+        problems += [f"{name}: read_res sent {sender.done} residual pixels of {sender.total}"
+                     for sender in self.senders if sender.done != sender.total]
         for port in (self.main, self.residual, self.partial):
             for src, got in port.counts.items():
                 expected = per_image[src] * batch

@@ -48,7 +48,7 @@ from cimsim.functional.reference import (
 from cimsim.functional.segment_values import SegmentValues, network_params
 from cimsim.hw.datapath_actions import Slicing, emit_mvm
 from cimsim.hw.datapath_summary import datapath_summary
-from cimsim.hw.geometry import LayerGeometry
+from cimsim.mapping.geometry import LayerGeometry
 from cimsim.mapping.plan import MappingPlan, dataflow_order
 from cimsim.mapping.stages import Unit, Window
 from cimsim.network import Layer, Network

@@ -46,7 +46,8 @@ class InputPort:
         self.in_flight = 0
         """Pixels sent to this port that have not arrived yet (all sources)."""
         self.peak = 0
-        self.waiters: set[Wakeable] = set()
+        self.waiters: dict[Wakeable, None] = {}
+        """Who waits for space, in the order they came (a dict: woken in a deterministic order)."""
         self.upstream_cause: StallCause | None = None
         """Why pixels already sent to this port are late, when the producer knows: its step
         overran the timestep (recovery, sram, compute); None: the fabric (noc)."""
@@ -83,7 +84,7 @@ class InputPort:
     def release(self) -> None:
         """Wake every producer that waited for space."""
         if self.waiters:
-            waiters, self.waiters = self.waiters, set()
+            waiters, self.waiters = self.waiters, {}
             for w in waiters:
                 w.kick()
 
@@ -102,7 +103,8 @@ class OutputMemory:
         self.free = packets
         self.peak_used = 0
         self.capacity = packets
-        self.waiters: set[Wakeable] = set()
+        self.waiters: dict[Wakeable, None] = {}
+        """Who waits for space, in the order they came (a dict: woken in a deterministic order)."""
         self.ports = 0
         """Output ports sharing the memory: a send puts its pixels on every one of them."""
 
@@ -115,7 +117,7 @@ class OutputMemory:
         """A packet left for the network: wake the core if it waited for room."""
         self.free += 1
         if self.waiters:
-            waiters, self.waiters = self.waiters, set()
+            waiters, self.waiters = self.waiters, {}
             for w in waiters:
                 w.kick()
 
@@ -163,15 +165,27 @@ class OutputPort:
             return StallCause.NOC
         return None
 
+    def room(self) -> int | None:
+        """Pixels this port alone can send now (None: unbounded): the receiver's free space and
+        the room in the core's output memory."""
+        target = self.target
+        room = None
+        if target.capacity is not None:
+            room = target.capacity - (target.counts[self.source] - target.consumed) - self.in_flight
+        memory = self.out_memory
+        if memory is not None:
+            room = memory.free if room is None else min(room, memory.free)
+        return room
+
     def has_space(self, count: int) -> bool:
         """True when `count` more pixels can be sent now."""
         return self.blocked(count) is None
 
     def register_waiter(self, who: Wakeable) -> None:
         """Wake `who` when the receiver (or the output memory) frees space."""
-        self.target.waiters.add(who)
+        self.target.waiters[who] = None
         if self.out_memory is not None:
-            self.out_memory.waiters.add(who)
+            self.out_memory.waiters[who] = None
 
     def announce(self, cause: StallCause) -> None:
         """Tell the consumer that what it waits for from this port is late, and why."""

@@ -17,8 +17,9 @@ from cimsim.config.schema import AUTO, FabricKind, Scenario
 from cimsim.errors import MappingError
 from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
-from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan
+from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan, ResidualPath
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
+from cimsim.mapping.residual import ResidualRoute, first_core_chain, read_res_duty, residual_routes
 from cimsim.mapping.sram import SramLayout, auto_method, make_layout
 from cimsim.mapping.stages import Stage, Unit, plan_stages
 from cimsim.network import Network
@@ -84,11 +85,11 @@ def _check_rates(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> 
         raise MappingError(f"{where}{key} = {rate}: {limit}; at most {min(pixels, MAX_RATE)}")
 
 
-def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario,
-               channels: int = 0) -> tuple[str, int, int, SramLayout, int, int]:
+def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario, channels: int = 0,
+               copy: bool = False) -> tuple[str, int, int, SramLayout, int, int]:
     """A stage's input SRAM at replica block width `dw` (its cores storing `channels` of each
-    input pixel; 0: all): (placement method, slot columns, stored height, layout, residual
-    words, residual capacity in pixels)."""
+    input pixel; 0: all), keeping a copy of its residual pixels or not: (placement method, slot
+    columns, stored height, layout, residual words, residual capacity in pixels)."""
     chip = scenario.chip
     win = stage.window
     in_bits = (channels or stage.in_channels) * net.bits
@@ -98,7 +99,7 @@ def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario,
     slot_columns = win.kernel[1] + (dw - 1) * win.stride[1]
     lay = make_layout(method, in_bits, win.in_h, slot_columns, chip.sram_word_bits)
     residual_words, residual_capacity = 0, 0
-    res_pixel_words = residual_pixel_words(net, stage, scenario)
+    res_pixel_words = residual_pixel_words(net, stage, scenario) if copy else 0
     if res_pixel_words:
         # The residual pixels wait in the rest of the input SRAM; at least dW + 2 output columns.
         residual_words = res_pixel_words * (dw + 2) * win.out_h
@@ -107,12 +108,31 @@ def _sram_need(net: Network, stage: Stage, dw: int, scenario: Scenario,
 
 
 def residual_pixel_words(net: Network, stage: Stage, scenario: Scenario) -> int:
-    """SRAM words one residual pixel of `stage` takes in its residual area, and so the cycles
-    to write it when it arrives and to read it back for the add: whole words of the stage's
-    C_out x bits (0: the stage adds no residual)."""
+    """SRAM words one residual pixel of `stage` takes in its residual area when it keeps a copy
+    (`ResidualPath.ADDER_COPY`), and so the cycles to write it when it arrives and to read it back
+    for the add: whole words of the stage's C_out x bits (0: the stage adds no residual)."""
     if stage.residual_input is None:
         return 0
     return math.ceil(stage.out_channels * net.bits / scenario.chip.sram_word_bits)
+
+
+@dataclass(frozen=True)
+class ResidualRoles:
+    """A stage's part in residual adds, by the network's structure (the balancer's estimate)."""
+
+    copy: bool = False
+    """It keeps a copy of its residual pixels (`ResidualPath.ADDER_COPY`)."""
+    reads: bool = False
+    """It reads residual pixels from its input memory (a block's first conv, or an add of its own input)."""
+
+
+def residual_roles(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> dict[str, ResidualRoles]:
+    """Every stage's `ResidualRoles`, from the chains of `cimsim.mapping.residual` (without the
+    check that the first core's buffer holds the residual long enough, which needs the rates)."""
+    source = scenario.mapping.residual_source
+    copies = {n for n, st in stages.items() if st.residual_input is not None
+              and (source == ResidualPath.ADDER_COPY or first_core_chain(net, stages, n) is None)}
+    return {n: ResidualRoles(n in copies, read_res_duty(net, stages, n, source)) for n in stages}
 
 
 def compute_layers(net: Network, scenario: Scenario) -> dict[str, Stage]:
@@ -131,16 +151,18 @@ class LayerCost:
     """Estimated cycles of one parallel group in the middle of a column: storing the input
     pixels it consumes (rate x stride^2, at the layout's most words per pixel), reading its
     new kernel rows (rate / dW x stride rows of the window's words), storing and reading back
-    the residual pixel of each of its outputs (an add's core), the MVMs (or a digital
+    the residual pixel of each of its outputs (an add's core keeping a copy) or reading one
+    from its input memory per output (`read_res`), the MVMs (or a digital
     stage's work) and the digital processor (digital_cycles per output); stores and reads add
     on one SRAM port."""
 
 
-def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> LayerCost | None:
+def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario,
+               roles: ResidualRoles = ResidualRoles()) -> LayerCost | None:
     """Cores the mapper gives `stage` at `rate` pixels per timestep (its replica layout, row and
     column splits, as `map_network` chooses them) and its step cycles, or None when that rate
     cannot be mapped: its replicas do not fit and `mapping.replica_fit` is "error", or its
-    input SRAM overflows."""
+    input SRAM overflows. `roles`: its part in residual adds (`residual_roles`)."""
     chip = scenario.chip
     win = stage.window
     try:
@@ -148,7 +170,8 @@ def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> Lay
     except MappingError:
         return None
     rows, cols = _matrix(stage, shape, fits, scenario)
-    _, _, _, lay, residual_words, _ = _sram_need(net, stage, shape.dw, scenario, channel_share(stage, rows, scenario))
+    share = channel_share(stage, rows, scenario)
+    _, _, _, lay, residual_words, _ = _sram_need(net, stage, shape.dw, scenario, share, roles.copy)
     if lay.total_words + residual_words > chip.sram_depth_words:
         return None
     metrics = lay.metrics(win.kernel[1])
@@ -156,8 +179,11 @@ def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario) -> Lay
     stores = rate * sh * sw * max(metrics.write_cycles)
     window = win.kernel[1] + (shape.dw - 1) * sw
     reads = math.ceil(rate / shape.dw) * sh * max(metrics.read_cycles) * math.ceil(window / win.kernel[1])
-    residual = rate * residual_pixel_words(net, stage, scenario)  # its outputs' residual pixels, stored and read
-    stores, reads = stores + residual, reads + residual
+    if roles.copy:  # its outputs' residual pixels, stored and read back
+        residual = rate * residual_pixel_words(net, stage, scenario)
+        stores, reads = stores + residual, reads + residual
+    if roles.reads:  # read_res: a pixel of its own input per output (at its own rate: an estimate)
+        reads += rate * lay.pixel_read_words()
     sram = stores + reads if chip.sram_ports == 1 else max(stores, reads)
     dw = max(1, min(shape.dw, rate, win.out_w))
     groups = math.ceil(win.out_w / dw) * math.ceil(win.out_h / math.ceil(rate / dw))
@@ -233,9 +259,17 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     edges: list[tuple[str, str, EdgeRole]] = []
     cores: list[CoreSpec] = []
     positions = snake(chip.array_rows, chip.array_cols)
+    chosen = {name: (stage_rate(st, scenario), *_choose_shape(st, stage_rate(st, scenario), scenario))
+              for name, st in stages.items()}
+    routes = residual_routes(net, stages, {n: (c[0], c[1].dw) for n, c in chosen.items()},
+                             scenario.mapping.residual_source)
+    sends_to: dict[str, list[str]] = {}
+    for adder, rt in routes.items():
+        if rt.path is ResidualPath.READ_RES:
+            sends_to.setdefault(rt.source, []).append(adder)
     for name, st in stages.items():
-        rate = stage_rate(st, scenario)
-        shape, fits, note = _choose_shape(st, rate, scenario)
+        rate, shape, fits, note = chosen[name]
+        route: ResidualRoute | None = routes.get(name)
         if note and not fits:
             warnings.append(f"{name}: {note}")
         rows, cols = _matrix(st, shape, fits, scenario)
@@ -243,9 +277,15 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
         if not fits and scenario.mapping.replica_fit == "split":
             note = f"{rate} replicas need {shape.rows} rows; split over {row_parts * col_parts} cores"
         share = 0 if st.unit is Unit.DIGITAL else channel_share(st, rows, scenario)
+        if route is not None and route.path is ResidualPath.OWN_INPUT and share:
+            route = ResidualRoute(ResidualPath.ADDER_COPY, str(st.residual_input), note=(
+                "its merging core holds only its share of the input channels: it keeps a copy of the residual"))
+        copy = route is not None and route.path is ResidualPath.ADDER_COPY
         in_bits = (share or st.in_channels) * net.bits
         method, slot_columns, in_h, lay, residual_words, residual_capacity = _sram_need(net, st, shape.dw, scenario,
-                                                                                        share)
+                                                                                        share, copy)
+        if route is not None and route.path is ResidualPath.READ_RES:
+            residual_capacity = route.inbox
         need = lay.total_words + residual_words
         if need > chip.sram_depth_words:
             raise MappingError(
@@ -254,6 +294,8 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
                 f"{' + residual area' if residual_words else ''}), the core has chip.sram_depth_words = "
                 f"{chip.sram_depth_words}"
             )
+        if route is not None and route.note:
+            note = f"{note}; {route.note}" if note else route.note
         metrics = lay.metrics(st.window.kernel[1])
         ids = []
         for r in range(row_parts):
@@ -286,7 +328,12 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
             rows=shape.rows if xbar else 0, cols=shape.cols if xbar else 0, fits=fits,
             row_parts=row_parts, col_parts=col_parts, cores=tuple(ids),
             sram_method=method, pixel_bits=in_bits, slot_columns=slot_columns, sram_words=need,
-            residual_capacity=residual_capacity, residual_pixel_words=residual_pixel_words(net, st, scenario),
+            residual_capacity=residual_capacity,
+            residual_pixel_words=residual_pixel_words(net, st, scenario) if copy else 0,
+            residual_path=route.path if route is not None else None,
+            residual_from=route.source if route is not None else None,
+            residual_chain=route.chain if route is not None else (),
+            residual_sends_to=tuple(sends_to.get(name, ())),
             sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
             fused=st.fused, main_inputs=st.main_inputs, residual_input=st.residual_input, note=note,
             unit=st.unit, window=st.window, digital_step_cycles=st.digital_step_cycles, jobs=st.jobs,
@@ -327,6 +374,10 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
             first += _emitted_channels(net, plan, m)
     for src_layer, dst_layer, role in plan.edges:
         dst = plan.layers[dst_layer]
+        if role is EdgeRole.RESIDUAL and dst.residual_path is not ResidualPath.ADDER_COPY:
+            if dst.residual_path is ResidualPath.READ_RES:
+                flows.extend(_read_res_flows(net, plan, dst))
+            continue  # OWN_INPUT: the adding core reads its own input memory
         targets = dst.cores if role is EdgeRole.MAIN else dst.merge_cores
         width = _emitted_channels(net, plan, src_layer)
         if src_layer == plan.input_name:
@@ -388,6 +439,24 @@ def _routed_flows(plan: MappingPlan, net: Network, scenario: Scenario) -> tuple[
             )
         routed.append(replace(f, route=tuple(path)))
     return routed, graph
+
+
+def _read_res_flows(net: Network, plan: MappingPlan, dst: LayerMapping) -> list[Flow]:
+    """The residual flows of a `read_res` add: from the block's first conv's cores that hold the
+    block input (each row part of a layer split by input channels its share; else its first core)
+    to the adding stage's merging cores, at the adding stage's rate."""
+    first = plan.layers[str(dst.residual_from)]
+    channels = _emitted_channels(net, plan, str(dst.residual_input))
+    flows: list[Flow] = []
+    for cid in first.cores:
+        spec = plan.cores[cid]
+        lo, hi = spec.channels
+        if spec.col_part or ((lo, hi) == (0, 0) and spec.row_part):
+            continue  # every column part holds the same input; without shares, so does every row part
+        width = hi - lo if (lo, hi) != (0, 0) else channels
+        flows.extend(Flow(cid, t, EdgeRole.RESIDUAL, first.layer, dst.layer, width * net.bits, dst.rate, read_res=True)
+                     for t in dst.merge_cores)
+    return flows
 
 
 def _emitted_channels(net: Network, plan: MappingPlan, name: str) -> int:

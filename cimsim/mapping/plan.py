@@ -6,11 +6,26 @@ Pure data, no SimPy: built by `cimsim.mapping.mapper.map_network`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import networkx as nx
 
 from cimsim.mapping.stages import Unit, Window
 from cimsim.network.layers import EdgeRole, Network
+
+
+class ResidualPath(StrEnum):
+    """How an adding stage gets its residual pixels (`mapping.residual_source`)."""
+
+    READ_RES = "read_res"
+    """Dazzi's `read_res` (Algorithm 1 lines 21-22): the block's first core reads each pixel from
+    its own input memory and sends it; the adding core stores nothing."""
+    OWN_INPUT = "own_input"
+    """The adding core's own input memory holds the residual (it adds its own input): it reads
+    each pixel from there for the add."""
+    ADDER_COPY = "adder_copy"
+    """The residual's producer sends its pixels to the adding core, which writes them into the
+    free part of its input memory and reads them back for the add."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,8 @@ class LayerMapping:
     sram_words: int
     """Words of input SRAM needed: input pixels + the pre-stored zero pixel + the minimal residual area."""
     residual_capacity: int
-    """Residual pixels the input SRAM can hold besides the input buffer (0: no residual)."""
+    """Residual pixels the stage holds before their add: in its input SRAM besides the input
+    buffer (`ResidualPath.ADDER_COPY`), or in its residual inbox (`READ_RES`; 0: none)."""
     sram_data_words: int
     """Words holding the H x slot_columns input pixels."""
     write_cycles: tuple[int, int]
@@ -91,9 +107,20 @@ class LayerMapping:
     weights: int = 0
     """Weights of the layer (devices that hold a non-zero weight of one replica)."""
     residual_pixel_words: int = 0
-    """SRAM words one residual pixel takes in the residual area (whole words of C_out x bits):
-    the cycles the adding core spends writing it when it arrives and reading it back for the
-    add (0: no residual)."""
+    """`ResidualPath.ADDER_COPY`: SRAM words one residual pixel takes in the residual area (whole
+    words of C_out x bits): the cycles the adding core spends writing it when it arrives and
+    reading it back for the add (0: no copy)."""
+    residual_path: ResidualPath | None = None
+    """How the stage gets its residual pixels (None: it adds none)."""
+    residual_from: str | None = None
+    """The stage whose cores send the residual pixels: the block's first conv (`READ_RES`), the
+    stage itself (`OWN_INPUT`), or `residual_input` (`ADDER_COPY`)."""
+    residual_chain: tuple[str, ...] = ()
+    """`READ_RES`: the stages from this one back to the first (this stage, ..., `residual_from`),
+    whose dataflow tables time the first core's sends (`cimsim.mapping.residual.send_schedule`)."""
+    residual_sends_to: tuple[str, ...] = ()
+    """Stages this stage's cores send residual pixels to by `read_res`, from their input memory
+    (this stage is their block's first conv)."""
     skew_capacity: int = 0
     """Several main inputs (a concat): input pixels an early input's slices may run ahead of the
     latest one, held in the SRAM words the input buffer and the residual area leave free
@@ -120,6 +147,9 @@ class Flow:
     """Pixels per timestep the producer emits at its own rate (Eq. 7's load)."""
     route: tuple[object, ...] = ()
     """Router positions from source to destination (empty on the ideal fabric)."""
+    read_res: bool = False
+    """The packets are pixels of the source core's input memory, read by `read_res` (a
+    residual flow from the block's first core), not its outputs."""
 
     @property
     def bits_per_timestep(self) -> int:

@@ -177,6 +177,21 @@ class SramLayout:
         return len(words)
 
     @cached_property
+    def _pixel_read_table(self) -> np.ndarray:
+        table = np.array([[self.read_words(x, (c,)) for c in range(self.columns)] for x in range(self.height)],
+                         dtype=np.int64)
+        table.setflags(write=False)
+        return table
+
+    def pixel_read_table(self) -> np.ndarray:
+        """Words touched reading one stored pixel (`read_res`), shape (height, columns) (read-only)."""
+        return self._pixel_read_table
+
+    def pixel_read_words(self) -> int:
+        """Most words touched reading one stored pixel."""
+        return int(self._pixel_read_table.max())
+
+    @cached_property
     def _write_table(self) -> np.ndarray:
         table = np.array([[self.write_words(x, c) for c in range(self.columns)] for x in range(self.height)],
                          dtype=np.int64)

@@ -1,7 +1,8 @@
 """The published numbers `cimsim validate` compares (`CHECKS`): per number its source, the paper's value,
 the measurement that gives cimsim's (`cimsim.validate.measure.MEASUREMENTS`), the tolerance and the
 modelling reason for any difference. Entries with `tolerance = None` are listed (a published number the
-simulator does not model) and never fail."""
+simulator does not model, or one of a different network, shown with cimsim's where it has one) and never
+fail. Numbers that only a bug could change (cycles per MVM of a slicing, exactness) are the tests' job."""
 
 from __future__ import annotations
 
@@ -30,66 +31,50 @@ class Check:
 
 _DAZZI_LAT = ("Algorithm 1-2 timing on the ideal fabric; 2 timesteps more than the paper's, not explained by a rule "
               "the paper states (README 'Reproducing Dazzi et al. 2021')")
-_DAZZI_TP = ("no inter-image gap: Algorithm 2's circular buffer continues across images, so images follow every "
-             "1,024 / 256 timesteps; the paper's figure implies 1,036 / 258 (README)")
 
 CHECKS: tuple[Check, ...] = (
     Check("Dazzi 2021, 3.1.1", "IMC cores, ResNet-32", 43, "cores", "dazzi_regular", "cores", 1, (
         "Table 2's layer 22 has C_in = 56 (504 rows, split over two cores); its real input has 28 channels, 252 "
         "rows, one core: 42 (README 'Core count')"), absolute=True),
-    Check("Dazzi 2021, 3.1.3", "latency, regular dataflow", 1628, "timesteps", "dazzi_regular", "latency_timesteps",
-          0.005, _DAZZI_LAT),
+    Check("Dazzi 2021, 3.1.3", "latency, regular dataflow, one image", 1628, "timesteps", "dazzi_regular",
+          "latency_timesteps", 0.005, _DAZZI_LAT),
     Check("Dazzi 2021, 3.1.3", "throughput, regular, batch 100", 9650, "images/s", "dazzi_regular",
-          "throughput_batch100", 0.02, _DAZZI_TP),
-    Check("Dazzi 2021, 3.1.4", "latency, speed-up dataflow", 526, "timesteps", "dazzi_speedup", "latency_timesteps",
-          0.03, ("same timing rules; replicas assumed to fit as the paper does (mapping.replica_fit = assume); the "
-                 "adding cores keep their own copy of the residual pixels (the paper re-reads the block's first core's "
-                 "input memory, read_res), and that copy's SRAM writes and read-backs (4 + 4 words per step) push "
-                 "steps of the five stage-1 add cores past the 50-cycle timestep: their first step of an image (54 cycles: 531 timesteps "
-                 "alone), and, with a next image streaming in, the steps of the last column (51-58 cycles): 541 at "
-                 "batch 2 (README 'Differences from the paper's algorithms')")),
-    Check("Dazzi 2021, 3.1.4", "speed-up of the latency", 3.1, "x", "dazzi_factor", "speedup", 0.03,
-          "the ratio of the two latencies above: the speed-up latency's residual SRAM cycles (above) lower it"),
-    Check("Dazzi 2021, 3.1.4", "throughput, speed-up, batch 100", 38600, "images/s", "dazzi_speedup",
           "throughput_batch100", 0.02, (
-              "no inter-image gap, as in the regular dataflow, but the stage-1 add cores, without slack at 4 "
-              "outputs per timestep, lose a few timesteps per image to the residual pixels' SRAM cycles: an "
-              "image every ~261 timesteps instead of 256; the paper's figure implies 259 (README)")),
-    Check("Dazzi 2021, 3.1.3 / 3.2", "latency with the PCM/PWM crossbar, 13-cycle MVM", 1628, "timesteps", "pcm",
+              "simulated at batch 100: no inter-image gap (Algorithm 2's circular buffer continues across images), an "
+              "image every 1,024 timesteps, the input stream's rate; the paper's 9,650 under the same formula "
+              "(batch / ((latency + 99 intervals) x 100 ns)) implies an interval of 1,030.3 (README)")),
+    Check("Dazzi 2021, 3.1.4", "latency, speed-up dataflow, one image", 526, "timesteps", "dazzi_speedup",
           "latency_timesteps", 0.005, (
-              "timing is the timestep's: 128 PWM steps at 10 per cycle (13 cycles) plus SRAM and digital cycles fit "
-              "the 50-cycle timestep, so the latency is the ideal fabric's 1,630; the shipped 4 steps per cycle (a "
-              "32-cycle MVM, an assumption: the paper gives no PWM clock) do not fit (README 'Analog noise')")),
-    Check("Dazzi 2021, 3.2", "PCM/PWM outputs off the int8 reference, noise off, 24-bit ADC", 0, "values", "pcm",
-          "mismatching", 0, (
-              "one analog pass of the 8-bit PWM input over differential pairs; 24 bits resolve every 256-row column "
-              "sum (LSB = 1 product), so every MVM is exact"), absolute=True),
+              "same timing rules; replicas assumed to fit as the paper does (mapping.replica_fit = assume); the "
+              "residual pixels read from the block's first core's input memory (read_res, Algorithm 1 lines 21-22): "
+              "the stage-1 first cores' steps take at most 50 cycles, within the timestep (README 'Reproducing "
+              "Dazzi')")),
+    Check("Dazzi 2021, 3.1.4", "speed-up of the latency", 3.1, "x", "dazzi_factor", "speedup", 0.02,
+          "the ratio of the two one-image latencies above (1,630 / 526)"),
+    Check("Dazzi 2021, 3.1.4", "throughput, speed-up, batch 100", 38600, "images/s", "dazzi_speedup",
+          "throughput_batch100", 0.005, (
+              "simulated at batch 100: an image every 256 timesteps, the input stream's rate (4 pixels per timestep); "
+              "the paper's 38,600 under the same formula implies an interval of 256.4 (README)")),
+    Check("Dazzi 2021, 3.1.3 / 3.2", "latency with the PCM/PWM crossbar, shipped PWM rate", 1628, "timesteps", "pcm",
+          "latency_timesteps", 0.005, (
+              "the shipped dazzi2021_resnet32_pcm.toml: 5 PWM steps per cycle, the fewest with which every step fits "
+              "the 50-cycle timestep (the paper's pipeline never stalls: a 26-cycle MVM + at most 22 SRAM and digital "
+              "cycles, README 'Analog noise'), so the latency is the ideal fabric's 1,630")),
     Check("Dazzi 2021, 3.2 / Table 4", "energy efficiency per array", 10.5, "TOPS/W", "none", "", None,
           ("not reproduced: the paper's figure is per array at peak and includes ADC, PWM and digital energy, which "
            "the shipped table lacks (README 'Energy, power and area')")),
     Check("RAELLA thesis, 4.3.2", "speculation success", 0.98, "fraction", "raella", "success", 0.01, (
         "ResNet-32 / CIFAR-10 on 256 x 256 crossbars with Center+Offset weights; the thesis's ~98 % is over its "
         "ImageNet baselines")),
-    Check("RAELLA thesis, 4.3.2", "crossbar cycles per MVM, speculating", 11, "cycles", "raella", "cycles_always", 0,
-          "3 speculative (4b, 2b, 2b) + 8 one-bit recovery slices: the same slicing", absolute=True),
-    Check("RAELLA thesis, 4.3.2", "crossbar cycles per MVM, recovery only", 8, "cycles", "raella",
-          "cycles_recovery_only", 0, "eight 1-bit input slices", absolute=True),
     Check("RAELLA thesis, 4.3.2", "ADC converts saved against recovery-only", 0.60, "fraction", "raella",
           "converts_saved", 0.05, ("'~60 %'; with 3 speculative converts the saving cannot exceed 62.5 %, recovery "
                                    "converts take the rest")),
-    Check("RAELLA thesis, 4.3.2", "speculative converts per column", 3, "converts", "raella", "speculative_converts",
-          0, "every column converts each of the 3 speculative slices", absolute=True),
-    Check("RAELLA thesis, 4.3.2", "recovery converts per column", 0.3, "converts", "raella", "recovery_converts", 0.2,
-          ("most failures here are in the 2-bit slices (2 recovery converts each, 4 for the 4-bit one), and "
-           "ResNet-32's crossbars hold fewer rows than RAELLA's ImageNet layers: fewer failures (README RAELLA)"),
-          absolute=True),
-    Check("RAELLA thesis, 6.1", "crossbar cycles of the signed layer, split-sign / two's complement, policy off", 2,
-          "x", "raella_fast", "conv1_cycles_ratio_off", 0, (
-              "'Latency is doubled for signed inputs': conv1, the one layer whose input (the image) can be negative, "
-              "runs a positive and a negative pass of every MVM (16 cycles instead of 8); the post-ReLU layers keep "
-              "one pass"), absolute=True),
-    Check("RAELLA thesis, 6.1", "crossbar cycles per MVM of the signed layer, speculating", 22, "cycles",
-          "raella_fast", "conv1_cycles_split_always", 0, "two passes of 3 speculative + 8 recovery slices (11 x 2)",
+    Check("RAELLA thesis, 4.3.2", "recovery converts per column", 0.18, "converts", "raella", "recovery_converts",
+          0.06, (
+              "what the thesis's own figures imply: speculation 'fails approximately 2 % of the time, requiring 2-4 "
+              "recovery converts depending on which speculative slice failed', a failure being one slice of one "
+              "column (the unit of the ~98 % success above), so 3 slices x 2 % x 2-4 = 0.12-0.24 per column; its "
+              "'+ 0.3 recovery converts' disagrees with that and with its ~60 % saving (which implies 0.2)"),
           absolute=True),
     Check("RAELLA thesis, 6.1", "throughput of always against off, source not the bottleneck", 8 / 11 - 1,
           "fraction", "raella_fast", "always_vs_off", 0.02, (
@@ -99,18 +84,22 @@ CHECKS: tuple[Check, ...] = (
           "fraction", "raella_fast", "per_mac_saving", 0.05, (
               "0.047 -> 0.018 converts per MAC; per column the saving cannot exceed 62.5 % (3 of 8 converts), "
               "recovery converts take the rest; split-sign conv1 converts twice in both"), absolute=True),
-    Check("issue 16 (int8 exactness)", "digits CNN top-1, chip minus int8 reference, noise off, 9-bit ADCs", 0,
-          "points", "digits", "chip_minus_int8", 0, (
-              "no column saturates a 9-bit ADC on this network (0 saturations), so every logit is the reference's and "
-              "so is every top-1; accuracy against noise and ADC bits is the digits CNN's own table"), absolute=True),
+    Check("Ottavi 2021, IV", "device overhead / ((C_job - 1) x depthwise share), jobs of 8 channels", 1, "x",
+          "ottavi", "overhead_8_exact", 1e-6, (
+              "the exact form of Ottavi's N_xbar = K^2 C C_job per depthwise layer: the devices beyond one per weight "
+              "are (C_job - 1) x the depthwise weights; this CIFAR-10 MobileNetV2's depthwise share is 2.9 % "
+              "(Ottavi's 25 % for IMA8 implies 3.6 % for their ImageNet network, listed below)")),
+    Check("Ottavi 2021, IV", "device overhead / ((C_job - 1) x depthwise share), jobs of 16 channels", 1, "x",
+          "ottavi", "overhead_16_exact", 1e-6, "as for jobs of 8 channels"),
+    Check("Ottavi 2021, IV", "devices / (weights + block-diagonal zeros), one job per depthwise layer", 1, "x",
+          "ottavi", "one_job_exact", 1e-6, (
+              "one job: each depthwise layer's block-diagonal K^2 C x C matrix, every other weight one device")),
     Check("Ottavi 2021, IV (IMA8)", "device overhead, depthwise jobs of 8 channels", 0.25, "fraction", "ottavi",
-          "overhead_8", 0.3, ("N_xbar = K^2 C C_job: the overhead is the depthwise share x (C_job - 1); 2.9 % of "
-                              "this CIFAR-10 MobileNetV2's weights are depthwise against Ottavi's ~4 % (ImageNet), "
-                              "27 % less: hence 30 %")),
+          "overhead_8", None, "Ottavi's ImageNet MobileNetV2 (3.6 % depthwise weights); this CIFAR-10 one has 2.9 %"),
     Check("Ottavi 2021, IV (IMA16)", "device overhead, depthwise jobs of 16 channels", 0.54, "fraction", "ottavi",
-          "overhead_16", 0.3, "as for IMA8: the depthwise share, 2.9 % here against ~4 %"),
+          "overhead_16", None, "as for IMA8"),
     Check("Ottavi 2021, IV", "devices / weights, one job per depthwise layer", 23, "x", "ottavi", "one_job_ratio",
-          0.3, "the block-diagonal K^2 C^2 of every depthwise layer; the CIFAR-10 network's channel mix differs"),
+          None, "Ottavi's ImageNet network; the channel mix of this CIFAR-10 one differs"),
     Check("Meng & Lu 2024, Fig. 6", "TPU-like reloading MLP, batch 1", 0.068, "TOPS", "meng_lu", "tops_batch1", 0.15, (
         "the paper's figure is the roofline (34 GB/s x 2 ops per byte at 1 MAC/byte: 5,744 timesteps of weight "
         "reads); the simulation adds, per segment, the last-fed core's 256 row writes at 100 ns (3 x 256 "

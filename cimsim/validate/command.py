@@ -18,17 +18,18 @@ EXIT_OUT_OF_TOLERANCE = 5
 def validate(only: set[str] | None = None) -> list[dict[str, Any]]:
     """Run the measurements (all, or the named ones) and judge every check against them."""
     selected = [c for c in checks.CHECKS if only is None or c.measurement in only]
-    got = {name: MEASUREMENTS[name][1]() for name in sorted({c.measurement for c in selected
-                                                               if c.tolerance is not None})}
+    got = {name: MEASUREMENTS[name][1]() for name in sorted({c.measurement for c in selected if c.value})}
     rows = []
     for c in selected:
         row: dict[str, Any] = {"source": c.source, "quantity": c.quantity, "paper": c.paper, "unit": c.unit,
                                "run": MEASUREMENTS[c.measurement][0], "reason": c.reason}
-        if c.tolerance is None:
-            row |= {"cimsim": None, "deviation": None, "tolerance": None, "status": "not compared"}
+        value = float(got[c.measurement][c.value]) if c.value else None
+        dev = None if value is None else value - c.paper if c.absolute else (value - c.paper) / c.paper
+        if c.tolerance is None:  # listed with cimsim's number where it has one, never judged
+            row |= {"cimsim": value, "deviation": dev, "tolerance": None,
+                    "tolerance_kind": "absolute" if c.absolute else "relative", "status": "not compared"}
         else:
-            value = float(got[c.measurement][c.value])
-            dev = value - c.paper if c.absolute else (value - c.paper) / c.paper
+            assert value is not None and dev is not None
             row |= {"cimsim": value, "deviation": dev, "tolerance": c.tolerance,
                     "tolerance_kind": "absolute" if c.absolute else "relative",
                     "status": "ok" if abs(dev) <= c.tolerance + 1e-12 else "OUT OF TOLERANCE"}
@@ -44,8 +45,11 @@ def _fmt(v: float | None) -> str:
 
 def _cells(r: dict[str, Any]) -> tuple[str, str]:
     """(deviation, tolerance) as printed."""
-    if r["tolerance"] is None:
+    if r["deviation"] is None:
         return "-", "not compared"
+    if r["tolerance"] is None:
+        dev = f"{r['deviation']:+.3g}" if r["tolerance_kind"] == "absolute" else f"{100 * r['deviation']:+.2f} %"
+        return dev, "not compared"
     if r["tolerance_kind"] == "absolute":
         return f"{r['deviation']:+.3g}", f"±{r['tolerance']:g}"
     return f"{100 * r['deviation']:+.2f} %", f"±{100 * r['tolerance']:g} %"

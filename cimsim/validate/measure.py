@@ -73,15 +73,24 @@ def cycles_per_mvm(summary: dict[str, Any], layer: str) -> float:
     return crossbar_cycles(summary, layer) / summary["functional"]["layers"][layer]["mvms"] * passes
 
 
+def paper_interval(latency: float, images_per_s: float, batch: int = 100) -> float:
+    """The image interval (timesteps) a paper's batch throughput implies under the same formula as
+    `throughput_at`: batch / ((latency + (batch - 1) x interval) x 100 ns)."""
+    return (batch / (images_per_s * TIMESTEP_S) - latency) / (batch - 1)
+
+
 def _dazzi(scenario: str) -> dict[str, float]:
-    s = run(scenario, "run.batch=2")
-    return {"cores": s["cores"], "latency_timesteps": s["latency_timesteps"],
-            "throughput_batch100": throughput_at(s, 100), "image_interval": s["image_interval_timesteps"]}
+    """The latency of one classification (batch 1) and the throughput of a batch of 100, both simulated."""
+    one, hundred = run(scenario, "run.batch=1"), run(scenario, "run.batch=100")
+    return {"cores": one["cores"], "latency_timesteps": one["latency_timesteps"],
+            "throughput_batch100": hundred["throughput_images_per_s"],
+            "image_interval": hundred["image_interval_timesteps"],
+            "batch100_latency": hundred["latency_timesteps"]}
 
 
 def _dazzi_speedup_factor() -> dict[str, float]:
-    reg = run("dazzi2021_resnet32.toml", "run.batch=2")["latency_timesteps"]
-    fast = run("dazzi2021_resnet32_speedup.toml", "run.batch=2")["latency_timesteps"]
+    reg = run("dazzi2021_resnet32.toml", "run.batch=1")["latency_timesteps"]
+    fast = run("dazzi2021_resnet32_speedup.toml", "run.batch=1")["latency_timesteps"]
     return {"speedup": reg / fast}
 
 
@@ -123,8 +132,11 @@ def _raella_fast() -> dict[str, float]:
 
 
 def _pcm() -> dict[str, float]:
-    s = run("dazzi2021_resnet32_pcm.toml", "noise.pcm=false", "functional.pwm_steps_per_cycle=10")
-    return {"latency_timesteps": s["latency_timesteps"], "mismatching": s["functional"]["mismatching_values"]}
+    """The shipped PCM/PWM scenario (10-bit ADC, PCM noise, its PWM rate) and its ideal-ADC variant."""
+    s = run("dazzi2021_resnet32_pcm.toml")
+    ideal = run("dazzi2021_resnet32_pcm_ideal_adc.toml")
+    return {"latency_timesteps": s["latency_timesteps"], "ideal_latency_timesteps": ideal["latency_timesteps"],
+            "mismatching": ideal["functional"]["mismatching_values"]}
 
 
 def _digits() -> dict[str, float]:
@@ -143,9 +155,19 @@ def _ottavi() -> dict[str, float]:
         sc = load_scenario(path, ["mapping.depthwise=crossbar", f"mapping.depthwise_job_channels={job}"])
         chip = dry_run(load_model(sc.model), sc)["chip"]
         out[f"devices_{job}"], out["weights"] = chip["crossbar_devices"], chip["weights"]
+    net = load_model(load_scenario(path).model)
+    depthwise = [layer for layer in net.layers if layer.is_depthwise]
+    dw_weights = sum(layer.kernel_hw[0] * layer.kernel_hw[1] * layer.out_channels for layer in depthwise)
+    out["depthwise_share"] = dw_weights / out["weights"]
+    block_diagonal = sum(layer.kernel_hw[0] * layer.kernel_hw[1] * layer.in_channels * layer.out_channels
+                         for layer in depthwise)
     for job in (8, 16):
         out[f"overhead_{job}"] = out[f"devices_{job}"] / out["weights"] - 1
+        # Ottavi's N_xbar = K^2 C C_job per depthwise layer: the overhead is (C_job - 1) x the depthwise share
+        out[f"overhead_{job}_exact"] = out[f"overhead_{job}"] / ((job - 1) * out["depthwise_share"])
     out["one_job_ratio"] = out["devices_0"] / out["weights"]
+    # one job: each depthwise layer's block-diagonal K^2 C x C matrix, every other weight one device
+    out["one_job_exact"] = out["devices_0"] / (out["weights"] - dw_weights + block_diagonal)
     return out
 
 
@@ -171,16 +193,17 @@ def _meng_lu() -> dict[str, float]:
 
 
 MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
-    "dazzi_regular": (("dazzi2021_resnet32.toml, batch 2; images/s at batch 100 = 100 / ((latency + 99 x image "
-                      "interval) x 100 ns)"), lambda: _dazzi("dazzi2021_resnet32.toml")),
-    "dazzi_speedup": ("dazzi2021_resnet32_speedup.toml, batch 2 (batch 100 as above)",
+    "dazzi_regular": ("dazzi2021_resnet32.toml: latency at batch 1, throughput simulated at batch 100",
+                      lambda: _dazzi("dazzi2021_resnet32.toml")),
+    "dazzi_speedup": ("dazzi2021_resnet32_speedup.toml: latency at batch 1, throughput simulated at batch 100",
                       lambda: _dazzi("dazzi2021_resnet32_speedup.toml")),
-    "dazzi_factor": ("both Dazzi scenarios, batch 2", _dazzi_speedup_factor),
+    "dazzi_factor": ("both Dazzi scenarios, batch 1", _dazzi_speedup_factor),
     "raella": ("dazzi2021_resnet32_speculation.toml (policy always, 7-bit ADC), batch 1", _raella),
     "raella_fast": (("raella_resnet32_<policy>_fast.toml (split-sign inputs), batch 3, throughput = 1 / image "
                      "interval; conv1's crossbar cycles over the same images "
                      "with conv1 unreplicated, split-sign against two's complement"), _raella_fast),
-    "pcm": ("dazzi2021_resnet32_pcm.toml, noise.pcm = false, pwm_steps_per_cycle = 10 (13-cycle MVM), batch 1", _pcm),
+    "pcm": (("dazzi2021_resnet32_pcm.toml as shipped (5 PWM steps per cycle: a 26-cycle MVM) and "
+             "dazzi2021_resnet32_pcm_ideal_adc.toml, batch 1"), _pcm),
     "digits": ("digits_cnn.toml (9-bit ADCs, noise off), the 360 held-out images", _digits),
     "ottavi": ("zoo/mobilenetv2_cifar10.toml, mapping.depthwise = crossbar, dry_run", _ottavi),
     "none": ("not measured", dict),
@@ -190,5 +213,6 @@ MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
 
 
 __all__ = ["BATCH", "FAST_BATCH", "MEASUREMENTS", "ROOT", "SCENARIOS", "TIMESTEP_S", "TWOS", "UNREPLICATED",
-           "converts_per_mac", "crossbar_cycles", "cycles_per_mvm", "fast_run", "layer_macs_of", "roofline_points", "run",
+           "converts_per_mac", "crossbar_cycles", "cycles_per_mvm", "fast_run", "layer_macs_of", "paper_interval",
+           "roofline_points", "run",
            "steady_throughput", "throughput_at"]

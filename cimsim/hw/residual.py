@@ -1,0 +1,93 @@
+"""Dazzi's `read_res` (Algorithm 1 lines 21-22) at the core whose input memory holds a residual.
+
+The block's first core (`ResidualPath.READ_RES`) sends each pixel it stored to an adding stage
+when `conditions_to_residual(pointer_in)` holds: its input pointer has reached the pixel the
+adding stage's output of that pixel depends on through the block (`cimsim.mapping.residual.
+send_schedule`: in a pipeline without stalls the adding core computes that output in the same
+timestep), and the adding core's residual inbox has room. It reads the pixel from its own input
+memory (the words the pixel occupies in its layout), charged to the SRAM reads of the step of
+the timestep in which it reads it, as a store is. It may not overwrite a slot whose pixel it has
+not sent yet: `done` bounds its circular store (`Core._store`). An adding core that adds its own
+input (`ResidualPath.OWN_INPUT`) reads the pixel in the step of the output it is added to and
+keeps the slot until then (`Core`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cimsim.hw.ports import OutputPort, Wakeable
+
+NO_DUTY = 1 << 62
+"""`Core.res_done` of a core that owes no residual pixels: its store is never held back by one."""
+
+
+class ResidualSender:
+    """The `read_res` duty of a block's first core towards one adding stage: what it has sent,
+    when a pixel may go, and what reading it costs."""
+
+    def __init__(self, ports: Sequence[OutputPort], costs: list[list[int]], schedule: Sequence[int],
+                 batch: int) -> None:
+        self.ports = list(ports)
+        self.costs = costs
+        """costs[image % period][k]: words read for pixel k of an image (its slot's rotation)."""
+        self.schedule = list(schedule)
+        """schedule[k]: pixels of the image stored before pixel k is sent (conditions_to_residual)."""
+        self.n_in = len(self.schedule)
+        self.total = batch * self.n_in
+        """Pixels to send over the run."""
+        self.done = 0
+        """Pixels sent so far (all images): pixel i's slot may be overwritten once i < done."""
+        self.cycles = 0
+        self.ts = -1
+        """SRAM read words of timestep `ts`'s sends."""
+
+    def send(self, owner: Wakeable, stored: int, now: int, now_ts: int) -> int:
+        """Send, at cycle `now` of timestep `now_ts`, the pixels whose condition holds with `stored`
+        pixels stored and the adding cores have room for; return how many. A port without room
+        registers `owner` to be woken when it frees some."""
+        done, n_in, schedule = self.done, self.n_in, self.schedule
+        image, k = divmod(done, n_in)
+        ready = done
+        base = image * n_in
+        while ready < self.total and base + schedule[k] <= stored and ready < stored:
+            ready += 1
+            k += 1
+            if k == n_in:
+                base, k = base + n_in, 0
+        n = ready - done
+        if n <= 0:
+            return 0
+        for port in self.ports:
+            room = port.room()
+            if room is not None and room < n:
+                n = room
+                port.register_waiter(owner)
+        if n <= 0:
+            return 0
+        costs = self.costs
+        image, k = divmod(done, n_in)
+        row = costs[image % len(costs)]
+        words = 0
+        for _ in range(n):
+            words += row[k]
+            k += 1
+            if k == n_in:
+                image, k = image + 1, 0
+                row = costs[image % len(costs)]
+        if now_ts != self.ts:  # reads of a timestep without a step fit in it: not charged
+            self.ts, self.cycles = now_ts, 0
+        self.cycles += words
+        self.done = done + n
+        for port in self.ports:
+            port.send(n, now)
+        return n
+
+    def take_cycles(self, now_ts: int) -> int:
+        """The read words of timestep `now_ts` so far (then zero: a step takes them once)."""
+        cycles = self.cycles if self.ts == now_ts else 0
+        self.cycles = 0
+        return cycles
+
+
+__all__ = ["NO_DUTY", "ResidualSender"]
