@@ -64,9 +64,14 @@ CHECKS: tuple[Check, ...] = (
           "mismatching", 0, (
               "one analog pass of the 8-bit PWM input over differential pairs; 24 bits resolve every 256-row column "
               "sum (LSB = 1 product), so every MVM is exact"), absolute=True),
-    Check("Dazzi 2021, 3.2 / Table 4", "energy efficiency per array", 10.5, "TOPS/W", "none", "", None,
-          ("not reproduced: the paper's figure is per array at peak and includes ADC, PWM and digital energy, which "
-           "the shipped table lacks (README 'Energy, power and area')")),
+    Check("Dazzi 2021, 3.2 / Table 4", "energy efficiency per array, at peak", 10.5, "TOPS/W", "dazzi_array",
+          "tops_per_w", 0.15, (
+              "tolerance: the sources' spread, each end moving the figure ~10 %: the ADC at the survey model's "
+              "3.85 pJ instead of Kull 2017's measured 4.61 pJ (+8 %), the PCM read for a 128-ns PWM pulse "
+              "instead of 70 ns (-12 %). NOT REPRODUCED: cimsim charges the blocks a source gives (Table 4's "
+              "DFC+SRAM 10.55 mW, ADC 11.8 mW, PCM 4.6 mW: 27 mW); the paper's 10.5 TOPS/W at its 1.008 TOPS is "
+              "96 mW per array, and the rest, the PWM, the digital processor and the column voltage regulators, "
+              "has no published value (README 'Energy, power and area')")),
     Check("RAELLA thesis, 4.3.2", "speculation success", 0.98, "fraction", "raella", "success", 0.01, (
         "ResNet-32 / CIFAR-10 on 256 x 256 crossbars with Center+Offset weights; the thesis's ~98 % is over its "
         "ImageNet baselines")),
