@@ -69,6 +69,8 @@ static_power_W = 1.0e-4
 area_m2 = 1.0e-8
 [dfc]
 static_power_W = 2.0e-3
+clocked_power_W = 4.0e-3
+step.energy_J = 2.0e-10
 [sram]
 static_power_W = 3.0e-5
 word_read.energy_J = 2.0e-11
@@ -138,8 +140,13 @@ def run_json(capsys: pytest.CaptureFixture[str], path: Path, *args: str) -> dict
     return json.loads(capsys.readouterr().out)
 
 
-def by_hand(energy: dict[str, Any], table: dict[str, Any]) -> tuple[float, float]:
-    """(dynamic, static) joules of the run's counts with `table`'s numbers."""
+def counts_of(energy: dict[str, Any]) -> ActionCounts:
+    """The run's action counts."""
+    return ActionCounts.from_dict(energy["counts"])
+
+
+def by_hand(energy: dict[str, Any], table: dict[str, Any]) -> tuple[float, float, float]:
+    """(dynamic, static, clocked) joules of the run's counts with `table`'s numbers."""
     dynamic = 0.0
     for rec in energy["counts"]["counts"]:
         entry = table[rec["component"]][rec["action"]]
@@ -148,9 +155,9 @@ def by_hand(energy: dict[str, Any], table: dict[str, Any]) -> tuple[float, float
         else:
             e = entry.get("energy_J", 0.0) + entry.get("energy_J_per_argument", 0.0) * rec["argument"]
         dynamic += rec["count"] * e
-    static = sum(table[rec["component"]].get("static_power_W", 0.0) * rec["cycles"] / energy["clock_hz"]
-                 for rec in energy["counts"]["powered"])
-    return dynamic, static
+    static, clocked = (sum(table[rec["component"]].get(key, 0.0) * rec["cycles"] / energy["clock_hz"]
+                           for rec in energy["counts"]["powered"]) for key in ("static_power_W", "clocked_power_W"))
+    return dynamic, static, clocked
 
 
 @pytest.mark.parametrize("variant", [
@@ -161,10 +168,13 @@ def test_total_is_counts_times_table_plus_static_power_times_time(
     s = run_json(capsys, scenario(tmp_path, **variant), "--batch", "2")
     e = s["energy"]
     table = tomllib.loads(TABLE)
-    dynamic, static = by_hand(e, table)
+    dynamic, static, clocked = by_hand(e, table)
     assert math.isclose(e["dynamic_J"], dynamic, rel_tol=1e-12) and dynamic > 0
     assert math.isclose(e["static_J"], static, rel_tol=1e-12) and static > 0
-    assert math.isclose(e["energy_J"], dynamic + static, rel_tol=1e-12)
+    assert math.isclose(e["clocked_J"], clocked, rel_tol=1e-12) and clocked > 0
+    assert math.isclose(e["energy_J"], dynamic + static + clocked, rel_tol=1e-12)
+    # one controller step per core step: per crossbar core, as many as its MVMs
+    assert counts_of(e).total("dfc", "step") >= counts_of(e).total("crossbar", "mvm") > 0
     assert e["uncharged_counts"] == {}
     # every instance is powered for the whole run, and every core is one
     assert {r["cycles"] for r in e["counts"]["powered"]} == {s["simulated_cycles"]}

@@ -1,7 +1,8 @@
 """Energy, power and area from action counts x tables (Accelergy-style, SI units).
 
 `actions` is the vocabulary and the count accumulator, `table` the TOML tables,
-`model` the report, `accelergy` the ERT import and action-count export.
+`model` the report, `accelergy` the ERT import and action-count export, `peak` one
+array kept busy (the per-array figure a paper's TOPS/W is).
 Nothing here imports the simulator: the hardware counts, this package charges.
 """
 

@@ -82,11 +82,14 @@ class Action(StrEnum):
     """One byte read from DRAM."""
     BYTE_WRITE = "byte_write"
     """One byte written to DRAM."""
+    STEP = "step"
+    """One timestep in which a core's dataflow controller worked: it computed (fired an MVM or a digital
+    step), so its combinational logic (conditions, address generation) switched."""
 
 
 ALLOWED: Mapping[Component, frozenset[Action]] = {
     Component.SRAM: frozenset({Action.WORD_WRITE, Action.WORD_READ}),
-    Component.DFC: frozenset(),
+    Component.DFC: frozenset({Action.STEP}),
     Component.CROSSBAR: frozenset({Action.MVM, Action.CYCLE, Action.PULSE, Action.PROGRAM}),
     Component.DAC: frozenset({Action.DRIVE}),
     Component.ADC: frozenset({Action.CONVERT}),
@@ -97,7 +100,7 @@ ALLOWED: Mapping[Component, frozenset[Action]] = {
     Component.DRAM: frozenset({Action.BYTE_READ, Action.BYTE_WRITE}),
     Component.CORE: frozenset(),
 }
-"""The actions each component performs (the DFC and the core only burn static power)."""
+"""The actions each component performs (the core only burns static and clocked power)."""
 
 ARGUMENTS: Mapping[Action, str] = {
     Action.MVM: "cells",

@@ -1,7 +1,13 @@
 """Energy, power and area of a run from its action counts and an energy table.
 
-    total energy = sum over counts of (count x energy of the action with its argument)
-                 + sum over powered instances of (static power x powered cycles / clock)
+    total energy = sum over counts of (count x energy of the action with its argument)      dynamic
+                 + sum over powered instances of (static power x powered cycles / clock)   static (leakage)
+                 + sum over powered instances of (clocked power x powered cycles / clock)  clocked
+
+Static power is leakage; clocked power is what a component without clock gating draws every
+powered cycle for its clock tree and flip-flops, whether it works or not (Dazzi's Table 4 splits
+the dataflow controller's power this way). Both are charged on the same powered cycles and
+reported apart.
 
 Throughput figures count 2 operations per multiply-accumulate (the convention of Dazzi
 3.2 and Ottavi IV-1): TOPS = 2 x MACs / seconds / 1e12, TOPS/W = 2 x MACs / joules / 1e12.
@@ -12,7 +18,7 @@ Steady state and fill are windows of the same run, cut by the caller at image
 completions (snapshots of the counts, `ActionCounts.copy` / `minus`): the steady window
 runs from one image's completion to a later one's, so its energy per image no longer
 contains the pipeline fill; the fill window runs from the start to image 0's completion,
-and its static energy is what idle cores leak while the pipeline fills.
+and its static and clocked energy is what the powered cores draw while the pipeline fills.
 """
 
 from __future__ import annotations
@@ -47,13 +53,15 @@ class _Tally:
 
     dynamic_J: float = 0.0
     static_J: float = 0.0
+    clocked_J: float = 0.0
 
     @property
     def energy_J(self) -> float:
-        return self.dynamic_J + self.static_J
+        return self.dynamic_J + self.static_J + self.clocked_J
 
     def as_dict(self) -> dict[str, float]:
-        return {"energy_J": self.energy_J, "dynamic_J": self.dynamic_J, "static_J": self.static_J}
+        return {"energy_J": self.energy_J, "dynamic_J": self.dynamic_J, "static_J": self.static_J,
+                "clocked_J": self.clocked_J}
 
 
 @dataclass
@@ -93,10 +101,10 @@ def _evaluate(counts: ActionCounts, table: EnergyTable, clock_hz: float) -> _Eva
         if spec is None:
             raise InputError(f"{table.source}: no component '{comp}' for a component the chip powered"
                              f"{f' ({instance})' if instance else ''}")
-        joules = spec.static_power_W * cycles / clock_hz
-        total.static_J += joules
-        by_layer.setdefault(layer, _Tally()).static_J += joules
-        by_component.setdefault(str(comp), _Tally()).static_J += joules
+        static, clocked = spec.static_power_W * cycles / clock_hz, spec.clocked_power_W * cycles / clock_hz
+        for tally in (total, by_layer.setdefault(layer, _Tally()), by_component.setdefault(str(comp), _Tally())):
+            tally.static_J += static
+            tally.clocked_J += clocked
     return _Evaluation(total, by_layer, by_component, by_action, uncharged)
 
 
@@ -188,5 +196,6 @@ def _window(win: Window, table: EnergyTable, clock_hz: float, macs_per_image: in
         "energy_per_image_J": per(ev.total.energy_J),
         "dynamic_per_image_J": per(ev.total.dynamic_J),
         "static_per_image_J": per(ev.total.static_J),
+        "clocked_per_image_J": per(ev.total.clocked_J),
         **_rate(OPS_PER_MAC * macs_per_image * win.images, ev.total.energy_J, seconds),
     }

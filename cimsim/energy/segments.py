@@ -1,7 +1,7 @@
 """The energy of a reloading run (`mapping.weights = "reload"`): its segments' energy sections summed.
 
 Each segment is simulated as a chip of its own and reports its own `energy` section; the run's is
-their sum: energy (dynamic, static), clock cycles, ops, and the breakdowns by layer, component and
+their sum: energy (dynamic, static, clocked), clock cycles, ops, and the breakdowns by layer, component and
 action (a layer belongs to one segment, so `by_layer` is their union; the DRAM's and the routers'
 "" rows add up). Programming the crossbars is in it as `crossbar.program`, one per device written.
 Power, TOPS and TOPS/W follow from the sums; the area is that of the largest segment's cores (the
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-SUMMED = ("cycles", "energy_J", "dynamic_J", "static_J", "ops")
+SUMMED = ("cycles", "energy_J", "dynamic_J", "static_J", "clocked_J", "ops")
 """Scalar fields of a segment's `energy` section that add up over segments."""
 SHARED = ("enabled", "table", "table_file", "clock_hz", "ops_per_mac")
 """Fields every segment reports alike (the run's scenario)."""

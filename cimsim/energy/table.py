@@ -6,8 +6,13 @@ A table is a TOML file in SI units, the unit in every key's name (as in the scen
     description = "what it models"
     uncharged = ["digital.*", "dac.drive"]   # performed but knowingly not charged (no source)
 
+    [dfc]
+    static_power_W = 1.06e-4      # leakage: charged for every powered cycle of each instance
+    clocked_power_W = 5.65e-3     # clock tree and flip-flops: also charged for every powered cycle
+    step.energy_J = 2.18e-10      # combinational switching of one active timestep
+
     [sram]
-    static_power_W = 2.155e-5     # charged for every powered cycle of each instance
+    static_power_W = 2.155e-5
     area_m2 = 9.1e-9              # per instance
     word_read.energy_J = 2.58e-11 # constant energy per action
 
@@ -42,8 +47,8 @@ MAX_TABLE_BYTES = 1 << 20
 BUILTIN_DIR = "tables"
 """Directory of the shipped tables inside the `cimsim.energy` package."""
 
-_UNIT_WORDS = ("energy", "static_power", "area")
-_SI = {"energy": "energy_J", "static_power": "static_power_W", "area": "area_m2"}
+_UNIT_WORDS = ("energy", "static_power", "clocked_power", "area")
+_SI = {"energy": "energy_J", "static_power": "static_power_W", "clocked_power": "clocked_power_W", "area": "area_m2"}
 
 
 @dataclass(frozen=True)
@@ -66,10 +71,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """Static power and area of one instance of a component."""
+    """Static and clocked power and area of one instance of a component."""
 
     static_power_W: float = 0.0
-    """Power while powered, whatever it does (W); 0 when the table gives none."""
+    """Leakage: power while powered, whatever it does (W); 0 when the table gives none."""
+    clocked_power_W: float = 0.0
+    """Power of the clock tree and the clocked (sequential) elements, drawn every cycle the instance is
+    powered whether or not it works (W): a component without clock gating; 0 when the table gives none."""
     area_m2: float | None = None
     """Area of one instance (m²); None when the table gives none."""
 
@@ -187,7 +195,7 @@ class _Parser:
                 raise self.fail(key, f"unknown component (known: {known}; top-level keys: name, description, "
                                      "uncharged)")
             if not isinstance(value, dict):
-                raise self.fail(key, "must be a table of static_power_W, area_m2 and actions")
+                raise self.fail(key, "must be a table of static_power_W, clocked_power_W, area_m2 and actions")
             comp = Component(key)
             components[comp] = self.component(comp, value, actions)
         uncharged = self.uncharged(raw.get("uncharged", []))
@@ -222,12 +230,14 @@ class _Parser:
 
     def component(self, comp: Component, raw: Mapping[str, Any],
                   actions: dict[tuple[Component, Action], Entry]) -> ComponentSpec:
-        """One component's table: static power, area and its actions."""
-        static, area = 0.0, None
+        """One component's table: static and clocked power, area and its actions."""
+        static, clocked, area = 0.0, 0.0, None
         for name, value in raw.items():
             key = f"{comp}.{name}"
             if name == "static_power_W":
                 static = self.number(key, value)
+            elif name == "clocked_power_W":
+                clocked = self.number(key, value)
             elif name == "area_m2":
                 area = self.number(key, value)
             elif name in Action.__members__.values() and Action(name) in ALLOWED[comp]:
@@ -238,9 +248,9 @@ class _Parser:
             else:
                 self.unit_check(key, name)
                 own = ", ".join(sorted(ALLOWED[comp])) or "none"
-                raise self.fail(key, f"unknown key (a component takes static_power_W, area_m2 and its actions: "
-                                     f"{own})")
-        return ComponentSpec(static, area)
+                raise self.fail(key, f"unknown key (a component takes static_power_W, clocked_power_W, area_m2 "
+                                     f"and its actions: {own})")
+        return ComponentSpec(static_power_W=static, clocked_power_W=clocked, area_m2=area)
 
     def entry(self, comp: Component, action: Action, raw: Mapping[str, Any]) -> Entry:
         """One action's energy."""

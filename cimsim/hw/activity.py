@@ -7,7 +7,9 @@ a copy, which it also stored; charged to the step that adds them, so an image's 
 stay with the image), reads again for `read_res` the input pixels the group newly needs
 (a block's first core: each pixel once per adding stage, whenever it is sent), runs
 one MVM on its crossbar, runs the digital processor on the group's outputs (the writing
-core of a layer) and sends the released pixels along its flows. What depends on the
+core of a layer) and sends the released pixels along its flows; its dataflow controller
+works one step (`dfc.step`: the combinational logic that fires the group). Timesteps in
+which a controller only stores arriving pixels count no step (their words are counted). What depends on the
 rotation of the circular SRAM buffer depends on the image modulo its period, so the
 tables are indexed by (phase, group) (`CoreSteps.basis`).
 The energy collector (`cimsim.sim.energy`) counts the steps a core really computed and
@@ -156,6 +158,7 @@ def core_steps(core: Core, net: Network, plan: MappingPlan, fabric: Fabric, link
     cells = spec.rows_used * spec.cols_used
     lm = plan.layers[layer]
     rates: list[tuple[CountKey, str, int]] = [
+        ((layer, C.DFC, A.STEP, 0), "steps", 1),
         ((layer, C.SRAM, A.WORD_WRITE, 0), "write_words", 1),
         ((layer, C.SRAM, A.WORD_READ, 0), "read_words", 1),
     ]

@@ -272,7 +272,7 @@ def _links(trace: Trace, plt: Any) -> Any:
 
 
 def _energy(trace: Trace, plt: Any) -> Any:
-    """Energy per image by layer and by component kind, dynamic and static stacked (`energy.enabled`)."""
+    """Energy per image by layer and by component kind, dynamic, clocked and static stacked (`energy.enabled`)."""
     energy = trace.summary.get("energy")
     if not isinstance(energy, dict):
         raise PlotError(f"{trace.path}: no energy in this trace (run the scenario with energy.enabled = true)")
@@ -285,8 +285,10 @@ def _energy(trace: Trace, plt: Any) -> Any:
         x = np.arange(len(names))
         dyn = np.array([part[n]["dynamic_J"] for n in names]) / images * 1e6
         stat = np.array([part[n]["static_J"] for n in names]) / images * 1e6
+        clocked = np.array([part[n].get("clocked_J", 0.0) for n in names]) / images * 1e6
         ax.bar(x, dyn, color="#3182bd", label="dynamic", width=0.8)
-        ax.bar(x, stat, bottom=dyn, color="#fdae6b", label="static", width=0.8)
+        ax.bar(x, clocked, bottom=dyn, color="#9e9ac8", label="clocked", width=0.8)
+        ax.bar(x, stat, bottom=dyn + clocked, color="#fdae6b", label="static", width=0.8)
         ax.set_xticks(x, names, rotation=90, fontsize=7)
         ax.set_xlabel(label)
         ax.grid(axis="y", alpha=0.3)
@@ -316,7 +318,7 @@ def power_series(trace: Trace) -> PowerSeries:
 
 
 def _power(trace: Trace, plt: Any) -> Any:
-    """Power over time: the static power of every powered instance at the bottom, the dynamic
+    """Power over time: the static and clocked power of every powered instance at the bottom, the dynamic
     power of each component kind stacked on it; image completions marked."""
     series = power_series(trace)
     width = np.diff(series.edges_s)
@@ -333,7 +335,7 @@ def _power(trace: Trace, plt: Any) -> Any:
     colours = [COMPONENT_COLOURS.get(series.components[i], "#000000") for i in used]
     if static:
         ys.insert(0, np.full(len(x), static))
-        labels.insert(0, f"static ({powered}): {static * 1e3:.4g} mW")
+        labels.insert(0, f"static + clocked ({powered}): {static * 1e3:.4g} mW")
         colours.insert(0, "#d9d9d9")
     ax.stackplot(x, ys, labels=labels, colors=colours, linewidth=0)
     cpt = int(trace.file["events"].attrs["timestep_cycles"])

@@ -95,14 +95,15 @@ def _energy_lines(e: dict[str, Any]) -> list[str]:
     steady = e.get("steady_state") or {}
     fill = e.get("fill") or {}
     per_image = steady.get("energy_per_image_J")
-    fill_static = fill.get("static_J")
+    fill_static = None if fill.get("static_J") is None else fill["static_J"] + fill.get("clocked_J", 0.0)
     area_note = "" if e["area_complete"] else f" (incomplete: no area for {', '.join(e['area_missing'])})"
     windows = (f"{num(None if per_image is None else per_image * 1e6, ',.3f')} uJ per image in steady state, "
-               f"fill static {num(None if fill_static is None else fill_static * 1e6, ',.3f')} uJ"
+               f"fill static+clocked {num(None if fill_static is None else fill_static * 1e6, ',.3f')} uJ"
                if "fill" in e else f"{e['energy_per_image_J'] * 1e6:,.3f} uJ per image (all segments)")
     lines = [
         (f"energy      {e['energy_J'] * 1e6:,.3f} uJ for the run ({e['table']}: dynamic "
-         f"{e['dynamic_J'] * 1e6:,.3f}, static {e['static_J'] * 1e6:,.3f}), {windows}"),
+         f"{e['dynamic_J'] * 1e6:,.3f}, static {e['static_J'] * 1e6:,.3f}, clocked "
+         f"{e.get('clocked_J', 0.0) * 1e6:,.3f}), {windows}"),
         (f"power       {num(e['average_power_W'], '.4f')} W, {num(e['tops'], '.4f')} TOPS, "
          f"{num(e['tops_per_w'], '.3f')} TOPS/W, area {e['area_mm2']:.4f} mm2{area_note}"),
     ]

@@ -144,7 +144,7 @@ class EnergyCollector:
         for _layer, comp, _inst in self.powered:
             spec = ch.table.components.get(comp)
             if spec is not None:
-                static[col[comp]] += spec.static_power_W
+                static[col[comp]] += spec.static_power_W + spec.clocked_power_W
         return PowerBins(tuple(str(c) for c in comps), dyn, static)
 
 
@@ -168,7 +168,8 @@ class PowerBins:
     dynamic_J: np.ndarray
     """(bins, components) dynamic joules of the actions in each bin."""
     static_W: np.ndarray
-    """(components,) static watts of every powered instance (powered for the whole run)."""
+    """(components,) constant watts of every powered instance (powered for the whole run): its static
+    (leakage) plus its clocked power."""
 
 
 def _shares(steps_per_bin: np.ndarray, core_layers: Mapping[int, str]) -> dict[str, np.ndarray]:

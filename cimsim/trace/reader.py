@@ -73,7 +73,7 @@ class PowerSeries:
     dynamic_J: np.ndarray
     """(bins, components) dynamic joules of the actions in each bin."""
     static_W: np.ndarray
-    """(components,) static power of all powered instances, for the whole run."""
+    """(components,) static (leakage) plus clocked power of all powered instances, for the whole run."""
 
     @property
     def edges_s(self) -> np.ndarray:

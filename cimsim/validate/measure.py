@@ -171,6 +171,36 @@ def _ottavi() -> dict[str, float]:
     return out
 
 
+ADC_SURVEY_10B_J = 3.8539e-12
+"""The ADC survey model's 10-bit energy at 14 nm, 1.5 GS/s (hwcomponents-adc; the dazzi2021_14nm table's
+comment), 16 % below Kull et al. 2017's measured 4.6133 pJ: the low end of the ADC's spread."""
+PWM_PULSE_S = 128e-9
+"""An 8-bit PWM input's longest pulse at the 1-ns PWM step that 1.008 TOPS implies (2 x 65,536 ops per
+130 ns): the high end of the PCM read time (the table takes Ottavi 2021's 70-ns array operation)."""
+
+
+def _dazzi_array() -> dict[str, float]:
+    """One 256 x 256 array at peak with the dazzi2021_14nm table (`cimsim.energy.peak`), and the figure
+    at each end of its sources' spread."""
+    from cimsim.energy import Entry, load_table, resolve_table
+    from cimsim.energy.actions import Action, Component
+    from cimsim.energy.peak import array_peak, component_power_W
+
+    table = load_table(resolve_table("dazzi2021_14nm"))
+    rep = array_peak(table)
+    adc = table.actions[(Component.ADC, Action.CONVERT)]
+    assert adc.by_argument is not None
+    survey = table.with_energy(Component.ADC, Action.CONVERT, Entry(by_argument={**adc.by_argument,
+                                                                                 10: ADC_SURVEY_10B_J}))
+    pcm = table.actions[(Component.CROSSBAR, Action.MVM)]
+    long_read = table.with_energy(Component.CROSSBAR, Action.MVM,
+                                  Entry(per_argument_J=pcm.per_argument_J * PWM_PULSE_S / 70e-9))
+    return {"tops_per_w": rep["tops_per_w"], "tops": rep["tops"], "power_mW": rep["average_power_W"] * 1e3,
+            "dfc_sram_mW": component_power_W(rep, Component.DFC, Component.SRAM) * 1e3,
+            "tops_per_w_survey_adc": array_peak(survey)["tops_per_w"],
+            "tops_per_w_long_read": array_peak(long_read)["tops_per_w"]}
+
+
 MENG_LU_RELOAD = ("mapping.weights=reload", "dram.enabled=true", "dram.bandwidth_gbps=34")
 """`--set` of Meng & Lu's reloading runs (their TPU's 34 GB/s), with the array's rows and columns."""
 
@@ -207,6 +237,9 @@ MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
     "digits": ("digits_cnn.toml (9-bit ADCs, noise off), the 360 held-out images", _digits),
     "ottavi": ("zoo/mobilenetv2_cifar10.toml, mapping.depthwise = crossbar, dry_run", _ottavi),
     "none": ("not measured", dict),
+    "dazzi_array": (("one 256 x 256 core at peak, analytical (cimsim.energy.peak): a full MVM of 8-bit inputs, "
+                     "256 10-bit conversions, 1 SRAM word written and 3 read per 100-ns timestep, priced with "
+                     "dazzi2021_14nm"), _dazzi_array),
     "meng_lu": ("zoo/meng_lu2024_mlp.toml, reload, 11 x 10 cores, 34 GB/s DRAM, batch 1", _meng_lu),
 }
 """Measurement key -> (what it runs, the function)."""

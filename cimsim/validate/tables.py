@@ -47,6 +47,7 @@ def _pct(v: float) -> str:
 
 def _dazzi_rows() -> Rows:
     reg, fast = m.MEASUREMENTS["dazzi_regular"][1](), m.MEASUREMENTS["dazzi_speedup"][1]()
+    arr = m.MEASUREMENTS["dazzi_array"][1]()
     factor = reg["latency_timesteps"] / fast["latency_timesteps"]
     p_factor = _paper("dazzi_factor", "speedup")
 
@@ -67,6 +68,11 @@ def _dazzi_rows() -> Rows:
          f"**{_n(fast['latency_timesteps'])}** timesteps ({factor:.3f}x)", "`dazzi2021_resnet32_speedup.toml`, one image"],
         ["throughput, speed-up, batch 100", f"{_n(p_fast)} images/s", f"**{_n(fast['throughput_batch100'])}** images/s",
          tp(fast, "dazzi2021_resnet32_speedup.toml", p_fast, p_fast_lat)],
+        ["energy efficiency per array, at peak", f"{_paper('dazzi_array', 'tops_per_w'):g} TOPS/W at 1.008 TOPS",
+         (f"**{arr['tops_per_w']:.1f}** TOPS/W ({arr['tops_per_w_long_read']:.1f}-{arr['tops_per_w_survey_adc']:.1f} "
+          f"over the sources' spread) at {arr['tops']:.3f} TOPS, {arr['power_mW']:.1f} mW: without the PWM, digital "
+          "processor and regulators, which no source gives"),
+         "one 256 x 256 core at peak, priced with `dazzi2021_14nm` (`cimsim.energy.peak`)"],
     ]
 
 
@@ -199,7 +205,8 @@ RAELLA_COMMON = (f"ResNet-32 / CIFAR-10, {m.FAST_BATCH} images (`--batch {m.FAST
 
 TABLES: dict[str, Table] = {
     "dazzi": Table(("", "paper", "cimsim", "run"), _dazzi_rows,
-                   "Dazzi 2021 3.1.3-3.1.4; ideal fabric, 100 ns timestep, regular and speed-up dataflows", ci=False),
+                   ("Dazzi 2021 3.1.3-3.1.4 and 3.2; ideal fabric, 100 ns timestep, regular and speed-up dataflows; "
+                    "the array at peak analytical"), ci=False),
     "raella": Table(RAELLA_HEADER, lambda: _raella_rows(RAELLA_FAST), (
         f"{RAELLA_COMMON}; conv1 x 1: `--set {' --set '.join(m.UNREPLICATED)}`, two's complement: `--set {m.TWOS}`"),
         ci=True),
