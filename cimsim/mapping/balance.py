@@ -43,6 +43,7 @@ from typing import Any
 from cimsim.config.schema import Scenario
 from cimsim.errors import MappingError
 from cimsim.mapping.mapper import MAX_RATE, LayerCost, compute_layers, layer_cost
+from cimsim.mapping.residual import residual_roles
 from cimsim.network import Network
 
 
@@ -91,7 +92,9 @@ def layer_options(net: Network, scenario: Scenario) -> dict[str, dict[int, Layer
     xbar_cols = scenario.chip.crossbar_cols
     pinned = scenario.dataflow.layer_rates
     options: dict[str, dict[int, LayerCost]] = {}
-    for name, stage in compute_layers(net, scenario).items():
+    stages = compute_layers(net, scenario)
+    roles = residual_roles(net, scenario, stages)
+    for name, stage in stages.items():
         pixels = stage.window.out_pixels
         if name in pinned:
             rates = [pinned[name]]
@@ -99,7 +102,7 @@ def layer_options(net: Network, scenario: Scenario) -> dict[str, dict[int, Layer
             rates = [1]
         else:
             rates = [r for r in divisors(pixels, MAX_RATE) if r == 1 or r * stage.out_channels <= xbar_cols]
-        costs = {r: c for r in rates if (c := layer_cost(net, stage, r, scenario)) is not None}
+        costs = {r: c for r in rates if (c := layer_cost(net, stage, r, scenario, roles[name])) is not None}
         if not costs:
             why = f"at the rate {pinned[name]} of dataflow.layer_rates" if name in pinned else "at any rate"
             raise MappingError(f"{scenario.source}: dataflow.mode = 'balanced': layer '{name}' cannot be mapped {why} "

@@ -19,7 +19,7 @@ from cimsim.mapping import topology
 from cimsim.mapping.placement import snake
 from cimsim.mapping.plan import CoreSpec, Flow, LayerMapping, MappingPlan, ResidualPath
 from cimsim.mapping.replication import ReplicaShape, best_shape, collective_shape
-from cimsim.mapping.residual import ResidualRoute, first_core_chain, read_res_duty, residual_routes
+from cimsim.mapping.residual import ResidualRoles, ResidualRoute, residual_routes
 from cimsim.mapping.sram import SramLayout, auto_method, make_layout
 from cimsim.mapping.stages import Stage, Unit, plan_stages
 from cimsim.network import Network
@@ -116,25 +116,6 @@ def residual_pixel_words(net: Network, stage: Stage, scenario: Scenario) -> int:
     return math.ceil(stage.out_channels * net.bits / scenario.chip.sram_word_bits)
 
 
-@dataclass(frozen=True)
-class ResidualRoles:
-    """A stage's part in residual adds, by the network's structure (the balancer's estimate)."""
-
-    copy: bool = False
-    """It keeps a copy of its residual pixels (`ResidualPath.ADDER_COPY`)."""
-    reads: bool = False
-    """It reads residual pixels from its input memory (a block's first conv, or an add of its own input)."""
-
-
-def residual_roles(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> dict[str, ResidualRoles]:
-    """Every stage's `ResidualRoles`, from the chains of `cimsim.mapping.residual` (without the
-    check that the first core's buffer holds the residual long enough, which needs the rates)."""
-    source = scenario.mapping.residual_source
-    copies = {n for n, st in stages.items() if st.residual_input is not None
-              and (source == ResidualPath.ADDER_COPY or first_core_chain(net, stages, n) is None)}
-    return {n: ResidualRoles(n in copies, read_res_duty(net, stages, n, source)) for n in stages}
-
-
 def compute_layers(net: Network, scenario: Scenario) -> dict[str, Stage]:
     """The stages (layers with cores of their own), in network order."""
     return plan_stages(net, scenario)
@@ -158,11 +139,12 @@ class LayerCost:
 
 
 def layer_cost(net: Network, stage: Stage, rate: int, scenario: Scenario,
-               roles: ResidualRoles = ResidualRoles()) -> LayerCost | None:
+               roles: ResidualRoles | None = None) -> LayerCost | None:
     """Cores the mapper gives `stage` at `rate` pixels per timestep (its replica layout, row and
     column splits, as `map_network` chooses them) and its step cycles, or None when that rate
     cannot be mapped: its replicas do not fit and `mapping.replica_fit` is "error", or its
-    input SRAM overflows. `roles`: its part in residual adds (`residual_roles`)."""
+    input SRAM overflows. `roles`: its part in residual adds (`residual_roles`; None: none)."""
+    roles = roles or ResidualRoles()
     chip = scenario.chip
     win = stage.window
     try:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cimsim.config.schema import Scenario
 from cimsim.mapping.geometry import LayerGeometry, build_geometry
 from cimsim.mapping.plan import ResidualPath
 from cimsim.mapping.stages import Stage
@@ -175,5 +176,35 @@ def read_res_duty(net: Network, stages: dict[str, Stage], name: str, source: str
     return False
 
 
-__all__ = ["ResidualRoute", "chain_need", "first_core_chain", "read_res_duty", "residual_inbox", "residual_lag_fits",
-           "residual_routes", "send_schedule", "stage_geometry"]
+@dataclass(frozen=True)
+class ResidualRoles:
+    """A stage's part in residual adds, by the network's structure (the balancer's estimate)."""
+
+    copy: bool = False
+    """It keeps a copy of its residual pixels (`ResidualPath.ADDER_COPY`)."""
+    reads: bool = False
+    """It reads residual pixels from its input memory (a block's first conv, or an add of its own input)."""
+
+
+def residual_roles(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> dict[str, ResidualRoles]:
+    """Every stage's `ResidualRoles`, from the chains above (without the check that the first
+    core's buffer holds the residual long enough, which needs the rates)."""
+    source = scenario.mapping.residual_source
+    copies = {n for n, st in stages.items() if st.residual_input is not None
+              and (source == ResidualPath.ADDER_COPY or first_core_chain(net, stages, n) is None)}
+    return {n: ResidualRoles(n in copies, read_res_duty(net, stages, n, source)) for n in stages}
+
+
+__all__ = [
+    "ResidualRoles",
+    "ResidualRoute",
+    "chain_need",
+    "first_core_chain",
+    "read_res_duty",
+    "residual_inbox",
+    "residual_lag_fits",
+    "residual_roles",
+    "residual_routes",
+    "send_schedule",
+    "stage_geometry",
+]
