@@ -113,7 +113,7 @@ def test_pcm_scenario_timing_and_exactness(capsys: pytest.CaptureFixture[str]) -
     """A PWM MVM of 8 cycles (16 steps per cycle) times exactly like the 8 one-bit slices of the
     functional scenario; without PCM noise and with a 24-bit ADC the outputs match the reference."""
     ref = _summary(capsys, FUNCTIONAL)
-    pcm = _summary(capsys, PCM, "noise.pcm=false", "functional.pwm_steps_per_cycle=16")
+    pcm = _summary(capsys, PCM, "noise.pcm=false", "functional.adc_bits=24", "functional.pwm_steps_per_cycle=16")
     for key in ("latency_timesteps", "throughput_images_per_s", "total_timesteps"):
         assert pcm[key] == ref[key], key
     assert pcm["functional"]["reference_match"] and pcm["functional"]["crossbar"] == "pcm_pwm"
