@@ -262,7 +262,8 @@ class Core:
         stored = before = self.stored
         n_in, slots, n_groups, group = self.n_in, self.slots, self.n_groups, self.group
         last_group, write_cost = self._last_group, self._write_cost
-        owed = self.owed_to()
+        senders = self.senders
+        owed = (senders[0].done if len(senders) == 1 else self.owed_to()) if senders else self.res_done
         image, k = divmod(stored, n_in)
         costs = write_cost[image % len(write_cost)]
         cycles = 0

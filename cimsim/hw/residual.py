@@ -14,6 +14,8 @@ keeps the slot until then (`Core`).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 
 from cimsim.hw.ports import OutputPort, Wakeable
@@ -29,10 +31,11 @@ class ResidualSender:
     def __init__(self, ports: Sequence[OutputPort], costs: list[list[int]], schedule: Sequence[int],
                  batch: int) -> None:
         self.ports = list(ports)
-        self.costs = costs
-        """costs[image % period][k]: words read for pixel k of an image (its slot's rotation)."""
+        self.prefix = [list(itertools.accumulate(row, initial=0)) for row in costs]
+        """prefix[image % period][k]: words read for pixels 0..k-1 of an image (its slot's rotation)."""
         self.schedule = list(schedule)
-        """schedule[k]: pixels of the image stored before pixel k is sent (conditions_to_residual)."""
+        """schedule[k]: pixels of the image stored before pixel k is sent (conditions_to_residual);
+        non-decreasing in k."""
         self.n_in = len(self.schedule)
         self.total = batch * self.n_in
         """Pixels to send over the run."""
@@ -42,20 +45,20 @@ class ResidualSender:
         self.ts = -1
         """SRAM read words of timestep `ts`'s sends."""
 
+    def ready(self, stored: int) -> int:
+        """Pixels (all images) whose condition holds with `stored` pixels stored."""
+        done, n_in = self.done, self.n_in
+        base = done - done % n_in
+        if stored >= base + n_in:  # the whole image is stored: all of it may go
+            return min(stored, self.total) if stored - base >= 2 * n_in else base + n_in
+        return max(done, base + bisect.bisect_right(self.schedule, stored - base))
+
     def send(self, owner: Wakeable, stored: int, now: int, now_ts: int) -> int:
         """Send, at cycle `now` of timestep `now_ts`, the pixels whose condition holds with `stored`
         pixels stored and the adding cores have room for; return how many. A port without room
         registers `owner` to be woken when it frees some."""
-        done, n_in, schedule = self.done, self.n_in, self.schedule
-        image, k = divmod(done, n_in)
-        ready = done
-        base = image * n_in
-        while ready < self.total and base + schedule[k] <= stored and ready < stored:
-            ready += 1
-            k += 1
-            if k == n_in:
-                base, k = base + n_in, 0
-        n = ready - done
+        done = self.done
+        n = min(self.ready(stored), stored) - done
         if n <= 0:
             return 0
         for port in self.ports:
@@ -65,16 +68,15 @@ class ResidualSender:
                 port.register_waiter(owner)
         if n <= 0:
             return 0
-        costs = self.costs
-        image, k = divmod(done, n_in)
-        row = costs[image % len(costs)]
-        words = 0
-        for _ in range(n):
-            words += row[k]
-            k += 1
-            if k == n_in:
-                image, k = image + 1, 0
-                row = costs[image % len(costs)]
+        words, k, left = 0, done, n
+        n_in, prefix = self.n_in, self.prefix
+        while left:  # whole or partial images, each by its prefix sums
+            image, first = divmod(k, n_in)
+            last = min(n_in, first + left)
+            row = prefix[image % len(prefix)]
+            words += row[last] - row[first]
+            left -= last - first
+            k += last - first
         if now_ts != self.ts:  # reads of a timestep without a step fit in it: not charged
             self.ts, self.cycles = now_ts, 0
         self.cycles += words
