@@ -132,3 +132,13 @@ def test_listed_checks_show_their_measured_value() -> None:
     copies = by["FWS-CIM CNN mapped weights, the paper's copies"]
     assert copies["cimsim"] == 34_576_896 and copies["tolerance"] is None and copies["status"] == "not compared"
     assert by["energy efficiency per array"]["cimsim"] is None
+
+
+def test_meng_lu_copies_bound_is_pool1s_floor() -> None:
+    """Whatever the replicated convs do, pool1 (a digital stage, no replicas) emits 76 x 76 pixels one per
+    timestep: the copies mapping's interval is at least 5,776, its TOPS at the peak at most 92 x MACs /
+    (5,776 x mapped weights)."""
+    d = meng_lu.predicted("cnn_copies")
+    assert d["floor_interval"] == 5776 and d["floor_layers"] == ("pool1",)
+    assert d["tops_at_peak_bound"] == pytest.approx(92 * 3_278_682_624 / (5776 * 34_576_896))
+    assert d["predicted_interval"] >= d["floor_interval"]

@@ -43,6 +43,7 @@ def mapped(key: str) -> dict[str, Any]:
     the layer rates above 1 and the image interval of the mapper's step model (the balancer's)."""
     from cimsim.config import load_scenario
     from cimsim.mapping import balance
+    from cimsim.mapping.mapper import compute_layers
     from cimsim.mapping.sizing import dry_run
     from cimsim.network import load_model
 
@@ -57,9 +58,12 @@ def mapped(key: str) -> dict[str, Any]:
     interval = balance.interval_of(times, rates, sc.input.pixels_per_timestep, net.input_layer.out_h
                                    * net.input_layer.out_w)
     slowest = tuple(n for n in times if times[n][rates[n]][1] == interval)
+    fixed = [n for n, st in compute_layers(net, sc).items() if not st.replicable]
+    floor = max((times[n][1][1] for n in fixed), default=0)
     return {"mapped_weights": chip["weights"], "devices": chip["crossbar_devices"], "cores": chip["cores"],
             "rates": {n: r for n, r in rates.items() if r > 1}, "input_rate": sc.input.pixels_per_timestep,
-            "predicted_interval": float(interval), "predicted_slowest": slowest}
+            "predicted_interval": float(interval), "predicted_slowest": slowest, "floor_interval": float(floor),
+            "floor_layers": tuple(n for n in fixed if times[n][1][1] == floor)}
 
 
 def fws_map(key: str) -> dict[str, float]:
@@ -94,9 +98,11 @@ def fws(key: str) -> dict[str, Any]:
 
 
 def predicted(key: str) -> dict[str, Any]:
-    """`at_peak` of the mapper's predicted interval (no simulation)."""
+    """`at_peak` of the mapper's predicted interval (no simulation), and as `..._bound` the most the mapping
+    can reach: at the floor that its layers without replicas (digital ones) set, one output per timestep."""
     d = mapped(key)
-    return {**d, **at_peak(_macs(key), d["predicted_interval"], d["mapped_weights"])}
+    bound = {f"{k}_bound": v for k, v in at_peak(_macs(key), d["floor_interval"], d["mapped_weights"]).items()}
+    return {**d, **at_peak(_macs(key), d["predicted_interval"], d["mapped_weights"]), **bound}
 
 
 def tpu_mlp() -> dict[str, float]:

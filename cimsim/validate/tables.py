@@ -189,13 +189,15 @@ def _fws_rows() -> Rows:
           f"({copies['devices'] / 1e6:,.0f} M devices); balanced {bal['mapped_weights'] / 1e6:.1f} M, "
           f"{bal['cores']} cores")],
         ["FWS-CIM image interval (timesteps)", f"{_n(mlp['interval'])} (simulated)",
-         (f"copies {_n(copies['predicted_interval'])} (the mapper's step model, not simulated: "
-          f"{', '.join(copies['predicted_slowest'])}); balanced {_n(bal['interval'])} simulated "
+         (f"copies: at least {_n(copies['floor_interval'])} ({', '.join(copies['floor_layers'])}: one pixel per "
+          f"timestep), {_n(copies['predicted_interval'])} in the mapper's step model "
+          f"({', '.join(copies['predicted_slowest'])}), not simulated; balanced {_n(bal['interval'])} simulated "
           f"({_n(bal_map['predicted_interval'])} predicted)")],
         ["FWS-CIM TOPS at batch 1 on cimsim's chip (one MVM per 100 ns)", f"{mlp['tops']:.1f}",
-         f"copies {copies['tops']:.1f}; balanced {bal['tops']:.1f}"],
+         f"copies at most {copies['tops_bound']:.1f} (step model {copies['tops']:.1f}); balanced {bal['tops']:.1f}"],
         ["FWS-CIM TOPS at batch 1 at the paper's 92 TOPS peak (utilisation of the mapped weights)", peak(mlp),
-         f"copies {peak(copies)}; balanced {peak(bal)}"],
+         (f"copies at most **{copies['tops_at_peak_bound']:.3g}** ({100 * copies['utilisation_bound']:.2g} %; "
+          f"step model {copies['tops_at_peak']:.3g}); balanced {peak(bal)}")],
     ]
 
 
@@ -245,7 +247,7 @@ TABLES: dict[str, Table] = {
     "meng_lu": Table(("", "MLP (zoo/meng_lu2024_mlp.toml)", "CNN (zoo/meng_lu2024_cnn.toml)"), _meng_lu_rows,
                      ("the zoo scenarios; FWS-CIM: the MLP's zoo scenario and `zoo/meng_lu2024_cnn_balanced.toml` at "
                       "batch 2 (the image interval), `zoo/meng_lu2024_cnn_fws.toml` by dry run (its run takes over 15 "
-                      "minutes), TOPS at the peak = 92 x MACs per image / (image interval x mapped weights); "
+                      "minutes; its bound: the interval its layers without replicas set), TOPS at the peak = 92 x MACs per image / (image interval x mapped weights); "
                       "reloading: `cimsim roofline --reference-roof 92` with `--set " + " --set ".join(m.MENG_LU_RELOAD)
                       + "` and the array's `chip.array_rows` / `chip.array_cols`"), ci=False),
 }
