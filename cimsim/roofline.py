@@ -9,7 +9,10 @@ reloading the weights are read from DRAM once per batch, so the intensity grows 
 a stationary chip reads them once for ever (its points sit at the right, compute-bound). The
 analytic roofline beside them: min(compute roof, DRAM slope x intensity), where the compute roof
 is every core's crossbar doing one full MVM per timestep (cores x rows x cols x 2 ops per
-timestep) and the slope is the DRAM bandwidth x 2 ops per MAC.
+timestep) and the slope is the DRAM bandwidth x 2 ops per MAC. `--reference-roof TOPS` adds the
+roofline of the machine the simulation stands in for, with its own compute roof over the same DRAM
+slope (Meng & Lu's TPU: 92 TOPS, 34 GB/s), and that machine's curve: its roofline at each batch's
+intensity.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any scenario key")
     p.add_argument("--json", action="store_true", help="print the points and the roofline as JSON")
     p.add_argument("-o", "--output", metavar="PLOT.png", help="also draw the roofline into this file")
+    p.add_argument("--reference-roof", type=float, default=0.0, metavar="TOPS",
+                   help=("also the roofline of a reference machine with this compute roof over the scenario's DRAM "
+                         "bandwidth, e.g. 92 for Meng & Lu's TPU (34 GB/s: --set dram.bandwidth_gbps=34)"))
+    p.add_argument("--reference-name", default="reference machine", metavar="NAME",
+                   help="what the reference roofline is called in the plot, e.g. TPU")
 
 
 def parse_batches(text: str) -> list[int]:
@@ -91,11 +99,21 @@ def roofline(args: argparse.Namespace) -> dict[str, Any]:
     timestep_s = chip.cycles_per_timestep / (chip.clock_mhz * 1e6)
     roof = cores * chip.crossbar_rows * chip.crossbar_cols * 2 / timestep_s / 1e12
     slope = base.dram.bandwidth_gbps * 1e9 * 2 / 1e12  # TOPS per MAC/byte
+    reference = float(getattr(args, "reference_roof", 0.0) or 0.0)
+    if reference < 0:
+        raise InputError(f"--reference-roof {reference:g}: must be a positive number of TOPS")
     for p in points:
         p["roofline_tops"] = min(roof, slope * p["intensity_macs_per_byte"])
-    return {"scenario": base.name, "model": net.name, "macs_per_image": macs, "weight_bytes": weight_bytes,
-            "compute_roof_tops": roof, "dram_slope_tops_per_mac_per_byte": slope,
-            "ridge_intensity_macs_per_byte": roof / slope, "points": points}
+        if reference:
+            p["reference_tops"] = min(reference, slope * macs * p["batch"] / weight_bytes)
+    result = {"scenario": base.name, "model": net.name, "macs_per_image": macs, "weight_bytes": weight_bytes,
+              "compute_roof_tops": roof, "dram_slope_tops_per_mac_per_byte": slope,
+              "ridge_intensity_macs_per_byte": roof / slope, "points": points}
+    if reference:
+        result["reference"] = {"name": str(getattr(args, "reference_name", "reference machine")),
+                               "compute_roof_tops": reference, "ridge_intensity_macs_per_byte": reference / slope,
+                               "ridge_batch": reference / slope * weight_bytes / macs}
+    return result
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -104,9 +122,15 @@ def format_table(result: dict[str, Any]) -> str:
               f"{result['weight_bytes']:,} weight bytes; compute roof {result['compute_roof_tops']:.3f} TOPS, "
               f"ridge at {result['ridge_intensity_macs_per_byte']:.1f} MACs/byte"),
              f"{'batch':>6} {'weights':<10} {'MACs/byte':>10} {'TOPS':>9} {'roofline':>9} {'latency ts':>10}"]
+    ref = result.get("reference")
+    if ref:
+        lines[0] += (f"; {ref['name']}: roof {ref['compute_roof_tops']:g} TOPS, ridge at "
+                     f"{ref['ridge_intensity_macs_per_byte']:.1f} MACs/byte (batch {ref['ridge_batch']:.3g})")
+        lines[1] += f" {'reference':>9}"
     for p in result["points"]:
         lines.append(f"{p['batch']:>6} {p['weights']:<10} {p['intensity_macs_per_byte']:>10.1f} {p['tops']:>9.4f} "
-                     f"{p['roofline_tops']:>9.4f} {p['latency_timesteps']:>10}")
+                     f"{p['roofline_tops']:>9.4f} {p['latency_timesteps']:>10}"
+                     + (f" {p['reference_tops']:>9.4f}" if ref else ""))
     return "\n".join(lines)
 
 
@@ -117,19 +141,33 @@ def plot_roofline(result: dict[str, Any], output: str | Path) -> Path:
 
     plt = _pyplot()
     pts = result["points"]
+    ref = result.get("reference")
+    slope = result["dram_slope_tops_per_mac_per_byte"]
     xs = [p["intensity_macs_per_byte"] for p in pts]
-    span = [*xs, result["ridge_intensity_macs_per_byte"]]
+    span = [*xs, result["ridge_intensity_macs_per_byte"], *([ref["ridge_intensity_macs_per_byte"]] if ref else [])]
     lo, hi = min(span) / 2, max(span) * 2
     grid = [lo * (hi / lo) ** (i / 200) for i in range(201)]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(grid, [min(result["compute_roof_tops"], result["dram_slope_tops_per_mac_per_byte"] * x) for x in grid],
-            color="0.3", label="roofline (compute roof, DRAM slope)")
+    if ref:
+        ax.plot(grid, [min(ref["compute_roof_tops"], slope * x) for x in grid], color="k",
+                label=f"{ref['name']}'s roofline ({ref['compute_roof_tops']:g} TOPS peak, DRAM slope)")
+        ax.plot([result["macs_per_image"] * p["batch"] / result["weight_bytes"] for p in pts],
+                [p["reference_tops"] for p in pts], "s", color="tab:blue", label=f"{ref['name']} at these batches")
+        for p in pts:
+            ax.annotate(str(p["batch"]), (result["macs_per_image"] * p["batch"] / result["weight_bytes"],
+                                          p["reference_tops"]), textcoords="offset points", xytext=(-4, 6),
+                        fontsize=7, color="tab:blue")
+    ax.plot(grid, [min(result["compute_roof_tops"], slope * x) for x in grid], color="0.45",
+            linestyle=":" if ref else "-",
+            label=f"simulated chip's roofline ({result['compute_roof_tops']:.3g} TOPS, DRAM slope)")
     ax.plot(xs, [p["tops"] for p in pts], "o-", color="tab:red", label="simulated")
     for p in pts:
         ax.annotate(str(p["batch"]), (p["intensity_macs_per_byte"], p["tops"]), textcoords="offset points",
                     xytext=(4, -10), fontsize=7)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel("operational intensity (MACs per weight byte read x batch)")
     ax.set_ylabel("attained TOPS")
     ax.set_title(f"{result['model']}: roofline from the simulation (labels: batch)")

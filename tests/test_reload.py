@@ -248,3 +248,22 @@ def test_roofline_bad_batches(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main(["roofline", str(one_core(tmp_path)), "--batch", batches]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "--batch" in err
+
+
+def test_roofline_reference_machine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--reference-roof` draws another machine's roofline over the same DRAM: 1 GB/s is 0.002 TOPS per
+    MAC per byte; this MLP has one MAC per weight byte, so at batch b its intensity is b and a 0.01 TOPS
+    machine is DRAM-bound up to its ridge at 5 MACs per byte (batch 5), compute-bound from there; the
+    simulated chip's own roofline is unchanged."""
+    path = one_core(tmp_path)
+    plot = tmp_path / "roof.png"
+    assert main(["roofline", str(path), "--batch", "1,4,16", "--json", "--reference-roof", "0.01",
+                 "-o", str(plot)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    ref = result["reference"]
+    assert ref["compute_roof_tops"] == 0.01
+    assert ref["ridge_intensity_macs_per_byte"] == pytest.approx(5) and ref["ridge_batch"] == pytest.approx(5)
+    assert [p["reference_tops"] for p in result["points"]] == pytest.approx([0.002, 0.008, 0.01])
+    assert result["compute_roof_tops"] == pytest.approx(256 * 256 * 2 / 100e-9 / 1e12)
+    assert plot.stat().st_size > 0
+    assert main(["roofline", str(path), "--batch", "1", "--reference-roof", "-1"]) == 2

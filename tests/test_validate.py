@@ -10,7 +10,7 @@ import pytest
 
 from cimsim import validate as v
 from cimsim.cli import main
-from cimsim.validate import checks, measure, readme, tables
+from cimsim.validate import checks, measure, meng_lu, readme, tables
 
 
 def test_every_reproduction_within_its_tolerance(capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,3 +139,61 @@ def test_the_paper_intervals_follow_the_throughput_formula() -> None:
     t = measure.throughput_at({"latency_timesteps": 526, "image_interval_timesteps": measure.paper_interval(526, 38600),
                                "timestep_ns": 100.0}, 100)
     assert t == pytest.approx(38600)
+
+
+FOOTNOTE_COPIES = (192, 192, 48, 48, 12, 12, 3, 3, 1, 1, 1, 1)
+"""Meng & Lu 2024 Table 4 footnote 2's copies of conv1-conv12 (its 11 numbers; the trailing 1 also for the
+last stage's second conv), fc1 and fc2 one each."""
+
+
+def test_meng_lu_copies_mapping_applies_the_footnote_and_counts_its_weights() -> None:
+    """The copies scenario's rates are the footnote's, the input keeps pace with conv1, and the mapped
+    weights (a dry run) are copies x weights of each layer: 3x3 convs of 3-64-64-128-128-128-128-256-256-
+    512-512-512-512 channels, fc 8,192 x 256 and 256 x 10."""
+    d = meng_lu.mapped("cnn_copies")
+    convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 128), (128, 128), (128, 256), (256, 256), (256, 512),
+             (512, 512), (512, 512), (512, 512)]
+    assert d["rates"] == {f"conv{i + 1}": c for i, c in enumerate(FOOTNOTE_COPIES) if c > 1}
+    assert d["input_rate"] == 192
+    weights = sum(c * 9 * cin * cout for c, (cin, cout) in zip(FOOTNOTE_COPIES, convs, strict=True)) + 8192 * 256 + 2560
+    assert d["mapped_weights"] == weights == 34_576_896
+    # the stages keep pace with 192 pixels per timestep: 152^2/192, 76^2/48, 38^2/12, 19^2/3 groups
+    assert [-(-p // c) for p, c in zip((152**2, 76**2, 38**2, 19**2), (192, 48, 12, 3), strict=True)] == [121] * 4
+
+
+def test_meng_lu_balanced_within_the_paper_budget() -> None:
+    """The balancer within 852 cores (55.8 M weights / 65,536) cannot beat pool1's one pixel per timestep:
+    76 x 76 = 5,776 timesteps per image, reached on 211 cores with conv1 and conv2 at 4."""
+    d = meng_lu.mapped("cnn_balanced")
+    assert d["rates"] == {"conv1": 4, "conv2": 4} and d["input_rate"] == 4
+    assert d["cores"] == 211 and d["predicted_interval"] == 76 * 76 and "pool1" in d["predicted_slowest"]
+
+
+def test_meng_lu_fws_figures() -> None:
+    """TOPS at the paper's peak = 92 x MACs per image / (interval x mapped weights): the MLP takes an image per
+    timestep with every weight busy (92 TOPS, 391 on cimsim's 100 ns chip); `at_peak` by hand."""
+    mlp = meng_lu.fws("mlp")
+    assert mlp["interval"] == 1 and mlp["mapped_weights"] == 19_529_728
+    assert mlp["tops_at_peak"] == pytest.approx(92) and mlp["tops"] == pytest.approx(2 * 19_529_728 / 100e-9 / 1e12)
+    got = meng_lu.at_peak(1000, 4, 500)
+    assert got["utilisation"] == 0.5 and got["tops_at_peak"] == 46 and got["tops"] == pytest.approx(0.005)
+
+
+def test_listed_checks_show_their_measured_value() -> None:
+    """A miss is listed with its number (tolerance None, never failing); a number the simulator does not model
+    has none."""
+    rows = v.validate({"meng_lu_copies", "none"})
+    by = {r["quantity"]: r for r in rows}
+    copies = by["FWS-CIM CNN mapped weights, the paper's copies"]
+    assert copies["cimsim"] == 34_576_896 and copies["tolerance"] is None and copies["status"] == "not compared"
+    assert by["energy efficiency per array"]["cimsim"] is None
+
+
+def test_meng_lu_copies_bound_is_pool1s_floor() -> None:
+    """Whatever the replicated convs do, pool1 (a digital stage, no replicas) emits 76 x 76 pixels one per
+    timestep: the copies mapping's interval is at least 5,776, its TOPS at the peak at most 92 x MACs /
+    (5,776 x mapped weights)."""
+    d = meng_lu.predicted("cnn_copies")
+    assert d["floor_interval"] == 5776 and d["floor_layers"] == ("pool1",)
+    assert d["tops_at_peak_bound"] == pytest.approx(92 * 3_278_682_624 / (5776 * 34_576_896))
+    assert d["predicted_interval"] >= d["floor_interval"]

@@ -7,7 +7,7 @@ becomes what that command prints now (`cimsim.validate.readme`).
     python tools/readme_tables.py --only raella   # just these (comma-separated)
 
 The test suite checks the fast tables (`tests/test_validate.py`); `--check` also covers the slow
-ones (`raella_source`, `meng_lu`: about a minute).
+ones (`raella_source`, `meng_lu`: about two minutes).
 """
 
 from __future__ import annotations

@@ -205,21 +205,33 @@ MENG_LU_RELOAD = ("mapping.weights=reload", "dram.enabled=true", "dram.bandwidth
 """`--set` of Meng & Lu's reloading runs (their TPU's 34 GB/s), with the array's rows and columns."""
 
 
+TPU_PEAK_TOPS = 92.0
+"""Meng & Lu 2024 Table 3: the TPU's peak (the reference roof of their roofline, over its 34 GB/s)."""
+
+
 @functools.cache
 def roofline_points(model: str, rows: int, cols: int, batches: str) -> tuple[dict[str, Any], ...]:
-    """`cimsim roofline` of `zoo/meng_lu2024_<model>.toml` reloading on a `rows` x `cols` array, at the
-    comma-separated batches."""
+    """`cimsim roofline --reference-roof 92` of `zoo/meng_lu2024_<model>.toml` reloading on a `rows` x `cols`
+    array, at the comma-separated batches (each point with both ridges)."""
     from cimsim.roofline import roofline
 
     args = argparse.Namespace(scenario=str(SCENARIOS / "zoo" / f"meng_lu2024_{model}.toml"), batch=batches,
-                              set=[*MENG_LU_RELOAD, f"chip.array_rows={rows}", f"chip.array_cols={cols}"])
+                              set=[*MENG_LU_RELOAD, f"chip.array_rows={rows}", f"chip.array_cols={cols}"],
+                              reference_roof=TPU_PEAK_TOPS)
     result = roofline(args)
-    return tuple({**p, "ridge": result["ridge_intensity_macs_per_byte"]} for p in result["points"])
+    return tuple({**p, "ridge": result["ridge_intensity_macs_per_byte"],
+                  "tpu_ridge": result["reference"]["ridge_intensity_macs_per_byte"],
+                  "tpu_ridge_batch": result["reference"]["ridge_batch"]} for p in result["points"])
 
 
-def _meng_lu() -> dict[str, float]:
-    point = roofline_points("mlp", 11, 10, "1")[0]
-    return {"tops_batch1": point["tops"], "roofline_batch1": point["roofline_tops"]}
+def _meng_lu(measure: str, *args: str) -> Callable[[], dict[str, float]]:
+    """A measurement of `cimsim.validate.meng_lu` (imported when it runs: it builds on this module)."""
+    def measurement() -> dict[str, float]:
+        from cimsim.validate import meng_lu
+
+        result = getattr(meng_lu, measure)(*args)
+        return {k: float(v) for k, v in result.items() if isinstance(v, int | float)}
+    return measurement
 
 
 MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
@@ -240,12 +252,18 @@ MEASUREMENTS: dict[str, tuple[str, Callable[[], dict[str, float]]]] = {
     "dazzi_array": (("one 256 x 256 core at peak, analytical (cimsim.energy.peak): a full MVM of 8-bit inputs, "
                      "256 10-bit conversions, 1 SRAM word written and 3 read per 100-ns timestep, priced with "
                      "dazzi2021_14nm"), _dazzi_array),
-    "meng_lu": ("zoo/meng_lu2024_mlp.toml, reload, 11 x 10 cores, 34 GB/s DRAM, batch 1", _meng_lu),
+    "meng_lu": (("zoo/meng_lu2024_mlp.toml, reload on 6 x 5 cores (a tenth of the stationary chip's 298), 34 GB/s "
+                 "DRAM, batch 1"), _meng_lu("tpu_mlp")),
+    "meng_lu_fws_mlp": (("zoo/meng_lu2024_mlp.toml (stationary, one copy), batch 2; TOPS at the 92 TOPS peak = "
+                         "92 x MACs per image / (image interval x mapped weights)"), _meng_lu("fws", "mlp")),
+    "meng_lu_fws_cnn": (("zoo/meng_lu2024_cnn_balanced.toml (the balancer within the paper's 55.8 M weights: 852 "
+                         "cores), batch 2; TOPS at the peak as above"), _meng_lu("fws", "cnn_balanced")),
+    "meng_lu_copies": (("zoo/meng_lu2024_cnn_fws.toml (the paper's copies as kernel replicas): dry run, the image "
+                        "interval of the mapper's step model"), _meng_lu("predicted", "cnn_copies")),
 }
 """Measurement key -> (what it runs, the function)."""
 
 
-__all__ = ["BATCH", "FAST_BATCH", "MEASUREMENTS", "ROOT", "SCENARIOS", "TIMESTEP_S", "TWOS", "UNREPLICATED",
-           "converts_per_mac", "crossbar_cycles", "cycles_per_mvm", "fast_run", "layer_macs_of", "paper_interval",
-           "roofline_points", "run",
-           "steady_throughput", "throughput_at"]
+__all__ = ["BATCH", "FAST_BATCH", "MEASUREMENTS", "ROOT", "SCENARIOS", "TIMESTEP_S", "TPU_PEAK_TOPS", "TWOS",
+           "UNREPLICATED", "converts_per_mac", "crossbar_cycles", "cycles_per_mvm", "fast_run", "layer_macs_of",
+           "paper_interval", "roofline_points", "run", "steady_throughput", "throughput_at"]

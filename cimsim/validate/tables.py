@@ -15,6 +15,7 @@ from typing import Any
 
 from cimsim.validate import checks
 from cimsim.validate import measure as m
+from cimsim.validate import meng_lu as ml
 
 Rows = list[list[str]]
 
@@ -144,10 +145,6 @@ def _raella_rows(groups: tuple[RaellaRun, ...]) -> Rows:
 
 # --- Meng & Lu 2024 -------------------------------------------------------------------------------
 
-MENG_LU_TENTH = {"mlp": (6, 5, "1,8,32,128,200,512,1024,2048"), "cnn": (7, 3, "1,2,4,8")}
-"""Model -> the reloading array (a tenth of the stationary chip's crossbars) and the batches."""
-
-
 def _stationary(model: str) -> dict[str, Any]:
     from cimsim.config import load_scenario
     from cimsim.network import load_model
@@ -163,15 +160,52 @@ def _stationary(model: str) -> dict[str, Any]:
 
 
 def _reloading(model: str) -> dict[str, Any]:
-    rows, cols, batches = MENG_LU_TENTH[model]
+    rows, cols = ml.TPU_ARRAY[model]
+    batches = MENG_LU_BATCHES[model]
     s = m.run(f"zoo/meng_lu2024_{model}.toml", *m.MENG_LU_RELOAD, f"chip.array_rows={rows}",
               f"chip.array_cols={cols}", "run.batch=1")
     return {"array": f"{rows} x {cols}", "segments": len(s["segments"]), "batches": batches.split(","),
             "points": m.roofline_points(model, rows, cols, batches)}
 
 
+MENG_LU_BATCHES = {"mlp": "1,8,32,128,200,512,1024,2048", "cnn": "1,2,4,5,8"}
+"""Model -> the batches of the reloading roofline."""
+
+
 def _per_batch(d: dict[str, Any], key: str, digits: int) -> str:
     return " / ".join(f"{p[key]:.{digits}f}" for p in d["points"])
+
+
+def _fws_rows() -> Rows:
+    mlp, copies, bal = ml.fws("mlp"), ml.predicted("cnn_copies"), ml.fws("cnn_balanced")
+    bal_map = ml.mapped("cnn_balanced")
+    rates = ", ".join(f"{n} {r}" for n, r in bal_map["rates"].items())
+    conv_copies = "/".join(str(copies["rates"].get(f"conv{i}", 1)) for i in range(1, 13))
+
+    def peak(d: dict[str, Any]) -> str:
+        return f"**{d['tops_at_peak']:.3g}** ({100 * d['utilisation']:.3g} %)"
+
+    return [
+        ["FWS-CIM mapping", "the zoo scenario: one copy (an image per timestep already)",
+         (f"copies: the paper's {conv_copies} (conv1-conv12) as kernel replicas (`zoo/meng_lu2024_cnn_fws.toml`); "
+          f"balanced: the balancer within 852 cores = 55.8 M weights (`zoo/meng_lu2024_cnn_balanced.toml`: {rates}, "
+          f"input {bal_map['input_rate']})")],
+        ["FWS-CIM mapped weights (paper 55.9 M / 55.8 M), cores",
+         f"{mlp['mapped_weights'] / 1e6:.1f} M, {mlp['cores']} cores",
+         (f"copies {copies['mapped_weights'] / 1e6:.1f} M, {_n(copies['cores'])} cores "
+          f"({copies['devices'] / 1e6:,.0f} M devices); balanced {bal['mapped_weights'] / 1e6:.1f} M, "
+          f"{bal['cores']} cores")],
+        ["FWS-CIM image interval (timesteps)", f"{_n(mlp['interval'])} (simulated)",
+         (f"copies: at least {_n(copies['floor_interval'])} ({', '.join(copies['floor_layers'])}: one pixel per "
+          f"timestep), {_n(copies['predicted_interval'])} in the mapper's step model "
+          f"({', '.join(copies['predicted_slowest'])}), not simulated; balanced {_n(bal['interval'])} simulated "
+          f"({_n(bal_map['predicted_interval'])} predicted)")],
+        ["FWS-CIM TOPS at batch 1 on cimsim's chip (one MVM per 100 ns)", f"{mlp['tops']:.1f}",
+         f"copies at most {copies['tops_bound']:.1f} (step model {copies['tops']:.1f}); balanced {bal['tops']:.1f}"],
+        ["FWS-CIM TOPS at batch 1 at the paper's 92 TOPS peak (utilisation of the mapped weights)", peak(mlp),
+         (f"copies at most **{copies['tops_at_peak_bound']:.3g}** ({100 * copies['utilisation_bound']:.2g} %; "
+          f"step model {copies['tops_at_peak']:.3g}); balanced {peak(bal)}")],
+    ]
 
 
 def _meng_lu_rows() -> Rows:
@@ -184,13 +218,19 @@ def _meng_lu_rows() -> Rows:
          *(f"{st[k]['cores']} cores; {_n(st[k]['latency'])} timesteps" for k in both)],
         ["stationary, batch 100 (latency + 99 image intervals of a batch-2 run)",
          *(f"{st[k]['tops']:.3g} TOPS ({_n(st[k]['tp'])} images/s)" for k in both)],
+        *_fws_rows(),
         ["reloading on a tenth of the crossbars: array, segments",
          *(f"{rl[k]['array']}: {rl[k]['segments']} segments" for k in both)],
         ["reloading: batches", *(" / ".join(f"{int(b):,}" for b in rl[k]["batches"]) for k in both)],
         ["reloading: TOPS at those batches", _per_batch(rl["mlp"], "tops", 3), _per_batch(rl["cnn"], "tops", 2)],
-        ["analytic roofline at those batches (TOPS)", _per_batch(rl["mlp"], "roofline_tops", 3),
+        ["the simulated chip's roofline at those batches (TOPS)", _per_batch(rl["mlp"], "roofline_tops", 3),
          _per_batch(rl["cnn"], "roofline_tops", 1)],
-        ["ridge (MACs per weight byte)", *(_n(rl[k]["points"][0]["ridge"]) for k in both)],
+        ["the TPU's roofline (92 TOPS, 34 GB/s) at those batches (TOPS)", _per_batch(rl["mlp"], "reference_tops", 3),
+         _per_batch(rl["cnn"], "reference_tops", 1)],
+        ["ridge (MACs per weight byte): simulated chip; TPU (its batch)",
+         *(f"{_n(rl[k]['points'][0]['ridge'])}; {_n(rl[k]['points'][0]['tpu_ridge'])} (batch "
+           f"{_n(rl[k]['points'][0]['tpu_ridge_batch'], 2 if rl[k]['points'][0]['tpu_ridge_batch'] < 100 else 0)})"
+           for k in both)],
         ["paper", "FWS-CIM 91.6 TOPS at batch 1; TPU 0.068 TOPS at batch 1, still memory-bound at batch 200",
          "FWS-CIM 83 TOPS at batch 1; TPU 19 TOPS at batch 1, compute-bound from batch 8"],
     ]
@@ -213,7 +253,10 @@ TABLES: dict[str, Table] = {
     "raella_source": Table(RAELLA_HEADER, lambda: _raella_rows(RAELLA_SOURCE), (
         f"{RAELLA_COMMON}; split-sign: `--set {SPLIT}`"), ci=False),
     "meng_lu": Table(("", "MLP (zoo/meng_lu2024_mlp.toml)", "CNN (zoo/meng_lu2024_cnn.toml)"), _meng_lu_rows,
-                     ("the zoo scenarios; reloading: `cimsim roofline` with `--set " + " --set ".join(m.MENG_LU_RELOAD)
+                     ("the zoo scenarios; FWS-CIM: the MLP's zoo scenario and `zoo/meng_lu2024_cnn_balanced.toml` at "
+                      "batch 2 (the image interval), `zoo/meng_lu2024_cnn_fws.toml` by dry run (its run takes over 15 "
+                      "minutes; its bound: the interval its layers without replicas set), TOPS at the peak = 92 x MACs per image / (image interval x mapped weights); "
+                      "reloading: `cimsim roofline --reference-roof 92` with `--set " + " --set ".join(m.MENG_LU_RELOAD)
                       + "` and the array's `chip.array_rows` / `chip.array_cols`"), ci=False),
 }
 """Table name -> the table."""
