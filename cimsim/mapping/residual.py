@@ -163,19 +163,6 @@ def residual_routes(net: Network, stages: dict[str, Stage], shapes: dict[str, tu
     return routes
 
 
-def read_res_duty(net: Network, stages: dict[str, Stage], name: str, source: str) -> bool:
-    """Whether stage `name` reads residual pixels from its input memory for an add (it is a block's
-    first conv, or adds its own input), by the network's structure alone (the balancer's estimate)."""
-    if source == ResidualPath.ADDER_COPY:
-        return False
-    for add, st in stages.items():
-        if st.residual_input is not None:
-            chain = first_core_chain(net, stages, add)
-            if chain is not None and chain[-1].name == name:
-                return True
-    return False
-
-
 @dataclass(frozen=True)
 class ResidualRoles:
     """A stage's part in residual adds, by the network's structure (the balancer's estimate)."""
@@ -189,10 +176,18 @@ class ResidualRoles:
 def residual_roles(net: Network, scenario: Scenario, stages: dict[str, Stage]) -> dict[str, ResidualRoles]:
     """Every stage's `ResidualRoles`, from the chains above (without the check that the first
     core's buffer holds the residual long enough, which needs the rates)."""
-    source = scenario.mapping.residual_source
-    copies = {n for n, st in stages.items() if st.residual_input is not None
-              and (source == ResidualPath.ADDER_COPY or first_core_chain(net, stages, n) is None)}
-    return {n: ResidualRoles(n in copies, read_res_duty(net, stages, n, source)) for n in stages}
+    copies: set[str] = set()
+    readers: set[str] = set()
+    for name, st in stages.items():
+        if st.residual_input is None:
+            continue
+        chain = None if scenario.mapping.residual_source == ResidualPath.ADDER_COPY else first_core_chain(net, stages,
+                                                                                                         name)
+        if chain is None:
+            copies.add(name)
+        else:
+            readers.add(chain[-1].name)  # the first core (the adder itself when it adds its own input)
+    return {n: ResidualRoles(n in copies, n in readers) for n in stages}
 
 
 __all__ = [
@@ -200,7 +195,6 @@ __all__ = [
     "ResidualRoute",
     "chain_need",
     "first_core_chain",
-    "read_res_duty",
     "residual_inbox",
     "residual_lag_fits",
     "residual_roles",
