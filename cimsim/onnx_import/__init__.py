@@ -47,7 +47,7 @@ from cimsim.io_safety import AtomicOutput, check_destination, commit_together
 from cimsim.network.layers import Network
 from cimsim.network.model import load_model_text
 from cimsim.onnx_import.graph import SUPPORTED_OPS, Spec, Translation, translate
-from cimsim.onnx_import.proto import shown
+from cimsim.onnx_import.tensors import shown
 
 DEFAULT_CALIBRATION_IMAGES = 32
 """Generated calibration images when no ``--calibration`` file is given."""
@@ -105,7 +105,10 @@ def render_toml(tr: Translation, source: str) -> str:
 
     The document is written by a TOML writer (`tomli_w`): no name from the graph is written raw.
     The comments escape every character that is not printable ASCII, so a name cannot end one."""
-    import tomli_w
+    try:
+        import tomli_w
+    except ImportError:
+        raise InputError("importing ONNX models needs the tomli-w package: pip install 'cimsim[onnx]'") from None
 
     stem = Path(source).stem
     shape = tr.input_shape

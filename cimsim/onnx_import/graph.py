@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from cimsim.errors import InputError
-from cimsim.onnx_import.proto import _one_line, load_proto, shown
+from cimsim.onnx_import.proto import _one_line, load_proto
 from cimsim.onnx_import.specs import Spec, Translation
+from cimsim.onnx_import.tensors import shown, tensor_array
 
 SUPPORTED_OPS: tuple[str, ...] = (
     "Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -64,7 +65,7 @@ class _Translator:
         self.onnx, self.numpy_helper = onnx, numpy_helper
         self.path = path
         self.graph = model.graph
-        self.consts: dict[str, np.ndarray] = {t.name: self.array(t) for t in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {t.name: tensor_array(self.path, t) for t in self.graph.initializer}
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         for vi in list(self.graph.value_info) + list(self.graph.input) + list(self.graph.output):
             self.shapes[vi.name] = self._static_shape(vi)
@@ -74,21 +75,6 @@ class _Translator:
         self.consumers: dict[str, int] = {}
 
     # -- helpers -----------------------------------------------------------
-
-    def array(self, tensor: Any) -> np.ndarray:
-        """A TensorProto's values; a non-numeric (STRING) or malformed tensor is an `InputError`."""
-        if tensor.data_type in (0, 8):  # UNDEFINED, STRING
-            raise InputError(f"{self.path}: tensor {shown(tensor.name)} has data type "
-                             f"{'STRING' if tensor.data_type == 8 else 'UNDEFINED'}; weights and constants must "
-                             "be numeric")
-        try:
-            arr = self.numpy_helper.to_array(tensor)
-        except (ValueError, TypeError, KeyError, OverflowError) as exc:
-            raise InputError(f"{self.path}: tensor {shown(tensor.name)} cannot be read: {_one_line(exc)[:200]}") from None
-        if arr.dtype.kind not in "biuf":
-            raise InputError(f"{self.path}: tensor {shown(tensor.name)} has dtype {arr.dtype}; weights and constants "
-                             "must be numeric")
-        return arr
 
     def finite(self, node: Any, a: dict[str, Any], attr: str, default: float, low: float | None = None) -> float:
         """Float attribute ``attr`` checked finite (and >= ``low``), one-line `InputError` otherwise."""
@@ -256,7 +242,7 @@ class _Translator:
     def op_Constant(self, node: Any, a: dict[str, Any]) -> None:
         if "value" not in a:
             raise self.fail(node, "only Constant nodes with a 'value' tensor are supported")
-        self.consts[node.output[0]] = self.array(a["value"])
+        self.consts[node.output[0]] = tensor_array(self.path, a["value"])
 
     def op_Identity(self, node: Any, a: dict[str, Any]) -> None:
         if node.input[0] in self.consts:

@@ -2,7 +2,7 @@
 
 The file is loaded with onnx's own loader after a size check (`MAX_ONNX_BYTES`, from `os.stat`
 before anything is read), with external data left out; then every external tensor is checked
-(`cimsim.onnx_import.external.check_external`: its file inside the model's folder, its offset
+(`cimsim.onnx_import.tensors.check_external`: its file inside the model's folder, its offset
 and length inside the file and matching the tensor's shape and type) and loaded with the
 model's folder as the base, never the working directory. Node and tensor names longer than
 `MAX_NAME_CHARS` are refused before the checker and shape inference run.
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cimsim.errors import InputError
+from cimsim.onnx_import.tensors import check_external, load_external, shown
 
 MAX_ONNX_BYTES = 2**31 - 1
 """Largest ``.onnx`` file read (protobuf's own limit for one message: 2 GiB). Larger weights go in
@@ -28,13 +29,6 @@ MAX_NAME_CHARS = 4096
 
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
-
-
-def shown(name: str, limit: int = 80, quote: bool = True) -> str:
-    """``name`` for a one-line message: quoted, every character that is not printable ASCII
-    escaped, cut to ``limit`` characters."""
-    text = ascii(name[:limit]) if quote else ascii(name[:limit])[1:-1]
-    return text + ("..." if len(name) > limit else "")
 
 
 def _check_size(path: Path) -> None:
@@ -69,8 +63,6 @@ def load_proto(path: Path) -> tuple[Any, list[Path]]:
         from google.protobuf.message import DecodeError  # type: ignore[import-untyped]
     except ImportError:
         raise InputError(f"{path}: reading ONNX models needs the onnx package: pip install 'cimsim[onnx]'") from None
-    from cimsim.onnx_import.external import check_external, load_external
-
     if not path.is_file():
         raise InputError(f"{path}: ONNX file not found")
     _check_size(path)

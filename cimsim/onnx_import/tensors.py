@@ -1,4 +1,5 @@
-"""External tensor data of an ONNX model, checked before a byte of it is read.
+"""The tensors of an ONNX model: their values (`tensor_array`, numeric only) and their external
+data, checked before a byte of it is read.
 
 An ONNX tensor may keep its bytes in another file (``data_location = EXTERNAL``, with
 ``location``, ``offset`` and ``length`` entries). `check_external` checks every such tensor of
@@ -26,12 +27,21 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+import numpy as np
+
 from cimsim.errors import InputError
 
 _FOUR_BIT = {21, 22, 23}
 """UINT4, INT4, FLOAT4E2M1: two elements per byte."""
 _EXTERNAL = 1
 """TensorProto.EXTERNAL."""
+
+
+def shown(name: str, limit: int = 80, quote: bool = True) -> str:
+    """``name`` for a one-line message: quoted, every character that is not printable ASCII
+    escaped, cut to ``limit`` characters."""
+    text = ascii(name[:limit]) if quote else ascii(name[:limit])[1:-1]
+    return text + ("..." if len(name) > limit else "")
 
 
 def all_tensors(graph: Any) -> Iterator[Any]:
@@ -62,6 +72,15 @@ def tensor_bytes(tensor: Any) -> int | None:
     except (KeyError, ValueError, TypeError):
         return None
     return count * itemsize
+
+
+def _type_name(data_type: int) -> str:
+    from onnx import TensorProto
+
+    try:
+        return str(TensorProto.DataType.Name(data_type))
+    except ValueError:
+        return str(data_type)
 
 
 def _location(model_path: Path, tensor: Any, fail: Any) -> Path:
@@ -106,15 +125,13 @@ def check_external(model_path: Path, model: Any, max_total: int) -> list[Path]:
             continue
 
         def fail(problem: str, tensor: Any = tensor) -> InputError:
-            from cimsim.onnx_import.proto import shown
-
             return InputError(f"{model_path}: tensor {shown(tensor.name)}: {problem}")
 
         where = _location(model_path, tensor, fail)
         size = files.setdefault(where, where.stat().st_size)
         want = tensor_bytes(tensor)
         if want is None:
-            raise fail(f"its data type ({tensor.data_type}) has no fixed size; it cannot be external data")
+            raise fail(f"its data type ({_type_name(tensor.data_type)}) has no fixed size; it cannot be external data")
         offset = _int_entry(tensor, "offset", fail) or 0
         length = _int_entry(tensor, "length", fail)
         name = ascii(where.name)
@@ -133,6 +150,24 @@ def check_external(model_path: Path, model: Any, max_total: int) -> list[Path]:
         if total > max_total:
             raise InputError(f"{model_path}: external data of more than {max_total:,} bytes; refusing to read it")
     return list(files)
+
+
+def tensor_array(model_path: Path, tensor: Any) -> np.ndarray:
+    """A TensorProto's values; a non-numeric (STRING) or malformed tensor is an `InputError`."""
+    from onnx import numpy_helper
+
+    if tensor.data_type in (0, 8):  # UNDEFINED, STRING
+        raise InputError(f"{model_path}: tensor {shown(tensor.name)} has data type {_type_name(tensor.data_type)}; "
+                         "weights and constants must be numeric")
+    try:
+        arr = numpy_helper.to_array(tensor)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise InputError(f"{model_path}: tensor {shown(tensor.name)} cannot be read: {why}") from None
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{model_path}: tensor {shown(tensor.name)} has dtype {arr.dtype}; weights and constants "
+                         "must be numeric")
+    return arr
 
 
 def load_external(model_path: Path, model: Any) -> None:
