@@ -374,7 +374,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from cimsim.onnx_import import import_onnx, write_imported
+    from cimsim.onnx_import import check_outputs, import_onnx, write_imported
 
     if not args.output.endswith(".toml"):
         raise _ArgumentError(f"-o {args.output}: must name a .toml model file")
@@ -382,8 +382,10 @@ def _import(args: argparse.Namespace) -> int:
         raise _ArgumentError(f"--calibration-images {args.calibration_images}: must be 1..10,000")
     if args.seed < 0:
         raise _ArgumentError(f"--seed {args.seed}: must be a non-negative integer")
+    inputs = [args.onnx, args.calibration]
+    check_outputs(args.output, inputs)
     model = import_onnx(args.onnx, args.calibration, calibration_images=args.calibration_images, seed=args.seed)
-    written = write_imported(model, args.output)
+    written = write_imported(model, args.output, inputs)
     net = model.network
     weights = sum(p.weights.size for p in model.params.values())
     print(f"imported {args.onnx}: {len(net.layers) - 1} layers, {weights:,} weights; calibration {model.calibration}")

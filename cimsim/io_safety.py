@@ -5,6 +5,8 @@ be a directory, a device or other non-regular file, nor any input of the same co
 writes `<dest>.<pid>.partial` in the destination's directory, and `commit()` flushes,
 fsyncs and renames it over `dest` in one `os.replace`. Until then an existing file at
 `dest` is untouched; any exception (Ctrl-C and SIGTERM included) removes the partial file.
+Files that must change together (`cimsim import`'s three) are finished first and renamed
+together by `commit_together`: a failed write in any leaves every destination as it was.
 
 Write failures (disk full, a file-size limit, permission denied) become one `OutputError`
 naming the path. Writes go through `GuardedFile`, which records the first `OSError` and
@@ -25,7 +27,7 @@ import os
 import signal
 import stat
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -186,8 +188,11 @@ class AtomicOutput:
         if self.stream.error is not None:
             raise OutputError(f"cannot write {self.shown}: {_describe(self.stream.error)}") from None
 
-    def commit(self) -> Path:
-        """Flush, fsync, close and rename the partial file over the destination."""
+    def finish(self) -> None:
+        """Flush, fsync and close the partial file (not yet renamed); `OutputError` if any write
+        failed. Idempotent."""
+        if self.raw.closed:
+            return
         self.stream.flush()
         self.check()
         try:
@@ -195,27 +200,10 @@ class AtomicOutput:
             self.raw.close()
         except OSError as exc:
             raise OutputError(f"cannot write {self.shown}: {_describe(exc)}") from None
-        main = threading.current_thread() is threading.main_thread()
-        if main:
-            signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-        try:
-            try:
-                os.replace(self.partial, self.dest)
-            except OSError as exc:
-                raise OutputError(f"cannot write {self.shown}: {_describe(exc)}") from None
-            self.committed = True
-            if main and getattr(_seal, "on", False):
-                for sig in _SIGNALS:
-                    signal.signal(sig, signal.SIG_IGN)
-        finally:
-            if main:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
-        with contextlib.suppress(OSError):
-            dir_fd = os.open(self.dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+
+    def commit(self) -> Path:
+        """Flush, fsync, close and rename the partial file over the destination."""
+        commit_together([self])
         return self.dest
 
     def abort(self) -> None:
@@ -234,6 +222,37 @@ class AtomicOutput:
                  tb: TracebackType | None) -> None:
         if exc_type is not None or not self.committed:
             self.abort()
+
+
+def commit_together(outputs: Sequence[AtomicOutput]) -> list[Path]:
+    """Finish every output, then rename them all, with SIGINT and SIGTERM blocked: a set of files
+    that must change together (a write failure in any leaves every destination as it was)."""
+    for out in outputs:
+        out.finish()
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    try:
+        for out in outputs:
+            try:
+                os.replace(out.partial, out.dest)
+            except OSError as exc:
+                raise OutputError(f"cannot write {out.shown}: {_describe(exc)}") from None
+            out.committed = True
+        if main and getattr(_seal, "on", False):
+            for sig in _SIGNALS:
+                signal.signal(sig, signal.SIG_IGN)
+    finally:
+        if main:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+    for parent in dict.fromkeys(out.dest.parent for out in outputs):
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+    return [out.dest for out in outputs]
 
 
 def write_bytes(dest: str | Path, data: bytes, inputs: Iterable[str | Path] = (), what: str = "output") -> Path:

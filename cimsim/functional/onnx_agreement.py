@@ -8,7 +8,9 @@ calibration images, seed 0), and the functional datapath runs its int8 weights (
 int8 output; at the end of the run onnxruntime computes the float model on the same images,
 dequantised with the input scale, and the chip's outputs, dequantised with the output scale,
 are compared with onnxruntime's: the top-1 agreement (argmax of the flattened output) and the
-relative L2 error ``||chip - ort|| / ||ort||`` over all images. Without onnxruntime (an
+relative L2 error ``||chip - ort|| / ||ort||`` over all images. An image whose output (the
+chip's or onnxruntime's) has a non-finite value counts as a disagreement and the relative L2
+is then None (``non_finite_images`` says how many): never a perfect score, never NaN. Without onnxruntime (an
 optional extra: ``pip install 'cimsim[onnxruntime]'``) the summary says it is not available.
 A model TOML written by ``cimsim import`` is not compared (name the ``.onnx`` itself).
 """
@@ -97,13 +99,19 @@ class OnnxAgreement:
         else:
             want = sess.run(None, {inp.name: x})[0]
         want = np.asarray(want, dtype=np.float64).reshape(len(keys), -1)
-        norm = float(np.linalg.norm(want))
-        return {
-            "available": True,
-            "top1": round(float((got.argmax(axis=1) == want.argmax(axis=1)).mean()), 4),
-            "rel_l2": round(float(np.linalg.norm(got - want)) / norm, 4) if norm else None,
-            "images": len(keys),
-        }
+        finite = np.isfinite(got).all(axis=1) & np.isfinite(want).all(axis=1)
+        agree = finite & (got.argmax(axis=1) == want.argmax(axis=1))
+        out: dict[str, Any] = {"available": True, "top1": round(float(agree.mean()), 4), "rel_l2": None,
+                               "images": len(keys)}
+        if not finite.all():  # an image with a non-finite output never agrees; no L2 is reported
+            out["non_finite_images"] = int((~finite).sum())
+            return out
+        with np.errstate(all="ignore"):
+            norm = float(np.linalg.norm(want))
+            rel = float(np.linalg.norm(got - want)) / norm if norm else float("nan")
+        if np.isfinite(rel):
+            out["rel_l2"] = round(rel, 4)
+        return out
 
 
 __all__ = ["OnnxAgreement", "OnnxSource", "onnx_source"]

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -279,14 +280,18 @@ def quantise_params(network: Network, w_real: dict[str, np.ndarray], b_real: dic
     return params
 
 
-def save_params(path: str | Path, params: dict[str, LayerParams]) -> None:
-    """Write ``params`` to ``path`` (.npz) as arrays ``<layer>.weights/.bias/.multiplier/.shift``."""
+def save_params(path: str | Path | Any, params: dict[str, LayerParams]) -> None:
+    """Write ``params`` to ``path`` (.npz, or a binary file object) as arrays
+    ``<layer>.weights/.bias/.multiplier/.shift``."""
     arrays: dict[str, np.ndarray] = {}
     for name, p in params.items():
         arrays[f"{name}.weights"] = p.weights
         arrays[f"{name}.bias"] = p.bias
         arrays[f"{name}.multiplier"] = p.multiplier
         arrays[f"{name}.shift"] = np.array(p.shift, dtype=np.int32)
+    if hasattr(path, "write"):
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
+        return
     with open(path, "wb") as f:
         np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as allow_pickle
 

@@ -25,6 +25,7 @@ The graph translation (supported ops, fusion rules) is `cimsim.onnx_import.graph
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,11 @@ from cimsim.functional.weights import (
     quantise_params,
     save_params,
 )
+from cimsim.io_safety import AtomicOutput, check_destination, commit_together
 from cimsim.network.layers import Network
 from cimsim.network.model import load_model_text
 from cimsim.onnx_import.graph import SUPPORTED_OPS, Spec, Translation, translate
+from cimsim.onnx_import.tensors import shown
 
 DEFAULT_CALIBRATION_IMAGES = 32
 """Generated calibration images when no ``--calibration`` file is given."""
@@ -97,47 +100,46 @@ def to_nhwc(x: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
     return x.reshape(x.shape[0], 1, 1, -1)
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return json.dumps(value)
-    return str(int(value))
-
-
 def render_toml(tr: Translation, source: str) -> str:
-    """The model TOML of a translation (layers in ONNX graph order, the fused ONNX nodes as comments)."""
+    """The model TOML of a translation (layers in ONNX graph order, the fused ONNX nodes as comments).
+
+    The document is written by a TOML writer (`tomli_w`): no name from the graph is written raw.
+    The comments escape every character that is not printable ASCII, so a name cannot end one."""
+    try:
+        import tomli_w
+    except ImportError:
+        raise InputError("importing ONNX models needs the tomli-w package: pip install 'cimsim[onnx]'") from None
+
     stem = Path(source).stem
     shape = tr.input_shape
     h, w, c = (shape[1], shape[2], shape[0]) if len(shape) == 3 else (1, 1, shape[0])
-    lines = [
-        (f"# Imported from {Path(source).name} by `cimsim import` (ONNX input '{tr.onnx_input}', output "
-         f"'{tr.onnx_output}')."),
-        "# Weights: the .npz of the same name; activation scales: the .quant.json.",
-        "",
-        f"name = {_toml_value(stem)}",
-        f"description = {_toml_value(f'imported from ONNX {Path(source).name}')}",
-        "bits = 8",
-        "",
-        "[input]",
-        f"name = {_toml_value(tr.input_name)}",
-        f"height = {h}",
-        f"width = {w}",
-        f"channels = {c}",
-    ]
+    layers: list[dict[str, Any]] = []
+    notes: list[str] = []
     for spec in tr.specs:
-        lines += ["", f"# ONNX: {', '.join(n or '(unnamed)' for n in spec.nodes)}"
-                  + (f" (clip at {spec.clip:g}: output scale {spec.clip:g} / 127)" if spec.clip else ""),
-                  "[[layers]]", f"name = {_toml_value(spec.name)}", f"type = {_toml_value(spec.type)}"]
+        layer: dict[str, Any] = {"name": spec.name, "type": spec.type}
         if len(spec.inputs) == 1 and spec.type != "concat":
-            lines.append(f"input = {_toml_value(spec.inputs[0])}")
+            layer["input"] = spec.inputs[0]
         else:
-            lines.append(f"inputs = {_toml_value(spec.inputs)}")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in spec.keys.items()]
+            layer["inputs"] = list(spec.inputs)
+        layer.update(spec.keys)
         if spec.relu:
-            lines.append("relu = true")
+            layer["relu"] = True
+        layers.append(layer)
+        nodes = ", ".join(shown(n, 80, quote=False) if n else "(unnamed)" for n in spec.nodes[:8])
+        more = f" and {len(spec.nodes) - 8} more" if len(spec.nodes) > 8 else ""
+        notes.append(f"# ONNX: {nodes}{more}"
+                     + (f" (clip at {spec.clip:g}: output scale {spec.clip:g} / 127)" if spec.clip else ""))
+    doc = {"name": stem, "description": f"imported from ONNX {Path(source).name}", "bits": 8,
+           "input": {"name": tr.input_name, "height": h, "width": w, "channels": c}, "layers": layers}
+    body = tomli_w.dumps(doc).splitlines()
+    lines = [(f"# Imported from {shown(Path(source).name, 200, quote=False)} by `cimsim import` (ONNX input "
+              f"{shown(tr.onnx_input)}, output {shown(tr.onnx_output)})."),
+             "# Weights: the .npz of the same name; activation scales: the .quant.json.", ""]
+    it = iter(notes)
+    for line in body:
+        if line == "[[layers]]":  # a header: tomli_w escapes newlines inside strings
+            lines.append(next(it))
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -199,9 +201,16 @@ def import_onnx(path: str | Path, calibration: str | Path | None = None, *,
     net = _network(tr, path)
     specs = {spec.name: spec for spec in tr.specs}
     images, origin = _calibration_images(net, tr, calibration, calibration_images, seed)
-    real = float_forward(net, specs, images)
+    with np.errstate(all="ignore"):
+        real = float_forward(net, specs, images)
+    for name, values in real.items():
+        if not np.all(np.isfinite(values)):
+            raise InputError(f"{path}: layer '{name}' has non-finite float activations on the calibration images "
+                             "(weights or attributes too large)")
     fixed = {name: spec.clip / 127.0 for name, spec in specs.items() if spec.clip}
     scales = calibrate_scales(net, real, fixed, percentile)
+    if not all(np.isfinite(v) and v > 0 for v in scales.values()):
+        raise InputError(f"{path}: calibration gives a zero or non-finite activation scale")
     w = {n: s.w for n, s in specs.items() if s.w is not None}
     b = {n: s.b for n, s in specs.items() if s.b is not None}
     try:
@@ -211,11 +220,30 @@ def import_onnx(path: str | Path, calibration: str | Path | None = None, *,
     return ImportedModel(net, render_toml(tr, str(path)), params, scales, tr, origin)
 
 
-def write_imported(model: ImportedModel, toml_path: str | Path) -> list[Path]:
-    """Write ``NAME.toml``, ``NAME.npz`` and ``NAME.quant.json``; returns the paths written."""
+def output_paths(toml_path: str | Path) -> list[Path]:
+    """The three files `write_imported` writes for ``toml_path``: NAME.toml, NAME.npz, NAME.quant.json."""
     toml_path = Path(toml_path)
-    npz, quant = toml_path.with_suffix(".npz"), toml_path.with_suffix(".quant.json")
+    return [toml_path, toml_path.with_suffix(".npz"), toml_path.with_suffix(".quant.json")]
+
+
+def check_outputs(toml_path: str | Path, inputs: Iterable[str | Path | None]) -> None:
+    """Refuse (`InputError`) before any work an output set that cannot be written or that would
+    replace one of ``inputs`` (the ONNX file, the calibration images, external data)."""
+    given = [Path(p) for p in inputs if p is not None]
+    for path in output_paths(toml_path):
+        check_destination(path, given)
+
+
+def write_imported(model: ImportedModel, toml_path: str | Path,
+                   inputs: Iterable[str | Path | None] = ()) -> list[Path]:
+    """Write ``NAME.toml``, ``NAME.npz`` and ``NAME.quant.json`` as one set; returns the paths written.
+
+    Each is written beside its destination and all three are renamed only when all are complete
+    (`cimsim.io_safety.commit_together`): on any failure the earlier set is left intact and
+    `OutputError` (exit 4) is raised. An output that is one of ``inputs`` or of the files the
+    import read (`Translation.sources`) is refused (`InputError`)."""
     tr = model.translation
+    given = [Path(p) for p in inputs if p is not None] + list(tr.sources)
     meta = {
         "onnx_input": tr.onnx_input, "onnx_output": tr.onnx_output,
         "input_layout": "NCHW" if len(tr.input_shape) == 3 else "NF",
@@ -223,20 +251,29 @@ def write_imported(model: ImportedModel, toml_path: str | Path) -> list[Path]:
         "input_scale": model.input_scale, "output_scale": model.output_scale,
         "calibration": model.calibration, "scales": model.scales,
     }
+    outs: list[AtomicOutput] = []
     try:
-        toml_path.write_text(model.toml, encoding="utf-8")
-        save_params(npz, model.params)
-        quant.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{exc.filename or toml_path}: cannot write: {exc.strerror}") from None
-    return [toml_path, npz, quant]
+        for path in output_paths(toml_path):
+            outs.append(AtomicOutput(path, given))
+        toml, npz, quant = outs
+        toml.stream.write(model.toml.encode("utf-8"))
+        toml.finish()
+        save_params(npz.stream, model.params)
+        npz.finish()
+        quant.stream.write((json.dumps(meta, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+        return commit_together(outs)
+    finally:
+        for out in outs:
+            out.abort()
 
 
 __all__ = [
     "SUPPORTED_OPS",
     "ImportedModel",
+    "check_outputs",
     "import_onnx",
     "load_onnx_network",
+    "output_paths",
     "render_toml",
     "write_imported",
 ]

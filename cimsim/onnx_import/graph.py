@@ -25,7 +25,7 @@ Anything else is an `InputError` naming the node, the op and the supported ops.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,8 @@ import numpy as np
 
 from cimsim.errors import InputError
 from cimsim.onnx_import.proto import _one_line, load_proto
+from cimsim.onnx_import.specs import Spec, Translation
+from cimsim.onnx_import.tensors import shown, tensor_array
 
 SUPPORTED_OPS: tuple[str, ...] = (
     "Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
@@ -41,24 +43,6 @@ SUPPORTED_OPS: tuple[str, ...] = (
 """ONNX ops the importer translates (Constant nodes only as weights, shapes and clip bounds)."""
 RELU_KINDS = ("conv", "fc", "add", "maxpool")
 """cimsim layer types that can apply a ReLU."""
-
-
-@dataclass
-class Spec:
-    """One cimsim layer being built: model-file ``type`` and keys, float weights, fused ONNX nodes."""
-
-    name: str
-    type: str
-    inputs: list[str]
-    keys: dict[str, Any] = field(default_factory=dict)
-    w: np.ndarray | None = None
-    """Float weights (kh, kw, C_in / groups, C_out) (conv) or (1, 1, C_in, C_out) (fc)."""
-    b: np.ndarray | None = None
-    relu: bool = False
-    clip: float | None = None
-    """Upper clip of a Clip(0, m) (ReLU6: 6.0); the layer's output scale is then m / 127."""
-    nodes: list[str] = field(default_factory=list)
-    """The ONNX nodes fused into this layer."""
 
 
 @dataclass
@@ -71,22 +55,6 @@ class _Tensor:
     flat_from: tuple[int, int, int] | None = None
 
 
-@dataclass
-class Translation:
-    """The graph as cimsim layer specs, with what is needed to feed and read it."""
-
-    input_name: str
-    """cimsim name of the input layer."""
-    onnx_input: str
-    input_shape: tuple[int, ...]
-    """ONNX shape of the input without the batch dimension: (C, H, W) or (F,)."""
-    specs: list[Spec]
-    output_layer: str
-    onnx_output: str
-    output_shape: tuple[int, ...]
-    """ONNX shape of the output without the batch dimension."""
-
-
 class _Translator:
     """Walks the nodes of one graph and builds the specs."""
 
@@ -97,7 +65,7 @@ class _Translator:
         self.onnx, self.numpy_helper = onnx, numpy_helper
         self.path = path
         self.graph = model.graph
-        self.consts: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in self.graph.initializer}
+        self.consts: dict[str, np.ndarray] = {t.name: tensor_array(self.path, t) for t in self.graph.initializer}
         self.shapes: dict[str, tuple[int, ...] | None] = {}
         for vi in list(self.graph.value_info) + list(self.graph.input) + list(self.graph.output):
             self.shapes[vi.name] = self._static_shape(vi)
@@ -108,8 +76,23 @@ class _Translator:
 
     # -- helpers -----------------------------------------------------------
 
+    def finite(self, node: Any, a: dict[str, Any], attr: str, default: float, low: float | None = None) -> float:
+        """Float attribute ``attr`` checked finite (and >= ``low``), one-line `InputError` otherwise."""
+        value = a.get(attr, default)
+        if not isinstance(value, int | float) or not np.isfinite(value) or (low is not None and value < low):
+            bound = f" and at least {low:g}" if low is not None else ""
+            raise self.fail(node, f"attribute '{attr}' = {value!r} must be a finite number{bound}")
+        return float(value)
+
+    def checked(self, node: Any, what: str, arr: np.ndarray) -> np.ndarray:
+        """``arr`` if every value is finite (and fits float32), else a one-line `InputError`."""
+        if not np.all(np.isfinite(arr)) or (arr.size and float(np.abs(arr).max()) > 3e38):
+            raise self.fail(node, f"{what} are not finite (or overflow float32)")
+        return arr
+
     def fail(self, node: Any, problem: str) -> InputError:
-        return InputError(_one_line(f"{self.path}: node '{node.name or '(unnamed)'}' ({node.op_type}): {problem}"))
+        name = shown(node.name) if node.name else "(unnamed)"
+        return InputError(_one_line(f"{self.path}: node {name} ({shown(node.op_type, 40, quote=False)}): {problem}"))
 
     @staticmethod
     def _static_shape(vi: Any) -> tuple[int, ...] | None:
@@ -259,7 +242,7 @@ class _Translator:
     def op_Constant(self, node: Any, a: dict[str, Any]) -> None:
         if "value" not in a:
             raise self.fail(node, "only Constant nodes with a 'value' tensor are supported")
-        self.consts[node.output[0]] = self.numpy_helper.to_array(a["value"])
+        self.consts[node.output[0]] = tensor_array(self.path, a["value"])
 
     def op_Identity(self, node: Any, a: dict[str, Any]) -> None:
         if node.input[0] in self.consts:
@@ -286,6 +269,9 @@ class _Translator:
         pads = [0, 0, 0, 0] if auto == "VALID" else list(a.get("pads", [0, 0, 0, 0]))
         if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4:
             raise self.fail(node, "only 2-D kernels (N, C, H, W tensors) are supported")
+        if any(int(v) < 1 for v in strides) or any(int(v) < 0 for v in pads) or any(int(v) < 1 for v in kernel):
+            raise self.fail(node, f"strides {strides}, pads {pads} and kernel {list(kernel)}: strides and kernel must "
+                                  "be at least 1 and pads at least 0")
         if pads[0] != pads[2] or pads[1] != pads[3]:
             raise self.fail(node, f"attribute 'pads' = {pads} is asymmetric; only symmetric padding is supported")
 
@@ -299,6 +285,9 @@ class _Translator:
         if w.ndim != 4 or len(x.shape) != 4:
             raise self.fail(node, "only 2-D convolutions (N, C, H, W tensors) are supported")
         groups = int(a.get("group", 1))
+        if groups < 1 or x.shape[1] % groups or w.shape[0] % groups or w.shape[1] * groups != x.shape[1]:
+            raise self.fail(node, f"attribute 'group' = {groups} does not divide the {x.shape[1]} input and "
+                                  f"{w.shape[0]} output channels of weights {tuple(w.shape)}")
         keys = {"out_channels": int(w.shape[0]), **self.window(node, a, (int(w.shape[2]), int(w.shape[3]))),
                 "groups": groups}
         if groups == 1:
@@ -317,9 +306,15 @@ class _Translator:
         assert spec.w is not None and spec.b is not None
         gamma, beta, mean, var = (self.const(node, n, what).reshape(-1) for n, what in
                                   zip(node.input[1:5], ("scale", "bias", "mean", "variance"), strict=True))
-        s = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))
-        spec.w = spec.w * s
-        spec.b = (spec.b - mean) * s + beta
+        eps = self.finite(node, a, "epsilon", 1e-5, low=0.0)
+        if np.any(var < 0):
+            raise self.fail(node, f"variance '{node.input[4]}' has negative values")
+        if np.any(var + eps <= 0):
+            raise self.fail(node, f"variance '{node.input[4]}' + epsilon has zeros (a division by zero)")
+        with np.errstate(all="ignore"):
+            s = gamma / np.sqrt(var + eps)
+            spec.w = self.checked(node, "the weights folded with this BatchNormalization", spec.w * s)
+            spec.b = self.checked(node, "the biases folded with this BatchNormalization", (spec.b - mean) * s + beta)
         spec.nodes.append(node.name)
         self.tensors[node.output[0]] = self.tensors[node.input[0]]
 
@@ -456,10 +451,13 @@ class _Translator:
         w = self.const(node, node.input[1], "weight")
         if w.ndim != 2:
             raise self.fail(node, f"weight '{node.input[1]}' is not a matrix")
-        w = (w.T if a.get("transB", 0) else w) * float(a.get("alpha", 1.0))
+        alpha, beta = self.finite(node, a, "alpha", 1.0), self.finite(node, a, "beta", 1.0)
+        with np.errstate(all="ignore"):
+            w = self.checked(node, "the weights times alpha", (w.T if a.get("transB", 0) else w) * alpha)
         bias = np.zeros(w.shape[1])
         if len(node.input) > 2 and node.input[2]:
-            c = self.const(node, node.input[2], "bias") * float(a.get("beta", 1.0))
+            with np.errstate(all="ignore"):
+                c = self.checked(node, "the biases times beta", self.const(node, node.input[2], "bias") * beta)
             if c.size not in (1, w.shape[1]):
                 raise self.fail(node, f"bias of shape {tuple(c.shape)} is not per output feature")
             bias = bias + c.reshape(-1)
@@ -489,4 +487,7 @@ class _Translator:
 def translate(path: str | Path) -> Translation:
     """Load, check and translate the ONNX model at ``path`` (see the module docstring)."""
     path = Path(path)
-    return _Translator(path, load_proto(path)).run()
+    model, external = load_proto(path)
+    tr = _Translator(path, model).run()
+    tr.sources = (path, *external)
+    return tr

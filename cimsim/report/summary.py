@@ -117,7 +117,9 @@ def _agreement_line(a: dict[str, Any]) -> str:
     if not a.get("available"):
         return f"onnxruntime agreement: not available ({a.get('reason', '')})"
     l2 = "-" if a["rel_l2"] is None else f"{100 * a['rel_l2']:.2f} %"
-    return f"onnxruntime agreement: top-1 {100 * a['top1']:.1f} %, relative L2 of the logits {l2} ({a['images']} images)"
+    bad = f", {a['non_finite_images']} with non-finite outputs" if a.get("non_finite_images") else ""
+    return (f"onnxruntime agreement: top-1 {100 * a['top1']:.1f} %, relative L2 of the logits {l2} "
+            f"({a['images']} images{bad})")
 
 
 def _balancer_line(b: dict[str, Any]) -> str:
