@@ -179,14 +179,18 @@ def test_meng_lu_fws_figures() -> None:
     assert got["utilisation"] == 0.5 and got["tops_at_peak"] == 46 and got["tops"] == pytest.approx(0.005)
 
 
-def test_listed_checks_show_their_measured_value() -> None:
-    """A miss is listed with its number (tolerance None, never failing); a number the simulator does not model
-    has none."""
-    rows = v.validate({"meng_lu_copies", "none"})
+def test_listed_checks_show_their_measured_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A miss is listed with its number and deviation (tolerance None, never failing); a check without a
+    measured value shows none."""
+    rows = v.validate({"meng_lu_copies"})
     by = {r["quantity"]: r for r in rows}
     copies = by["FWS-CIM CNN mapped weights, the paper's copies"]
     assert copies["cimsim"] == 34_576_896 and copies["tolerance"] is None and copies["status"] == "not compared"
-    assert by["energy efficiency per array"]["cimsim"] is None
+    assert copies["deviation"] == pytest.approx(34_576_896 / 55.8e6 - 1)
+    unmodelled = v.Check("test", "a number not modelled", 1.0, "x", "none", "", None, "test")
+    monkeypatch.setattr(checks, "CHECKS", (*checks.CHECKS, unmodelled))
+    (row,) = v.validate({"none"})
+    assert row["cimsim"] is None and row["deviation"] is None and row["status"] == "not compared"
 
 
 def test_meng_lu_copies_bound_is_pool1s_floor() -> None:
