@@ -323,7 +323,8 @@ class Core:
         stored = self.stored
         if stored < main.arrived:
             stored = self._store(now_ts)
-        if self.senders:
+        senders = self.senders
+        if senders and (stored >= senders[0].need or len(senders) > 1):
             stored = self._send_residual(now_ts)
         need = image * self.n_in + self._need[gi] + 1
         if stored < need:
@@ -435,7 +436,7 @@ class Core:
                 self._store(int(env.now) // cpt)
             if residual.arrived > self.res_stored:
                 self._store_residual(int(env.now) // cpt)
-            if senders:
+            if senders and (self.stored >= senders[0].need or len(senders) > 1):
                 self._send_residual(int(env.now) // cpt)
             send = send_at[gi]
             if send:
@@ -486,8 +487,9 @@ class Core:
                             f"{self.slots} slots (H x F) at timestep {timestep}")
         if main.capacity is not None and main.arrived - main.consumed > main.capacity:
             _fail(main.invariant_problems()[0])
-        if stored - self.slots > self.owed_to():
-            _fail(f"{self.spec.name}: input pixel {self.owed_to()} overwritten before it was read for its residual "
+        owed = self.owed_to()
+        if stored - self.slots > owed:
+            _fail(f"{self.spec.name}: input pixel {owed} overwritten before it was read for its residual "
                   f"add ({stored} stored in {self.slots} slots) at timestep {timestep}")
         residual, partial = self.residual, self.partial
         if residual.sources:  # a port without sources holds nothing

@@ -44,23 +44,28 @@ class ResidualSender:
         self.cycles = 0
         self.ts = -1
         """SRAM read words of timestep `ts`'s sends."""
+        self.need = self._need_for(0)
+        """Pixels stored (all images) before the next pixel may be sent: below it, nothing can go."""
 
-    def ready(self, stored: int) -> int:
-        """Pixels (all images) whose condition holds with `stored` pixels stored."""
-        done, n_in = self.done, self.n_in
-        base = done - done % n_in
-        if stored >= base + n_in:  # the whole image is stored: all of it may go
-            return min(stored, self.total) if stored - base >= 2 * n_in else base + n_in
-        return max(done, base + bisect.bisect_right(self.schedule, stored - base))
+    def _need_for(self, done: int) -> int:
+        if done >= self.total:
+            return NO_DUTY
+        base, k = done - done % self.n_in, done % self.n_in
+        return max(done + 1, base + self.schedule[k])
 
     def send(self, owner: Wakeable, stored: int, now: int, now_ts: int) -> int:
         """Send, at cycle `now` of timestep `now_ts`, the pixels whose condition holds with `stored`
         pixels stored and the adding cores have room for; return how many. A port without room
-        registers `owner` to be woken when it frees some."""
-        done = self.done
-        n = min(self.ready(stored), stored) - done
-        if n <= 0:
+        registers `owner` to be woken when it frees some. (Per residual pixel: kept lean.)"""
+        if stored < self.need:
             return 0
+        done, n_in = self.done, self.n_in
+        first = done % n_in
+        base = done - first
+        if stored - base < n_in:  # within the image: the pixels whose schedule is met
+            n = min(base + bisect.bisect_right(self.schedule, stored - base), stored) - done
+        else:  # the image is stored whole: all of it, and of the next ones what is stored
+            n = min(stored, self.total) - done if stored - base >= 2 * n_in else n_in - first
         for port in self.ports:
             room = port.room()
             if room is not None and room < n:
@@ -68,19 +73,24 @@ class ResidualSender:
                 port.register_waiter(owner)
         if n <= 0:
             return 0
-        words, k, left = 0, done, n
-        n_in, prefix = self.n_in, self.prefix
-        while left:  # whole or partial images, each by its prefix sums
-            image, first = divmod(k, n_in)
-            last = min(n_in, first + left)
-            row = prefix[image % len(prefix)]
-            words += row[last] - row[first]
-            left -= last - first
-            k += last - first
+        prefix = self.prefix
+        if first + n <= n_in:  # within one image (nearly always)
+            row = prefix[(done // n_in) % len(prefix)]
+            words = row[first + n] - row[first]
+        else:
+            words, k, left = 0, done, n
+            while left:  # whole or partial images, each by its prefix sums
+                image, at = divmod(k, n_in)
+                last = min(n_in, at + left)
+                row = prefix[image % len(prefix)]
+                words += row[last] - row[at]
+                left -= last - at
+                k += last - at
         if now_ts != self.ts:  # reads of a timestep without a step fit in it: not charged
             self.ts, self.cycles = now_ts, 0
         self.cycles += words
-        self.done = done + n
+        self.done = done = done + n
+        self.need = self._need_for(done)
         for port in self.ports:
             port.send(n, now)
         return n
