@@ -41,7 +41,7 @@ from cimsim.onnx_import.fold import fold_constants
 from cimsim.onnx_import.proto import infer_shapes, load_proto
 from cimsim.onnx_import.scan import FOLDED_OPS, SUPPORTED_OPS
 from cimsim.onnx_import.specs import Translation
-from cimsim.onnx_import.tensors import tensor_array
+from cimsim.onnx_import.tensors import shown, tensor_array
 from cimsim.onnx_import.walker import ActTensor, Walker, static_shapes
 
 RELU_KINDS = ("conv", "fc", "add", "maxpool")

@@ -33,13 +33,29 @@ def _op(node: Any) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
 
 
+def needed(graph: Any) -> list[bool]:
+    """For each node of ``graph``, whether a graph output depends on it (one pass back from the outputs)."""
+    producer = {name: i for i, node in enumerate(graph.node) for name in node.output if name}
+    used = [False] * len(graph.node)
+    stack = [o.name for o in graph.output]
+    while stack:
+        i = producer.get(stack.pop(), -1)
+        if i >= 0 and not used[i]:
+            used[i] = True
+            stack.extend(name for name in graph.node[i].input if name)
+    return used
+
+
 def scan_ops(path: Path, graph: Any) -> None:
-    """Refuse (one-line `InputError`) a graph with any node the importer cannot handle: an op outside
-    `SUPPORTED_OPS` and `FOLDED_OPS`, an op of another domain, or a Softmax that is not a graph output."""
+    """Refuse (one-line `InputError`) a graph with any node the importer cannot handle among those
+    its outputs depend on: an op outside `SUPPORTED_OPS` and `FOLDED_OPS`, an op of another domain,
+    or a Softmax that is not a graph output."""
     outputs = {o.name for o in graph.output}
     found: dict[str, list[str]] = {}
     allowed = set(SUPPORTED_OPS) | set(FOLDED_OPS)
-    for i, node in enumerate(graph.node):
+    for i, (node, use) in enumerate(zip(graph.node, needed(graph), strict=True)):
+        if not use:
+            continue
         op = _op(node)
         if op in allowed and (op != "Softmax" or (node.output and node.output[0] in outputs)):
             continue
