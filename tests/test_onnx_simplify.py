@@ -298,3 +298,11 @@ def test_chip_agreement_of_a_model_with_a_final_softmax_compares_the_logits(tmp_
     agree = run_scenario(tmp_path / "s.toml").summary["functional"]["onnx_agreement"]
     assert agree["available"] and agree["images"] == 8
     assert agree["top1"] >= 0.875 and agree["rel_l2"] < 0.10, agree  # 1.0 and 2.8 % when written
+
+
+def test_an_unsupported_node_the_output_does_not_need_is_not_refused(tmp_path):
+    g = GraphBuilder((1, 3, 6, 6), seed=10)
+    x = g.relu(g.conv(g.input_name, 4))
+    g.node("Tanh", [x], g.shape[x])  # a dead branch
+    _, diff = float_vs_ort(tmp_path, g, g.model(x))
+    assert diff < 1e-5

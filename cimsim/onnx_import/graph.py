@@ -431,7 +431,9 @@ def translate(path: str | Path) -> Translation:
     path = Path(path)
     model, external = load_proto(path)
     if fold_constants(path, model, static_shapes(model.graph)):
-        model = infer_shapes(path, model)
+        known = static_shapes(model.graph)
+        if any(o and o not in known for node in model.graph.node for o in node.output):
+            model = infer_shapes(path, model)  # again, only if a shape is still unknown (costly on big weights)
     tr = _Translator(path, model).run()
     tr.sources = (path, *external)
     return tr
