@@ -306,3 +306,18 @@ def test_an_unsupported_node_the_output_does_not_need_is_not_refused(tmp_path):
     g.node("Tanh", [x], g.shape[x])  # a dead branch
     _, diff = float_vs_ort(tmp_path, g, g.model(x))
     assert diff < 1e-5
+
+
+def test_shape_arithmetic_that_cannot_fold_is_one_line_naming_the_node(tmp_path, capsys):
+    """A Gather of index 7 from a 4-element Shape: one line naming the node, no traceback."""
+    g = GraphBuilder((1, 3, 4, 4), seed=11)
+    x = g.conv(g.input_name, 4)
+    batch = raw(g, "Unsqueeze", [raw(g, "Gather", [raw(g, "Shape", [x]), int64(g, 7)], axis=0), int64(g, [0])])
+    shape = raw(g, "Concat", [batch, int64(g, [-1])], axis=0)
+    g.nodes.append(helper.make_node("Reshape", [x, shape], ["flat"], name="flat"))
+    g.shape["flat"] = (1, 64)
+    path = save(tmp_path, g.model("flat"))
+    code = main(["import", str(path), "-o", str(tmp_path / "x.toml")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("cimsim: error: "), err
+    assert "gather3" in err, err  # shape inference names it (the fold would too)

@@ -170,7 +170,7 @@ def fold_constants(path: Path, model: Any, shapes: dict[str, tuple[int, ...]]) -
                                  f"{MAX_FOLDED_ELEMENTS:,}") from None
             except (ValueError, IndexError, TypeError, KeyError, OverflowError):
                 result = None  # left to the translator, which names the node
-        if result is None:
+        if result is None or np.asarray(result).dtype.kind not in "biuf":  # bfloat16, float8...: not folded
             keep.append(node)
             continue
         values[node.output[0]] = np.asarray(result)

@@ -89,8 +89,9 @@ class _Translator(Walker):
         for node in nodes:
             handler = getattr(self, f"op_{node.op_type}", None)
             if node.domain in ("", "ai.onnx") and node.op_type in FOLDED_OPS:
-                raise self.fail(node, "supported only on constants (folded before translation); an input here "
-                                      "is an activation or not static")
+                raise self.fail(node, "supported only on constants (folded before translation); this one could "
+                                      "not be folded (an input is an activation or has a dynamic shape, or an "
+                                      "index or axis is out of range)")
             if node.domain not in ("", "ai.onnx") or handler is None:
                 raise self.fail(node, f"op not supported; supported: {', '.join(SUPPORTED_OPS)}")
             handler(node, self.attrs(node))
