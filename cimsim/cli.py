@@ -389,6 +389,8 @@ def _import(args: argparse.Namespace) -> int:
     net = model.network
     weights = sum(p.weights.size for p in model.params.values())
     print(f"imported {args.onnx}: {len(net.layers) - 1} layers, {weights:,} weights; calibration {model.calibration}")
+    for note in model.translation.notes:
+        print(f"note: {note}")
     for path in written:
         print(f"wrote {path}")
     return 0

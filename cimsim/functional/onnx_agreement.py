@@ -37,6 +37,9 @@ class OnnxSource:
     input_shape: tuple[int, ...]
     """ONNX input shape without the batch: (C, H, W) or (F,)."""
     output_shape: tuple[int, ...]
+    onnx_output: str = ""
+    """The ONNX tensor the network's output is (a graph output, or the input of a dropped final
+    Softmax); empty: the graph's first output."""
 
 
 def onnx_source(model: str | Path) -> OnnxSource | None:
@@ -49,7 +52,22 @@ def onnx_source(model: str | Path) -> OnnxSource | None:
     imp = import_onnx(path)
     tr = imp.translation
     return OnnxSource(path, imp.params, imp.input_scale, imp.output_scale, tuple(tr.input_shape),
-                      tuple(tr.output_shape))
+                      tuple(tr.output_shape), tr.onnx_output)
+
+
+def _session(ort: Any, path: Path, output: str) -> tuple[Any, list[str] | None]:
+    """An onnxruntime session of the model at ``path`` computing tensor ``output`` (made a graph
+    output if it is not one: the input of a final Softmax the import dropped), and the names to run."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if not output or output in [o.name for o in sess.get_outputs()]:
+        return sess, [output] if output else None
+    import onnx
+
+    model = onnx.load(str(path))  # external data from the model's folder, as the import read it
+    infos = onnx.shape_inference.infer_shapes(model).graph.value_info
+    elem = next((vi.type.tensor_type.elem_type for vi in infos if vi.name == output), onnx.TensorProto.FLOAT)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(output, elem, None))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]), [output]
 
 
 class OnnxAgreement:
@@ -90,14 +108,14 @@ class OnnxAgreement:
             return {"available": False, "reason": "no image was checked"}
         pixels = np.stack([self.images[k] for k in keys])
         got = self._chip_output(np.stack([self.outputs[k] for k in keys]))
-        sess = ort.InferenceSession(str(self.source.path), providers=["CPUExecutionProvider"])
+        sess, names = _session(ort, self.source.path, self.source.onnx_output)
         inp = sess.get_inputs()[0]
         x = self._onnx_input(pixels)
         fixed_batch = isinstance(inp.shape[0], int) and inp.shape[0] > 0
         if fixed_batch:  # a graph exported with a fixed batch size of 1: one image at a time
-            want = np.concatenate([sess.run(None, {inp.name: x[i:i + 1]})[0] for i in range(len(x))])
+            want = np.concatenate([sess.run(names, {inp.name: x[i:i + 1]})[0] for i in range(len(x))])
         else:
-            want = sess.run(None, {inp.name: x})[0]
+            want = sess.run(names, {inp.name: x})[0]
         want = np.asarray(want, dtype=np.float64).reshape(len(keys), -1)
         finite = np.isfinite(got).all(axis=1) & np.isfinite(want).all(axis=1)
         agree = finite & (got.argmax(axis=1) == want.argmax(axis=1))

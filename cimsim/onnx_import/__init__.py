@@ -46,7 +46,9 @@ from cimsim.functional.weights import (
 from cimsim.io_safety import AtomicOutput, check_destination, commit_together
 from cimsim.network.layers import Network
 from cimsim.network.model import load_model_text
-from cimsim.onnx_import.graph import SUPPORTED_OPS, Spec, Translation, translate
+from cimsim.onnx_import.graph import translate
+from cimsim.onnx_import.scan import SUPPORTED_OPS
+from cimsim.onnx_import.specs import Spec, Translation
 from cimsim.onnx_import.tensors import shown
 
 DEFAULT_CALIBRATION_IMAGES = 32
@@ -134,7 +136,8 @@ def render_toml(tr: Translation, source: str) -> str:
     body = tomli_w.dumps(doc).splitlines()
     lines = [(f"# Imported from {shown(Path(source).name, 200, quote=False)} by `cimsim import` (ONNX input "
               f"{shown(tr.onnx_input)}, output {shown(tr.onnx_output)})."),
-             "# Weights: the .npz of the same name; activation scales: the .quant.json.", ""]
+             "# Weights: the .npz of the same name; activation scales: the .quant.json.",
+             *(f"# Note: {shown(note, 400, quote=False)}" for note in tr.notes), ""]
     it = iter(notes)
     for line in body:
         if line == "[[layers]]":  # a header: tomli_w escapes newlines inside strings
@@ -249,7 +252,7 @@ def write_imported(model: ImportedModel, toml_path: str | Path,
         "input_layout": "NCHW" if len(tr.input_shape) == 3 else "NF",
         "input_shape": list(tr.input_shape), "output_shape": list(tr.output_shape),
         "input_scale": model.input_scale, "output_scale": model.output_scale,
-        "calibration": model.calibration, "scales": model.scales,
+        "calibration": model.calibration, "scales": model.scales, "notes": list(tr.notes),
     }
     outs: list[AtomicOutput] = []
     try:

@@ -1,170 +1,55 @@
 """Read an ONNX graph and translate it into cimsim layer specs with float weights.
 
-`translate(path)` loads the protobuf, checks it (`onnx.checker`), infers every
-tensor's shape (`onnx.shape_inference`, strict), and walks the nodes the graph
-output depends on, fusing them into cimsim layers:
+`translate(path)` loads the protobuf (`cimsim.onnx_import.proto`: every unsupported node listed
+at once before anything expensive, then `onnx.checker` and strict shape inference), folds its
+constant subgraphs (`cimsim.onnx_import.fold`), and walks the nodes the graph output depends on,
+fusing them into cimsim layers:
 
 - Conv -> ``conv`` (weights OIHW -> (kh, kw, C_in / groups, C_out)); a
   BatchNormalization right after a Conv or Gemm/MatMul is folded into its
-  weights and bias; an Add of a constant after one becomes its bias.
+  weights and bias; so are a Mul by a per-channel constant (BatchNorm written as
+  Mul and Add) and an Add of a per-channel constant (its bias).
 - Relu -> ``relu = true`` of the producing conv, fc, add or maxpool; Clip(0, m)
   likewise, plus a fixed output scale m / 127, so that int8 saturation at 127 is
   the clip at m (ReLU6 with m = 6; TFLite does the same).
-- Add of two activations -> ``add`` (main: the first input whose producer may
-  fuse it, a conv or fc with no other consumer; residual: the other).
-- MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Concat (channels).
+- Add of two activations, and Sum of n (a chain of n - 1) -> ``add`` (main: the
+  first input whose producer may fuse it, a conv or fc with no other consumer;
+  residual: the other).
+- MaxPool, AveragePool (``ceil_mode`` where it rounds nothing up),
+  GlobalAveragePool, ReduceMean over H and W (the global average pool),
+  GlobalMaxPool, Concat (channels).
 - Flatten and Reshape to 2-D (batch, features) -> ``flatten`` (nothing on a
   1 x 1 map); the (c, h, w) order of ONNX's flattening is carried to the next
   Gemm/MatMul, whose weight rows are permuted to cimsim's (h, w, c) order.
 - Gemm and MatMul with constant weights -> ``fc``.
-- Identity and Dropout (inference) pass their input through.
+- Identity and Dropout (inference) pass their input through; a Softmax over the
+  classes at the graph output is dropped (it does not change the top-1): the
+  network's output is its input, and `Translation.notes` says so.
 
-Anything else is an `InputError` naming the node, the op and the supported ops.
+Anything else is an `InputError` naming the node and the op.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cimsim.errors import InputError
-from cimsim.onnx_import.proto import _one_line, load_proto
-from cimsim.onnx_import.specs import Spec, Translation
+from cimsim.onnx_import.fold import fold_constants
+from cimsim.onnx_import.proto import infer_shapes, load_proto
+from cimsim.onnx_import.scan import FOLDED_OPS, SUPPORTED_OPS
+from cimsim.onnx_import.specs import Translation
 from cimsim.onnx_import.tensors import shown, tensor_array
+from cimsim.onnx_import.walker import ActTensor, Walker, static_shapes
 
-SUPPORTED_OPS: tuple[str, ...] = (
-    "Conv", "BatchNormalization", "Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool",
-    "GlobalMaxPool", "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Identity", "Dropout", "Constant",
-)
-"""ONNX ops the importer translates (Constant nodes only as weights, shapes and clip bounds)."""
 RELU_KINDS = ("conv", "fc", "add", "maxpool")
 """cimsim layer types that can apply a ReLU."""
 
 
-@dataclass
-class _Tensor:
-    """An activation tensor of the ONNX graph: the cimsim layer holding it, its ONNX shape and,
-    for a 2-D tensor flattened from a (C, H, W) map, that map's shape (its (c, h, w) order)."""
-
-    layer: str
-    shape: tuple[int, ...]
-    flat_from: tuple[int, int, int] | None = None
-
-
-class _Translator:
+class _Translator(Walker):
     """Walks the nodes of one graph and builds the specs."""
-
-    def __init__(self, path: Path, model: Any) -> None:
-        import onnx
-        from onnx import numpy_helper
-
-        self.onnx, self.numpy_helper = onnx, numpy_helper
-        self.path = path
-        self.graph = model.graph
-        self.consts: dict[str, np.ndarray] = {t.name: tensor_array(self.path, t) for t in self.graph.initializer}
-        self.shapes: dict[str, tuple[int, ...] | None] = {}
-        for vi in list(self.graph.value_info) + list(self.graph.input) + list(self.graph.output):
-            self.shapes[vi.name] = self._static_shape(vi)
-        self.tensors: dict[str, _Tensor] = {}
-        self.specs: dict[str, Spec] = {}
-        self.names: set[str] = set()
-        self.consumers: dict[str, int] = {}
-
-    # -- helpers -----------------------------------------------------------
-
-    def finite(self, node: Any, a: dict[str, Any], attr: str, default: float, low: float | None = None) -> float:
-        """Float attribute ``attr`` checked finite (and >= ``low``), one-line `InputError` otherwise."""
-        value = a.get(attr, default)
-        if not isinstance(value, int | float) or not np.isfinite(value) or (low is not None and value < low):
-            bound = f" and at least {low:g}" if low is not None else ""
-            raise self.fail(node, f"attribute '{attr}' = {value!r} must be a finite number{bound}")
-        return float(value)
-
-    def checked(self, node: Any, what: str, arr: np.ndarray) -> np.ndarray:
-        """``arr`` if every value is finite (and fits float32), else a one-line `InputError`."""
-        if not np.all(np.isfinite(arr)) or (arr.size and float(np.abs(arr).max()) > 3e38):
-            raise self.fail(node, f"{what} are not finite (or overflow float32)")
-        return arr
-
-    def fail(self, node: Any, problem: str) -> InputError:
-        name = shown(node.name) if node.name else "(unnamed)"
-        return InputError(_one_line(f"{self.path}: node {name} ({shown(node.op_type, 40, quote=False)}): {problem}"))
-
-    @staticmethod
-    def _static_shape(vi: Any) -> tuple[int, ...] | None:
-        tt = vi.type.tensor_type
-        if not tt.HasField("shape"):
-            return None
-        dims = []
-        for d in tt.shape.dim:
-            if not d.HasField("dim_value"):
-                return None
-            dims.append(int(d.dim_value))
-        return tuple(dims)
-
-    def attrs(self, node: Any) -> dict[str, Any]:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
-
-    def unique(self, raw: str, fallback: str) -> str:
-        base = re.sub(r"[^A-Za-z0-9_]+", "_", raw).strip("_") or fallback
-        if base[0].isdigit():
-            base = f"{fallback}_{base}"
-        name, i = base, 2
-        while name in self.names:
-            name, i = f"{base}_{i}", i + 1
-        self.names.add(name)
-        return name
-
-    def const(self, node: Any, name: str, what: str) -> np.ndarray:
-        if name not in self.consts:
-            raise self.fail(node, f"{what} '{name}' must be a constant (an initializer or a Constant node)")
-        arr = self.consts[name]
-        if arr.size == 0:
-            raise self.fail(node, f"{what} '{name}' is empty (shape {tuple(arr.shape)})")
-        if not np.all(np.isfinite(arr.astype(np.float64))):
-            raise self.fail(node, f"{what} '{name}' has non-finite values")
-        return arr.astype(np.float64)
-
-    def act(self, node: Any, name: str) -> _Tensor:
-        if name not in self.tensors:
-            raise self.fail(node, f"input '{name}' is not an activation (not the graph input or a supported "
-                                  "node's output; constants are only weights, shapes and clip bounds here)")
-        return self.tensors[name]
-
-    def shape_of(self, node: Any, name: str) -> tuple[int, ...]:
-        shape = self.shapes.get(name)
-        if shape is None:
-            raise self.fail(node, f"the shape of '{name}' is not static after shape inference (a dynamic "
-                                  "shape); export the model with a fixed input size")
-        if any(d <= 0 for d in shape):
-            raise self.fail(node, f"tensor '{name}' has shape {shape}, a 0-sized dimension")
-        return shape
-
-    def new(self, node: Any, type_: str, inputs: list[str], shape: tuple[int, ...], **keys: Any) -> Spec:
-        spec = Spec(self.unique(node.name, node.op_type.lower()), type_, inputs, keys, nodes=[node.name])
-        self.specs[spec.name] = spec
-        self.tensors[node.output[0]] = _Tensor(spec.name, shape)
-        return spec
-
-    def fusable(self, node: Any, name: str, types: tuple[str, ...], what: str) -> Spec:
-        """The layer holding activation ``name`` if it is of one of ``types``, still unfused
-        (no relu) and ``name`` feeds nothing but ``node``."""
-        t = self.act(node, name)
-        spec = self.specs.get(t.layer)
-        kind = "the graph input" if spec is None else f"a {spec.type} layer"
-        if spec is None or spec.type not in types:
-            raise self.fail(node, f"{what}; its input '{name}' comes from {kind}")
-        if spec.relu:
-            raise self.fail(node, f"{what}; its input '{name}' is already after a ReLU / Clip")
-        if self.consumers.get(name, 0) > 1:
-            raise self.fail(node, f"{what}; its input '{name}' is also used by other nodes")
-        if t.flat_from is not None:
-            raise self.fail(node, f"{what}; its input '{name}' is a flattened map")
-        return spec
 
     # -- the walk -------------------------------------------------------------
 
@@ -192,7 +77,7 @@ class _Translator:
                 raise InputError(f"{self.path}: input '{inp.name}' has dimension {i} of size {d.dim_value}")
             shape.append(int(d.dim_value))
         input_name = self.unique(inp.name, "input")
-        self.tensors[inp.name] = _Tensor(input_name, tuple(shape))
+        self.tensors[inp.name] = ActTensor(input_name, tuple(shape))
         self.shapes[inp.name] = tuple(shape)
 
         nodes = self._needed_nodes()
@@ -203,6 +88,10 @@ class _Translator:
         self.consumers[graph.output[0].name] = self.consumers.get(graph.output[0].name, 0) + 1
         for node in nodes:
             handler = getattr(self, f"op_{node.op_type}", None)
+            if node.domain in ("", "ai.onnx") and node.op_type in FOLDED_OPS:
+                raise self.fail(node, "supported only on constants (folded before translation); this one could "
+                                      "not be folded (an input is an activation or has a dynamic shape, or an "
+                                      "index or axis is out of range)")
             if node.domain not in ("", "ai.onnx") or handler is None:
                 raise self.fail(node, f"op not supported; supported: {', '.join(SUPPORTED_OPS)}")
             handler(node, self.attrs(node))
@@ -210,8 +99,8 @@ class _Translator:
         if out not in self.tensors or self.tensors[out].layer == input_name:
             raise InputError(f"{self.path}: the graph output '{out}' is not computed by a supported layer")
         t = self.tensors[out]
-        return Translation(input_name, inp.name, tuple(shape[1:]), list(self.specs.values()), t.layer, out,
-                           t.shape[1:])
+        return Translation(input_name, inp.name, tuple(shape[1:]), list(self.specs.values()), t.layer,
+                           self.dropped or out, t.shape[1:], notes=tuple(self.notes))
 
     def _needed_nodes(self) -> list[Any]:
         """The nodes the graph output depends on, in graph order; inputs must be defined before use."""
@@ -254,30 +143,6 @@ class _Translator:
         if len(node.output) > 1 and node.output[1] and self.consumers.get(node.output[1]):
             raise self.fail(node, "its mask output is used; only inference-mode Dropout is supported")
         self.tensors[node.output[0]] = self.act(node, node.input[0])
-
-    def window(self, node: Any, a: dict[str, Any], kernel: tuple[int, int]) -> dict[str, Any]:
-        """kernel, stride, padding keys from ONNX attributes, refusing the unsupported ones."""
-        if any(d != 1 for d in a.get("dilations", [1, 1])):
-            raise self.fail(node, f"attribute 'dilations' = {list(a['dilations'])} is not supported (only 1)")
-        if a.get("ceil_mode", 0):
-            raise self.fail(node, "attribute 'ceil_mode' = 1 is not supported (output sizes round down)")
-        auto = a.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else str(auto)
-        if auto not in ("NOTSET", "VALID"):
-            raise self.fail(node, f"attribute 'auto_pad' = {auto} is not supported; export with explicit pads")
-        strides = list(a.get("strides", [1, 1]))
-        pads = [0, 0, 0, 0] if auto == "VALID" else list(a.get("pads", [0, 0, 0, 0]))
-        if len(kernel) != 2 or len(strides) != 2 or len(pads) != 4:
-            raise self.fail(node, "only 2-D kernels (N, C, H, W tensors) are supported")
-        if any(int(v) < 1 for v in strides) or any(int(v) < 0 for v in pads) or any(int(v) < 1 for v in kernel):
-            raise self.fail(node, f"strides {strides}, pads {pads} and kernel {list(kernel)}: strides and kernel must "
-                                  "be at least 1 and pads at least 0")
-        if pads[0] != pads[2] or pads[1] != pads[3]:
-            raise self.fail(node, f"attribute 'pads' = {pads} is asymmetric; only symmetric padding is supported")
-
-        def value(pair: list[int] | tuple[int, int]) -> int | list[int]:
-            return int(pair[0]) if pair[0] == pair[1] else [int(pair[0]), int(pair[1])]
-        return {"kernel": value(kernel), "stride": value(strides), "padding": value(pads[:2])}
 
     def op_Conv(self, node: Any, a: dict[str, Any]) -> None:
         x = self.act(node, node.input[0])
@@ -339,34 +204,95 @@ class _Translator:
                                   "(min 0, max > 0)")
         self._relu(node, None if high is None or not np.isfinite(high) else high)
 
-    def op_Add(self, node: Any, a: dict[str, Any]) -> None:
+    def per_channel(self, node: Any, name: str, x: ActTensor, what: str) -> np.ndarray:
+        """Constant ``name`` as one value per channel of ``x`` (a (C,) vector); refused unless it
+        broadcasts along the channel axis (1) only: (1, C, 1, 1), (C, 1, 1), (1,) on a map, (C,) on
+        a (batch, features) tensor."""
+        arr = self.const(node, name, what)
+        rank, channels = len(x.shape), x.shape[1]
+        full = (1,) * (rank - arr.ndim) + tuple(arr.shape)
+        if arr.ndim > rank or any(d != 1 for i, d in enumerate(full) if i != 1) or full[1] not in (1, channels):
+            raise self.fail(node, f"constant '{name}' of shape {tuple(arr.shape)} is not one {what} per channel of "
+                                  f"the tensor of shape {x.shape}")
+        return np.broadcast_to(arr.reshape(-1), (channels,)).copy()
+
+    def _const_and_data(self, node: Any) -> tuple[str, str] | None:
         first, second = node.input[0], node.input[1]
-        if first in self.consts or second in self.consts:
-            data, const = (second, first) if first in self.consts else (first, second)
+        if first in self.consts and second in self.consts:
+            raise self.fail(node, "both inputs are constants but the op was not folded")
+        if first in self.consts:
+            return second, first
+        return (first, second) if second in self.consts else None
+
+    def op_Mul(self, node: Any, a: dict[str, Any]) -> None:
+        pair = self._const_and_data(node)
+        if pair is None:
+            raise self.fail(node, "a Mul of two activations is not supported (only a Mul by a per-channel constant "
+                                  "after a Conv or Gemm/MatMul: BatchNorm written as Mul and Add)")
+        data, const = pair
+        spec = self.fusable(node, data, ("conv", "fc"), "a Mul by a constant is supported only right after a Conv "
+                            "or Gemm/MatMul, folded into its weights")
+        assert spec.w is not None and spec.b is not None
+        scale = self.per_channel(node, const, self.tensors[data], "scale")
+        with np.errstate(all="ignore"):
+            spec.w = self.checked(node, "the weights folded with this Mul", spec.w * scale)
+            spec.b = self.checked(node, "the biases folded with this Mul", spec.b * scale)
+        spec.nodes.append(node.name)
+        self.tensors[node.output[0]] = self.tensors[data]
+
+    def op_Add(self, node: Any, a: dict[str, Any]) -> None:
+        pair = self._const_and_data(node)
+        if pair is not None:
+            data, const = pair
             spec = self.fusable(node, data, ("conv", "fc"), "an Add of a constant is supported only as the bias of "
                                 "the Conv or Gemm/MatMul before it")
             assert spec.b is not None
-            bias = self.const(node, const, "bias")
-            channels = spec.b.shape[0]
-            if bias.size not in (1, channels):
-                raise self.fail(node, f"constant '{const}' of shape {tuple(bias.shape)} is not a per-channel bias "
-                                      f"of {channels} channels")
-            spec.b = spec.b + bias.reshape(-1)
+            with np.errstate(all="ignore"):
+                spec.b = self.checked(node, "the biases plus this Add",
+                                      spec.b + self.per_channel(node, const, self.tensors[data], "bias"))
             spec.nodes.append(node.name)
             self.tensors[node.output[0]] = self.tensors[data]
             return
+        self._add(node, node.input[0], node.input[1])
+
+    def _add(self, node: Any, first: str, second: str) -> None:
+        """An ``add`` layer of activations ``first`` and ``second``, output ``node.output[0]``."""
         ta, tb = self.act(node, first), self.act(node, second)
         if ta.shape != tb.shape or ta.flat_from or tb.flat_from or len(ta.shape) != 4:
-            raise self.fail(node, f"an Add of activations needs two (N, C, H, W) tensors of one shape, got "
+            raise self.fail(node, f"an {node.op_type} of activations needs (N, C, H, W) tensors of one shape, got "
                                   f"{ta.shape} and {tb.shape} (no broadcasting)")
 
-        def can_main(name: str, t: _Tensor) -> bool:
+        def can_main(name: str, t: ActTensor) -> bool:
             spec = self.specs.get(t.layer)
             return spec is not None and spec.type in ("conv", "fc") and self.consumers.get(name, 0) == 1
         order = [ta.layer, tb.layer] if can_main(first, ta) or not can_main(second, tb) else [tb.layer, ta.layer]
         if order[0] == order[1]:
             raise self.fail(node, "adds a tensor to itself; not supported")
         self.new(node, "add", order, ta.shape)
+
+    def op_Sum(self, node: Any, a: dict[str, Any]) -> None:
+        """Sum of n activations: a chain of n - 1 ``add`` layers (one input: its input)."""
+        names = list(node.input)
+        if any(n in self.consts for n in names):
+            raise self.fail(node, "a Sum with a constant input is not supported (only a sum of activations)")
+        self.tensors[node.output[0]] = self.act(node, names[0])
+        for i, name in enumerate(names[1:]):
+            self._add(node, node.output[0] if i else names[0], name)
+
+    def op_Softmax(self, node: Any, a: dict[str, Any]) -> None:
+        """A Softmax over the classes at the graph output is dropped: it does not change the top-1."""
+        x = self.act(node, node.input[0])
+        rank = len(x.shape)
+        axis = int(a.get("axis", 1 if self.opset < 13 else -1))
+        axis = axis + rank if axis < 0 else axis
+        others = x.shape[1:axis] if self.opset < 13 else x.shape[1:axis] + x.shape[axis + 1:]
+        if node.output[0] != self.graph.output[0].name or not 1 <= axis < rank or any(d != 1 for d in others):
+            raise self.fail(node, f"supported only as the graph output, over the classes of each image (axis "
+                                  f"{a.get('axis', 'default')} of shape {x.shape}); it is then dropped")
+        self.tensors[node.output[0]] = x
+        self.dropped = node.input[0]
+        self.notes.append(f"the final Softmax {shown(node.name) if node.name else '(unnamed)'} is dropped (it does "
+                          f"not change the top-1): the network's output is its input {shown(node.input[0])}")
 
     def _pool(self, node: Any, a: dict[str, Any], type_: str) -> None:
         x = self.act(node, node.input[0])
@@ -377,7 +303,7 @@ class _Translator:
         kernel = tuple(int(k) for k in a.get("kernel_shape", []))
         if len(kernel) != 2:
             raise self.fail(node, "only 2-D pooling (a kernel_shape of 2) is supported")
-        keys = self.window(node, a, (kernel[0], kernel[1]))
+        keys = self.window(node, a, (kernel[0], kernel[1]), x.shape[2:])
         out = self.shape_of(node, node.output[0])
         if type_ == "avgpool":
             if kernel == x.shape[2:] and keys["padding"] == 0:
@@ -399,6 +325,23 @@ class _Translator:
             raise self.fail(node, "only (N, C, H, W) inputs are supported")
         self.new(node, "avgpool", [x.layer], (x.shape[0], x.shape[1], 1, 1))
 
+    def op_ReduceMean(self, node: Any, a: dict[str, Any]) -> None:
+        """A mean over H and W: the global average pool (keepdims 0: then flattened, a view)."""
+        x = self.act(node, node.input[0])
+        if "axes" in a:
+            axes = [int(v) for v in a["axes"]]
+        elif len(node.input) > 1 and node.input[1]:
+            axes = [int(v) for v in self.const(node, node.input[1], "axes").reshape(-1)]
+        else:
+            axes = [] if a.get("noop_with_empty_axes", 0) else list(range(len(x.shape)))
+        rank = len(x.shape)
+        if rank != 4 or x.flat_from or sorted(v + rank if v < 0 else v for v in axes) != [2, 3]:
+            raise self.fail(node, f"axes {axes} of a tensor of shape {x.shape}: only a mean over H and W of an "
+                                  "(N, C, H, W) tensor (a global average pool) is supported")
+        self.new(node, "avgpool", [x.layer], (x.shape[0], x.shape[1], 1, 1))
+        if not a.get("keepdims", 1):
+            self.tensors[node.output[0]] = ActTensor(self.tensors[node.output[0]].layer, (x.shape[0], x.shape[1]))
+
     def op_GlobalMaxPool(self, node: Any, a: dict[str, Any]) -> None:
         x = self.act(node, node.input[0])
         if len(x.shape) != 4:
@@ -416,7 +359,7 @@ class _Translator:
         elif len(x.shape) == 4 and not x.flat_from:
             c, h, w = x.shape[1:]
             if (h, w) == (1, 1):
-                self.tensors[node.output[0]] = _Tensor(x.layer, out)
+                self.tensors[node.output[0]] = ActTensor(x.layer, out)
             else:
                 self.new(node, "flatten", [x.layer], out)
                 self.tensors[node.output[0]].flat_from = (c, h, w)
@@ -485,9 +428,13 @@ class _Translator:
 
 
 def translate(path: str | Path) -> Translation:
-    """Load, check and translate the ONNX model at ``path`` (see the module docstring)."""
+    """Load, check, simplify and translate the ONNX model at ``path`` (see the module docstring)."""
     path = Path(path)
     model, external = load_proto(path)
+    if fold_constants(path, model, static_shapes(model.graph)):
+        known = static_shapes(model.graph)
+        if any(o and o not in known for node in model.graph.node for o in node.output):
+            model = infer_shapes(path, model)  # again, only if a shape is still unknown (costly on big weights)
     tr = _Translator(path, model).run()
     tr.sources = (path, *external)
     return tr

@@ -4,8 +4,10 @@ The file is loaded with onnx's own loader after a size check (`MAX_ONNX_BYTES`, 
 before anything is read), with external data left out; then every external tensor is checked
 (`cimsim.onnx_import.tensors.check_external`: its file inside the model's folder, its offset
 and length inside the file and matching the tensor's shape and type) and loaded with the
-model's folder as the base, never the working directory. Node and tensor names longer than
-`MAX_NAME_CHARS` are refused before the checker and shape inference run.
+model's folder as the base, never the working directory. Before the external data, the checker
+and shape inference, node and tensor names longer than `MAX_NAME_CHARS` are refused and every
+unsupported node is listed (`cimsim.onnx_import.scan.scan_ops`); a symbolic batch dimension is
+then set to 1 (`cimsim.onnx_import.fold.fix_batch`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from cimsim.errors import InputError
+from cimsim.onnx_import.fold import fix_batch
+from cimsim.onnx_import.scan import scan_ops
 from cimsim.onnx_import.tensors import check_external, load_external, shown
 
 MAX_ONNX_BYTES = 2**31 - 1
@@ -27,7 +31,7 @@ MAX_NAME_CHARS = 4096
 """Longest node or tensor name accepted."""
 
 
-def _one_line(text: object) -> str:
+def one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -69,21 +73,29 @@ def load_proto(path: Path) -> tuple[Any, list[Path]]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except OSError as exc:
-        raise InputError(f"{path}: cannot read ONNX file: {exc.strerror or _one_line(exc)}") from None
+        raise InputError(f"{path}: cannot read ONNX file: {exc.strerror or one_line(exc)}") from None
     except (DecodeError, ValueError, RuntimeError, TypeError) as exc:
-        raise InputError(f"{path}: not an ONNX model (the protobuf does not parse: {_one_line(exc)[:200]})") from None
+        raise InputError(f"{path}: not an ONNX model (the protobuf does not parse: {one_line(exc)[:200]})") from None
     if not model.graph.node:
         raise InputError(f"{path}: not an ONNX model, or one with an empty graph (no nodes)")
     _check_names(path, model)
+    scan_ops(path, model.graph)
     external = check_external(path, model, MAX_EXTERNAL_BYTES)
     if external:
         load_external(path, model)
+    fix_batch(model)
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        raise InputError(f"{path}: invalid ONNX model: {_one_line(exc)[:300]}") from None
+        raise InputError(f"{path}: invalid ONNX model: {one_line(exc)[:300]}") from None
+    return infer_shapes(path, model), external
+
+
+def infer_shapes(path: Path, model: Any) -> Any:
+    """``model`` with every tensor's shape inferred (strict); a failure is a one-line `InputError`."""
+    import onnx
+
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     except Exception as exc:
-        raise InputError(f"{path}: ONNX shape inference failed: {_one_line(exc)[:300]}") from None
-    return inferred, external
+        raise InputError(f"{path}: ONNX shape inference failed: {one_line(exc)[:300]}") from None

@@ -41,5 +41,8 @@ class Translation:
     onnx_output: str
     output_shape: tuple[int, ...]
     """ONNX shape of the output without the batch dimension."""
+    notes: tuple[str, ...] = ()
+    """What the import changed that a user should know (a dropped final Softmax: then `onnx_output`
+    is the Softmax's input, not the graph's output)."""
     sources: tuple[Path, ...] = ()
     """The files read: the ``.onnx`` and its external data files."""
