@@ -225,12 +225,32 @@ def test_fifo_and_device_inputs_are_refused_before_reading(tmp_path: Path) -> No
     cases = [(["sweep", str(fifo)], "sweep file", "FIFO"), (["sweep", str(zero)], "sweep file", "a device"),
              (["run", str(fifo), "--no-trace"], "scenario file", "FIFO"),
              (["run", str(zero), "--no-trace"], "scenario file", "a device"),
-             (["sweep", str(sweep)], "base", "")]
+             (["sweep", str(sweep)], "base", "not a regular file")]
     for argv, what, kind in cases:
         r = _cimsim(argv, tmp_path, timeout=60)
         assert r.returncode == 2, (argv, r.stderr)
         _one_line(r.stderr, what)
         assert kind in r.stderr
+
+
+def test_sweep_files_on_a_full_disk_leave_no_temporary_file(tmp_path: Path) -> None:
+    """The sweep's own writer (rows, summaries, sweep.json, the table) is io_safety's: a failed
+    write is exit 4's OutputError, the earlier file stays, and no temporary file is left."""
+    (tmp_path / "row.json").write_text("earlier")
+    code = ("import sys; from pathlib import Path; from cimsim.errors import OutputError\n"
+            "from cimsim.sweep.results import write_atomic\n"
+            "try:\n    write_atomic(Path('row.json'), b'x' * 100_000)\n"
+            "except OutputError as e:\n    print(e); sys.exit(4)\n")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, preexec_fn=limit, capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 4 and "cannot write row.json" in r.stdout, (r.stdout, r.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["row.json"]
+    assert (tmp_path / "row.json").read_text() == "earlier"
 
 
 @pytest.mark.parametrize(("value", "ok"), [(1024, True), (0, True), (1025, False), (100000, False)])

@@ -362,8 +362,9 @@ def read_limited(path: Path, what: str, limit: int = MAX_TOML_BYTES) -> bytes:
     for reading), files larger than `limit` (by their size first, and read no further than that)
     and unusable names (NUL bytes, symlink loops, names too long), each with one `InputError` line."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            _not_regular(path, what, os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            _not_regular(path, what, mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # never blocks, even if it became a FIFO
         with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())

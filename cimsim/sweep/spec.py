@@ -312,7 +312,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise reader.error("base", "required: the path of the base scenario, relative to the sweep file")
     base = (file.parent / base_text).resolve()
     if not base.is_file():
-        raise reader.error("base", f"{base_text!r}: scenario file not found ({base})")
+        why = "not a regular file" if base.exists() else "scenario file not found"
+        raise reader.error("base", f"{base_text!r}: {why} ({base})")
     for k in ("name", "description"):
         if not isinstance(raw.get(k, ""), str):
             raise reader.error(k, "must be a string")
