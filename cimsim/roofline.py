@@ -136,10 +136,9 @@ def format_table(result: dict[str, Any]) -> str:
 
 def plot_roofline(result: dict[str, Any], output: str | Path) -> Path:
     """Draw the simulated points over the analytic roofline (log-log) into `output`."""
-    from cimsim.io_safety import AtomicOutput
-    from cimsim.report.plots import _pyplot
+    from cimsim.report.figures import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     pts = result["points"]
     ref = result.get("reference")
     slope = result["dram_slope_tops_per_mac_per_byte"]
@@ -173,18 +172,15 @@ def plot_roofline(result: dict[str, Any], output: str | Path) -> Path:
     ax.set_title(f"{result['model']}: roofline from the simulation (labels: batch)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(output)
-    try:
-        with AtomicOutput(out, [], what="-o") as dest:
-            fig.savefig(dest.stream, format=out.suffix.lstrip(".") or "png", dpi=120)
-            dest.commit()
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, output, dpi=120)
 
 
 def roofline_command(args: argparse.Namespace) -> str:
-    """What `cimsim roofline` prints (and draws, with -o)."""
+    """What `cimsim roofline` prints (and draws, with -o: checked before anything is simulated)."""
+    if args.output:
+        from cimsim.report.figures import picture_format
+
+        picture_format(args.output)
     result = roofline(args)
     if args.output:
         plot_roofline(result, args.output)

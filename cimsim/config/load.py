@@ -16,7 +16,9 @@ import inspect
 import itertools
 import json
 import math
+import os
 import re
+import stat
 import textwrap
 import tomllib
 import typing
@@ -354,24 +356,44 @@ class _Checker:
         return value
 
 
-def read_limited(path: Path, what: str) -> bytes:
-    """The bytes of `path`, refusing directories, files larger than `MAX_TOML_BYTES` (read no
-    further than that, so `/dev/zero` is refused too) and unusable names (NUL bytes, symlink
-    loops, names too long), each with one `InputError` line."""
+def read_limited(path: Path, what: str, limit: int = MAX_TOML_BYTES) -> bytes:
+    """The bytes of `path`, refusing directories, anything but a regular file (a FIFO would block
+    the read forever, `/dev/zero` never ends: both refused by their type before they are opened
+    for reading), files larger than `limit` (by their size first, and read no further than that)
+    and unusable names (NUL bytes, symlink loops, names too long), each with one `InputError` line."""
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_TOML_BYTES + 1)
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            _not_regular(path, what, mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # never blocks, even if it became a FIFO
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                _not_regular(path, what, st.st_mode)
+            if st.st_size > limit:
+                raise InputError(f"{what} file {path}: {st.st_size:,} bytes, larger than {_size(limit)}, "
+                                 "refusing to read it")
+            data = f.read(limit + 1)
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"cannot read {what} file {path}: Is a directory") from None
     except OSError as exc:
         raise InputError(f"cannot read {what} file {path}: {exc.strerror or _one_line(exc)}") from None
     except ValueError as exc:  # a NUL byte in the name
         raise InputError(f"{what} file {_one_line(repr(str(path)))}: {_one_line(exc)}") from None
-    if len(data) > MAX_TOML_BYTES:
-        raise InputError(f"{what} file {path}: larger than {MAX_TOML_BYTES >> 20} MiB, refusing to read it")
+    if len(data) > limit:
+        raise InputError(f"{what} file {path}: larger than {_size(limit)}, refusing to read it")
     return data
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 and not limit % (1 << 20) else f"{limit:,} bytes"
+
+
+def _not_regular(path: Path, what: str, mode: int) -> NoReturn:
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    raise InputError(f"cannot read {what} file {path}: it is {kind}, expected a regular file")
 
 
 def parse_toml(data: bytes, path: Path) -> dict[str, Any]:

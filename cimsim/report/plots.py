@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import textwrap
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cimsim.errors import InputError
-from cimsim.io_safety import AtomicOutput, check_destination
+from cimsim.report.figures import PlotError, picture_format, pyplot, save_figure
 
 if TYPE_CHECKING:
     from cimsim.trace import Trace
@@ -39,23 +37,6 @@ CAUSE_COLOURS = {
 FAMILIES = ("Reds", "Blues", "Greens", "Purples", "Oranges", "Greys")
 
 
-class PlotError(InputError):
-    """The trace cannot give this picture (exit 2)."""
-
-
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise PlotError("plotting needs matplotlib: pip install 'cimsim[plot]'") from None
-    matplotlib.use("Agg")
-    # a font cache that cannot be saved (disk full) is matplotlib's own business: one line of ours says enough
-    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _need_events(trace: Trace, kind: str) -> None:
     if trace.level != "events":
         raise PlotError(f"{trace.path}: --kind {kind} needs the events, and this trace has level "
@@ -67,25 +48,12 @@ def plot(trace: Trace, kind: str, out: str | Path) -> Path:
     by the suffix), written atomically: an existing file survives any failure."""
     if kind not in KINDS:
         raise PlotError(f"--kind {kind}: must be one of {', '.join(KINDS)}")
-    plt = _pyplot()
-    out = Path(out)
-    check_destination(out, [trace.path], what="-o")
-    fmt = out.suffix.lstrip(".").lower() or "png"
-    formats = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    if fmt not in formats:
-        raise PlotError(f"-o {out}: unknown picture format '.{fmt}' (use .png, or one of "
-                        f"{', '.join('.' + f for f in sorted(formats))})")
+    plt = pyplot()
+    picture_format(out, [trace.path])
     draw = {"progress": _progress, "occupancy": _occupancy, "stalls": _stalls, "links": _links, "energy": _energy,
             "power": _power}
     fig = draw[kind](trace, plt)
-    try:
-        with AtomicOutput(out, [trace.path], what="-o") as dest:
-            fig.savefig(dest.stream, format=fmt, dpi=110, bbox_inches="tight")
-            dest.commit()
-    finally:
-        plt.close(fig)
-    return out
+    return save_figure(fig, out, [trace.path], dpi=110, bbox_inches="tight")
 
 
 def _title(trace: Trace) -> str:

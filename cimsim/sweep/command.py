@@ -9,9 +9,6 @@ from typing import Any
 
 from cimsim.errors import InputError
 
-MAX_WORKERS = 1024
-"""Largest --workers for a LocalCluster."""
-
 
 def add_parsers(sub: Any) -> None:
     """Add the `sweep` and `sweep-plot` subcommands to the CLI's subparsers."""
@@ -42,7 +39,7 @@ def sweep_command(args: argparse.Namespace) -> tuple[str, int]:
     """`cimsim sweep`: expand and run; return the one-line report for the terminal and how
     many points were lost with their workers (the CLI prints; 0 lost: every point has its row)."""
     from cimsim.sweep.engine import run_sweep
-    from cimsim.sweep.spec import load_sweep
+    from cimsim.sweep.spec import MAX_WORKERS, load_sweep
 
     workers = None
     if args.workers is not None:

@@ -20,13 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from cimsim.errors import InputError
-from cimsim.sweep.results import done_rows, make_row, point_dir, record_point, write_atomic, write_table
+from cimsim.errors import InputError, SimulationError
+from cimsim.sweep.results import check_outputs, done_rows, make_row, point_dir, record_point, write_atomic, write_table
 from cimsim.sweep.spec import Point, Sweep
 from cimsim.sweep.task import PointStatus, run_point
 
 ADDRESS = re.compile(r"(tcp|tls|ucx|inproc)://[^\s/]+")
 """What a scheduler address looks like."""
+LOOPBACK = "127.0.0.1"
+"""Where the LocalCluster's scheduler, nannies and workers listen: this machine only."""
+WORKERS_EVERY_S = 2.0
+"""Least wall time between two looks at how many workers the scheduler has."""
 TABLE_EVERY_S = 0.5
 """Least wall time between two rewrites of the table while points finish (the last one is always written)."""
 LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
@@ -34,6 +38,8 @@ LOCAL_CLUSTER_CONFIG: dict[str, Any] = {
     "distributed.admin.tick.interval": "1s",
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
+    "distributed.scheduler.http.routes": [],
+    "distributed.worker.http.routes": [],
 }
 """Dask settings of the LocalCluster a sweep starts (passed by the nannies to the worker processes).
 Dask's defaults cost CPU the points need, on the same cores: the statistical profiler samples
@@ -43,7 +49,11 @@ monitors every 500 ms, in each worker, nanny and the scheduler, each taking the 
 simulation in a worker. Measured on a LocalCluster of 2: idle, 12-15 % of a core in all
 (3.5-5 % per worker) with the defaults, 1.6 % with these; running ResNet-32 points, a worker's
 threads other than the point's took 7-8 % of its CPU time, 1 % with these. Memory limits are
-still enforced (checked every second); only the dashboard's profile is gone."""
+still enforced (checked every second); only the dashboard's profile is gone. The HTTP servers
+Dask starts in the scheduler and every worker even without a dashboard (`dashboard_address=None`
+only skips the Bokeh pages: the scheduler still serves Prometheus metrics, JSON state and a proxy
+on port 8787) get no routes, are bound to an ephemeral loopback port and are stopped once the
+cluster is up (`cimsim.sweep.worker.WarmWorker(quiet=True)` in each worker)."""
 
 
 @dataclass
@@ -87,6 +97,14 @@ class Progress:
         self.stream.write("\r" + text.ljust(self._drawn))
         self.stream.flush()
         self._drawn = max(self._drawn, len(text))
+
+    def say(self, line: str) -> None:
+        """One line on the stream (the progress line, if drawn, is redrawn by the next update)."""
+        if self.live and self._drawn:
+            self.stream.write("\r" + " " * self._drawn + "\r")
+            self._drawn = 0
+        self.stream.write(f"cimsim: sweep {self.name}: {line}\n")
+        self.stream.flush()
 
     def close(self) -> None:
         """Erase the line."""
@@ -136,10 +154,13 @@ def connect(scheduler: str, workers: int, retries: int, timeout_s: float) -> tup
         # tables this `with` restores on exit, and a worker restarted later would start without it
         config = copy.deepcopy(dask.config.config)
         cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, config=config,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
+                                           host=LOOPBACK, dashboard_address=None, worker_dashboard_address=None,
+                                           scheduler_kwargs={"dashboard_address": f"{LOOPBACK}:0"},
+                                           silence_logs=logging.ERROR)
     client = distributed.Client(cluster, set_as_default=False)
     try:
-        _warm(client, "the LocalCluster's workers")
+        cluster.scheduler.http_server.stop()  # in this process; each worker stops its own (quiet)
+        _warm(client, "the LocalCluster's workers", quiet=True)
     except BaseException:
         client.close()
         cluster.close()
@@ -147,12 +168,13 @@ def connect(scheduler: str, workers: int, retries: int, timeout_s: float) -> tup
     return client, cluster
 
 
-def _warm(client: Any, where: str) -> None:
-    """Register `WarmWorker` on the cluster (it runs on every worker there and on every worker that joins)."""
+def _warm(client: Any, where: str, quiet: bool = False) -> None:
+    """Register `WarmWorker` on the cluster (it runs on every worker there and on every worker that
+    joins); `quiet`: it also stops the worker's HTTP server (only on a cluster cimsim started)."""
     from cimsim.sweep.worker import WarmWorker
 
     try:
-        client.register_plugin(WarmWorker())
+        client.register_plugin(WarmWorker(quiet=quiet))
     except Exception as exc:
         raise InputError(f"{where} could not import cimsim ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())[:300]}); they need cimsim installed") from None
@@ -169,7 +191,7 @@ def run_sweep(sweep: Sweep, out: Path, *, workers: int | None = None, scheduler:
     """
     opts = sweep.options
     traced = opts.trace if trace is None else trace
-    out.mkdir(parents=True, exist_ok=True)
+    check_outputs(out, sweep)
     write_atomic(out / "sweep.json", json.dumps({
         "name": sweep.name, "sweep_file": str(sweep.path), "base": str(sweep.base), "set": sweep.fixed,
         "keys": list(sweep.keys),
@@ -186,11 +208,13 @@ def run_sweep(sweep: Sweep, out: Path, *, workers: int | None = None, scheduler:
     distributed = _distributed()
     own = client is None
     cluster = None
+    address = scheduler if scheduler is not None else opts.scheduler
     if own:
-        client, cluster = connect(scheduler if scheduler is not None else opts.scheduler,
-                                  workers if workers is not None else opts.workers, opts.retries,
+        client, cluster = connect(address, workers if workers is not None else opts.workers, opts.retries,
                                   opts.connect_timeout_s)
     progress = Progress(sweep.name, len(sweep.points), len(rows), stream)
+    watch = _WorkerWatch(client, progress, address or "the local cluster", opts.no_worker_timeout_s,
+                         resume_hint(sweep, out))
     futures: dict[Any, Point] = {}
     try:
         for p in todo:
@@ -224,6 +248,8 @@ def run_sweep(sweep: Sweep, out: Path, *, workers: int | None = None, scheduler:
                 last_table = time.monotonic()
             progress.update(outcome.ok + outcome.failed + outcome.lost, outcome.failed,
                             _running(client, pending) if progress.live else 0)
+            if pending:
+                watch.check(outcome.skipped + outcome.ok + outcome.failed + outcome.lost, outcome.total)
     except BaseException:
         for fut in futures:
             fut.cancel()
@@ -239,6 +265,47 @@ def run_sweep(sweep: Sweep, out: Path, *, workers: int | None = None, scheduler:
     write_table(out, sweep, rows)
     outcome.wall_s = time.perf_counter() - t0
     return outcome
+
+
+def resume_hint(sweep: Sweep, out: Path) -> str:
+    """The command that resumes `sweep` in `out` (runs only the points without a row)."""
+    return f"rerun `cimsim sweep {sweep.path} -o {out}` to resume"
+
+
+class _WorkerWatch:
+    """Says on stderr when the cluster loses workers, and gives up (a `SimulationError` with the
+    resume line) after `timeout_s` without any worker."""
+
+    def __init__(self, client: Any, progress: Progress, where: str, timeout_s: float, resume: str) -> None:
+        self.client, self.progress, self.where = client, progress, where
+        self.timeout_s, self.resume = timeout_s, resume
+        self.last_look = time.monotonic()
+        self.count: int | None = None
+        self.empty_since: float | None = None
+
+    def check(self, done: int, total: int) -> None:
+        """Look at the workers (at most every `WORKERS_EVERY_S`)."""
+        now = time.monotonic()
+        if self.count is not None and now - self.last_look < WORKERS_EVERY_S:
+            return
+        self.last_look = now
+        try:
+            count = len(self.client.nthreads())
+        except Exception:
+            return  # the scheduler did not answer this time; the client reconnects or fails the futures
+        if self.count is not None and count < self.count:
+            self.progress.say(f"{self.count - count} worker(s) of {self.where} left, {count} remain")
+        if count == 0 and self.empty_since is None:
+            self.empty_since = now
+            self.progress.say(f"{self.where} has no worker; waiting up to {self.timeout_s:g} s for one "
+                              "(sweep.no_worker_timeout_s)")
+        elif count and self.empty_since is not None:
+            self.empty_since = None
+            self.progress.say(f"{count} worker(s) joined {self.where}")
+        self.count = count
+        if self.empty_since is not None and now - self.empty_since >= self.timeout_s:
+            raise SimulationError(f"sweep {self.progress.name}: no worker at {self.where} for "
+                                  f"{self.timeout_s:g} s; {done}/{total} points done; {self.resume}")
 
 
 def _result(fut: Any, distributed: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cimsim.errors import InputError
+from cimsim.report.figures import picture_format, pyplot, save_figure
 from cimsim.sweep.results import read_table
 
 MAX_LEGEND = 12
@@ -29,21 +30,12 @@ def pareto_front(xs: list[float], ys: list[float], x_better: str = "low", y_bett
     return sorted(front, key=lambda i: xs[i])
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError:
-        raise InputError("plotting needs matplotlib: pip install 'cimsim[plot]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_results(results: str | Path, x: str, y: str, out: str | Path, *, color: str | None = None,
                  line: bool = False, pareto: bool = False, x_better: str = "low", y_better: str = "high",
                  logx: bool = False, logy: bool = False, title: str | None = None) -> Path:
-    """Draw column `y` against column `x` of the points that ran ("ok" rows) into PNG `out`."""
+    """Draw column `y` against column `x` of the points that ran ("ok" rows) into `out` (PNG, or
+    the format its suffix names), written atomically to exactly that name; `out` may not be `results`."""
+    picture_format(out, [results])
     frame = read_table(results)
     for option, col in (("--x", x), ("--y", y), ("--color", color)):
         if col is not None and col not in frame.columns:
@@ -56,7 +48,7 @@ def plot_results(results: str | Path, x: str, y: str, out: str | Path, *, color:
     for option, col in (("--x", x), ("--y", y)):
         if not _numeric(frame[col]):
             raise InputError(f"{option} {col}: not a numeric column")
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=100)
     if color is None:
         groups: list[tuple[Any, Any]] = [(None, frame)]
@@ -87,14 +79,7 @@ def plot_results(results: str | Path, x: str, y: str, out: str | Path, *, color:
     ax.grid(True, alpha=0.3)
     ax.set_title(title if title is not None else Path(results).resolve().parent.name, fontsize=10)
     fig.tight_layout()
-    path = Path(out)
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise InputError(f"-o {path}: cannot write ({exc.strerror})") from None
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, out, [results])
 
 
 def _numeric(series: Any) -> bool:

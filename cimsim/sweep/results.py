@@ -8,20 +8,21 @@ Layout of a sweep directory:
     DIR/points/<key>/trace.h5      its trace, with --trace
     DIR/results.parquet, .csv      every finished point's row, in point order
 
-Every file is written beside its final name and renamed, so a crash leaves either the
-old file or the new one. The table is rebuilt from the rows, so it never lacks a point
+Every file is written beside its final name and renamed (`cimsim.io_safety`), so a crash or a
+full disk leaves either the old file or the new one and no temporary file. None of the
+directory's names may be an input of the sweep (`check_outputs`). The table is rebuilt from the rows, so it never lacks a point
 whose row.json exists.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cimsim.errors import InputError
+from cimsim import io_safety
+from cimsim.errors import InputError, OutputError
 from cimsim.sim.probe import StallCause
 from cimsim.sweep.spec import Point, Sweep, column_value
 from cimsim.sweep.task import PointStatus
@@ -42,15 +43,30 @@ def point_dir(out: Path, point: Point) -> Path:
     return out / "points" / point.key
 
 
+TABLE_FILES = ("sweep.json", "results.parquet", "results.csv")
+"""The files a sweep writes at the top of its directory."""
+
+
 def write_atomic(path: Path, text: str | bytes) -> None:
-    """Write `path` beside itself (`.<name>.<pid>.tmp`) and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write `path` atomically (`cimsim.io_safety.write_bytes`), creating its directory."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    io_safety.write_bytes(path, text if isinstance(text, bytes) else text.encode("utf-8"))
+
+
+def check_outputs(out: Path, sweep: Sweep) -> None:
+    """Refuse (one `InputError` line) a results directory where a file the sweep writes is one of
+    its inputs (the sweep file, the base scenario, a point's model or data), a directory or a device."""
+    from cimsim.trace.writer import scenario_inputs
+
+    inputs = dict.fromkeys([str(sweep.path), str(sweep.base)])
+    for point in sweep.points:
+        inputs.update(dict.fromkeys(scenario_inputs(point.scenario)))
+    for name in TABLE_FILES:
+        if (out / name).exists() or (out / name).is_symlink():
+            io_safety.check_destination(out / name, inputs, what=f"-o {out}:")
 
 
 def make_row(sweep: Sweep, point: Point, result: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +145,9 @@ def write_table(out: Path, sweep: Sweep, rows: dict[str, dict[str, Any]]) -> Pat
         if col in INT_COLUMNS or col.startswith("stall_"):
             frame[col] = frame[col].astype("Int64")
     parquet = out / "results.parquet"
-    tmp = parquet.with_name(f".{parquet.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
-    os.replace(tmp, parquet)
+    buffer = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    write_atomic(parquet, buffer.getvalue().to_pybytes())
     write_atomic(out / "results.csv", frame.to_csv(index=False))
     return parquet
 

@@ -21,7 +21,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,11 +31,12 @@ import numpy as np
 
 from cimsim.config import Scenario, load_scenario, scenario_to_dict
 from cimsim.config.load import _key as toml_key
+from cimsim.config.load import parse_toml, read_limited
 from cimsim.errors import InputError
 
 TOP_KEYS = ("base", "name", "description", "set", "axes", "zip", "points", "random", "sweep")
 """Keys a sweep file may have at its top level."""
-SWEEP_KEYS = ("scheduler", "workers", "retries", "connect_timeout_s", "trace")
+SWEEP_KEYS = ("scheduler", "workers", "retries", "connect_timeout_s", "no_worker_timeout_s", "trace")
 """Keys of the `[sweep]` table (how to run; none of them changes a point)."""
 RANDOM_KEYS = ("samples", "seed", "axes")
 """Keys of the `[random]` table."""
@@ -46,6 +46,8 @@ MAX_POINTS = 20_000
 """Largest number of points a sweep file may expand to."""
 MAX_FILE_BYTES = 1 << 20
 """Largest sweep file read."""
+MAX_WORKERS = 1024
+"""Largest number of LocalCluster worker processes (`[sweep] workers` and `--workers`)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,9 @@ class SweepOptions:
     by the scheduler on its own, up to distributed's allowed-failures)."""
     connect_timeout_s: float = 10.0
     """Seconds to wait for the scheduler to answer before giving up (exit code 2)."""
+    no_worker_timeout_s: float = 600.0
+    """Seconds a sweep waits while its cluster has no worker before giving up (exit code 3,
+    with the command that resumes it)."""
     trace: bool = False
     """Write each point's HDF5 trace (events level) next to its summary."""
 
@@ -257,9 +262,10 @@ def _options(reader: _Reader, raw: dict[str, Any]) -> SweepOptions:
             raise reader.error(f"sweep.{k}", f"unknown key (known keys in [sweep]: {', '.join(SWEEP_KEYS)})")
     opts = SweepOptions()
     checks: dict[str, tuple[type, str]] = {"scheduler": (str, "a string (tcp://HOST:PORT)"),
-                                           "workers": (int, "a non-negative integer"),
+                                           "workers": (int, f"an integer from 0 (one per core) to {MAX_WORKERS:,}"),
                                            "retries": (int, "a non-negative integer"),
                                            "connect_timeout_s": (float, "a positive number"),
+                                           "no_worker_timeout_s": (float, "a positive number"),
                                            "trace": (bool, "true or false")}
     values: dict[str, Any] = {}
     for k, v in raw.items():
@@ -267,6 +273,8 @@ def _options(reader: _Reader, raw: dict[str, Any]) -> SweepOptions:
         ok = (isinstance(v, bool) if tp is bool else isinstance(v, str) if tp is str
               else isinstance(v, (int, float)) and not isinstance(v, bool) and (
                   isinstance(v, int) and v >= 0 if tp is int else math.isfinite(v) and v > 0))
+        if k == "workers" and ok:
+            ok = v <= MAX_WORKERS
         if not ok:
             raise reader.error(f"sweep.{k}", f"{toml_value(v)}: must be {rule}")
         values[k] = float(v) if tp is float else v
@@ -291,27 +299,10 @@ def scenario_key(scenario: Scenario) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"sweep file not found: {path}") from None
-    except OSError as exc:
-        raise InputError(f"cannot read sweep file {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise InputError(f"{path}: {len(data):,} bytes: a sweep file may have at most {MAX_FILE_BYTES:,}")
-    try:
-        return tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{path}: malformed TOML: {' '.join(str(exc).split())}") from None
-
-
 def load_sweep(path: str | Path) -> Sweep:
     """Read, validate and expand a sweep file; raises InputError (one line) on any problem."""
     file = Path(path)
-    raw = _read_file(file)
+    raw = parse_toml(read_limited(file, "sweep", MAX_FILE_BYTES), file)
     reader = _Reader(file)
     for k in raw:
         if k not in TOP_KEYS:
@@ -321,7 +312,8 @@ def load_sweep(path: str | Path) -> Sweep:
         raise reader.error("base", "required: the path of the base scenario, relative to the sweep file")
     base = (file.parent / base_text).resolve()
     if not base.is_file():
-        raise reader.error("base", f"{base_text!r}: scenario file not found ({base})")
+        why = "not a regular file" if base.exists() else "scenario file not found"
+        raise reader.error("base", f"{base_text!r}: {why} ({base})")
     for k in ("name", "description"):
         if not isinstance(raw.get(k, ""), str):
             raise reader.error(k, "must be a string")

@@ -30,8 +30,16 @@ class WarmWorker(WorkerPlugin):
     name = "cimsim-warm-worker"
     """Registering the plugin again replaces it (and runs `setup` again, harmlessly)."""
 
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+        """Also stop the worker's HTTP server (Prometheus metrics, health): on a LocalCluster that
+        cimsim started, nothing but the Dask protocol listens, and only on the loopback address."""
+
     def setup(self, worker: Any) -> None:
         """Run once per worker, before it runs a point."""
+        server = getattr(worker, "http_server", None) if self.quiet else None
+        if server is not None:
+            server.stop()
         for module in WARM_MODULES:
             importlib.import_module(module)
         gc.collect()
