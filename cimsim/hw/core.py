@@ -30,7 +30,7 @@ from cimsim.errors import SimulationError
 from cimsim.hw.clocking import Clocking
 from cimsim.hw.datapath import Datapath
 from cimsim.hw.ports import InputPort, OutputPort
-from cimsim.hw.residual import NO_DUTY, ResidualSender
+from cimsim.hw.residual import NO_DUTY, ResidualSender, own_residual_reads, per_pixel
 from cimsim.mapping.geometry import LayerGeometry
 from cimsim.mapping.plan import CoreSpec, LayerMapping, ResidualPath
 from cimsim.mapping.stages import Unit
@@ -133,13 +133,10 @@ class Core:
         # circular buffer's rotation (image i starts at global column i * in_w)
         write = sram.write.tolist()
         period = geom.slot_columns // math.gcd(geom.in_w, geom.slot_columns)
-        self._write_cost = [[write[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
-                             for k in range(geom.n_in)] for i in range(period)]
+        self._write_cost = per_pixel(write, geom, period)
         self._read = sram.read.tolist()
         pixel_read = (sram.write if sram.pixel_read is None else sram.pixel_read).tolist()
-        res_costs = [[pixel_read[k % geom.in_h][(i * geom.in_w + k // geom.in_h) % geom.slot_columns]
-                      for k in range(geom.n_in)] for i in range(period)]
-        self._res_cost = res_costs
+        self._res_cost = res_costs = per_pixel(pixel_read, geom, period)
         """_res_cost[image % period][k]: words read for `read_res` of pixel k of an image."""
         self.senders = [ResidualSender(ports, res_costs, schedule, batch) for ports, schedule in residual_outputs]
         """`read_res`: this core is a block's first core and sends its input pixels to these adding stages."""
@@ -155,15 +152,8 @@ class Core:
             digital[-1] += timing.digital_cycles  # the pool, once per image
         self._digital = digital
         """Digital-processor cycles of each group (requantise/ReLU/add per output, and the pool)."""
-        phases = range(geom.slot_columns)
-        if self._own_residual:
-            own = [[sum(pixel_read[r][(p + c) % geom.slot_columns]
-                        for r in range(o[0], o[0] + sh[0]) for c in range(o[1], o[1] + sh[1]))
-                    for o, sh in zip(geom.group_origin.tolist(), geom.group_shape.tolist(), strict=True)]
-                   for p in phases]
-            self._res_read = own
-        else:
-            self._res_read = [[self._res_words * n for n in self._count] for _ in phases]
+        self._res_read = (own_residual_reads(pixel_read, geom) if self._own_residual
+                          else [[self._res_words * n for n in self._count]] * geom.slot_columns)
         """_res_read[phase][group]: SRAM words of the residual pixels the group's digital processor
         reads for its adds (a copy's read-back, or its own input's pixels)."""
         released = geom.group_released.tolist()

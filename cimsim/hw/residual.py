@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Sequence
 
 from cimsim.hw.ports import OutputPort, Wakeable
+from cimsim.mapping.geometry import LayerGeometry
 
 NO_DUTY = 1 << 62
 """`Core.res_done` of a core that owes no residual pixels: its store is never held back by one."""
@@ -102,4 +103,21 @@ class ResidualSender:
         return cycles
 
 
-__all__ = ["NO_DUTY", "ResidualSender"]
+def per_pixel(table: list[list[int]], geom: LayerGeometry, period: int) -> list[list[int]]:
+    """table[x][slot] (words of the slot holding row x) as costs[image % period][k] for pixel k of
+    an image: image i starts at global column i x W, so its columns rotate through the slots."""
+    h, w, cols = geom.in_h, geom.in_w, geom.slot_columns
+    return [[table[k % h][(i * w + k // h) % cols] for k in range(geom.n_in)] for i in range(period)]
+
+
+def own_residual_reads(pixel_read: list[list[int]], geom: LayerGeometry) -> list[list[int]]:
+    """reads[phase][group]: words a core that adds its own input reads for the residual pixels of the
+    group's outputs (an output's pixel sits in the slot of its own position; phase: the image's first
+    column modulo the slot columns)."""
+    cols = geom.slot_columns
+    blocks = list(zip(geom.group_origin.tolist(), geom.group_shape.tolist(), strict=True))
+    return [[sum(pixel_read[r][(p + c) % cols] for r in range(r0, r0 + rows) for c in range(c0, c0 + width))
+             for (r0, c0), (rows, width) in blocks] for p in range(cols)]
+
+
+__all__ = ["NO_DUTY", "ResidualSender", "own_residual_reads", "per_pixel"]
