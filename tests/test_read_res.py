@@ -76,7 +76,7 @@ def test_the_residual_flows_from_the_first_core_and_the_adder_keeps_no_copy(tmp_
     rr, ac = plans["read_res"], plans["adder_copy"]
     l3, l2 = rr.layers["conv3"], rr.layers["conv2"]
     assert (l3.residual_path, l3.residual_from, l3.residual_input) == (ResidualPath.READ_RES, "conv2", "conv1")
-    assert l3.residual_chain == ("conv3", "conv2") and l2.residual_sends_to == ("conv3",)
+    assert l3.residual_chain == ("conv3", "conv2") and l2.residual_path is None  # conv2 sends, adds nothing
     res = [f for f in rr.flows if f.role is EdgeRole.RESIDUAL]
     assert [(f.src_layer, f.dst_layer, f.read_res, f.packet_bits) for f in res] == [("conv2", "conv3", True, 64)]
     # the adding core's input memory is the paper's H x F pixels + the zero pixel, as its first core's

@@ -241,14 +241,10 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
     edges: list[tuple[str, str, EdgeRole]] = []
     cores: list[CoreSpec] = []
     positions = snake(chip.array_rows, chip.array_cols)
-    chosen = {name: (stage_rate(st, scenario), *_choose_shape(st, stage_rate(st, scenario), scenario))
-              for name, st in stages.items()}
+    rates = {name: stage_rate(st, scenario) for name, st in stages.items()}
+    chosen = {name: (rates[name], *_choose_shape(st, rates[name], scenario)) for name, st in stages.items()}
     routes = residual_routes(net, stages, {n: (c[0], c[1].dw) for n, c in chosen.items()},
                              scenario.mapping.residual_source)
-    sends_to: dict[str, list[str]] = {}
-    for adder, rt in routes.items():
-        if rt.path is ResidualPath.READ_RES:
-            sends_to.setdefault(rt.source, []).append(adder)
     for name, st in stages.items():
         rate, shape, fits, note = chosen[name]
         route: ResidualRoute | None = routes.get(name)
@@ -315,7 +311,6 @@ def map_network(net: Network, scenario: Scenario) -> MappingPlan:
             residual_path=route.path if route is not None else None,
             residual_from=route.source if route is not None else None,
             residual_chain=route.chain if route is not None else (),
-            residual_sends_to=tuple(sends_to.get(name, ())),
             sram_data_words=lay.words, write_cycles=metrics.write_cycles, read_cycles=metrics.read_cycles,
             fused=st.fused, main_inputs=st.main_inputs, residual_input=st.residual_input, note=note,
             unit=st.unit, window=st.window, digital_step_cycles=st.digital_step_cycles, jobs=st.jobs,

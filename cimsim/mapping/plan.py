@@ -118,9 +118,6 @@ class LayerMapping:
     residual_chain: tuple[str, ...] = ()
     """`READ_RES`: the stages from this one back to the first (this stage, ..., `residual_from`),
     whose dataflow tables time the first core's sends (`cimsim.mapping.residual.send_schedule`)."""
-    residual_sends_to: tuple[str, ...] = ()
-    """Stages this stage's cores send residual pixels to by `read_res`, from their input memory
-    (this stage is their block's first conv)."""
     skew_capacity: int = 0
     """Several main inputs (a concat): input pixels an early input's slices may run ahead of the
     latest one, held in the SRAM words the input buffer and the residual area leave free

@@ -64,7 +64,8 @@ def first_core_chain(net: Network, stages: dict[str, Stage], name: str) -> list[
     chain = [st]
     cur = st
     while True:
-        if len(cur.main_inputs) != 1 or any(net.layer(f).kind is LayerKind.AVGPOOL for f in cur.fused if cur is not st):
+        pooled = cur is not st and any(net.layer(f).kind is LayerKind.AVGPOOL for f in cur.fused)
+        if len(cur.main_inputs) != 1 or pooled:  # a concat's consumer, or a stage whose output is pooled
             return None
         m = cur.main_inputs[0]
         if m == x:
