@@ -45,9 +45,9 @@ def _scenario(tmp_path: Path, **functional: str) -> Path:
 
 
 def test_labels_file_relative_to_the_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = np.load(ROOT / "models" / "digits_test.npz")
-    np.savez(tmp_path / "images.npz", images=data["images"][:8])  # no labels inside
-    np.savez(tmp_path / "labels.npz", labels=(data["labels"][:8] + 1) % 10)  # every label wrong
+    with np.load(ROOT / "models" / "digits_test.npz") as data:
+        np.savez(tmp_path / "images.npz", images=data["images"][:8])  # no labels inside
+        np.savez(tmp_path / "labels.npz", labels=(data["labels"][:8] + 1) % 10)  # every label wrong
     plain = _summary(capsys, str(_scenario(tmp_path, images="images.npz")))["functional"]
     assert "accuracy" not in plain
     acc = _summary(capsys, str(_scenario(tmp_path, images="images.npz", labels="labels.npz")))["functional"]["accuracy"]

@@ -64,7 +64,8 @@ def digits_conv2():
     """The digits CNN's conv2 (72 rows) and its exact input windows of ten test images."""
     net = load_model(ROOT / "models" / "digits_cnn.toml")
     params = load_params(ROOT / "models" / "digits_cnn.npz", net)
-    images = np.load(ROOT / "models" / "digits_test.npz")["images"][:10]
+    with np.load(ROOT / "models" / "digits_test.npz") as data:
+        images = data["images"][:10]
     ref = reference_forward(net, params, images)
     layer = net.layer("conv2")
     win = np.concatenate([windows(x, all_positions(layer), layer.kernel_hw, layer.stride_hw, layer.padding_hw)

@@ -44,7 +44,8 @@ def test_backward_matches_numerical_gradient() -> None:
 
 def test_shipped_float_predictions_match_the_onnx_model() -> None:
     ort = pytest.importorskip("onnxruntime")
-    data = np.load(ROOT / "models" / "digits_test.npz")
+    with np.load(ROOT / "models" / "digits_test.npz") as npz:
+        data = {key: npz[key] for key in npz.files}
     scale = json.loads((ROOT / "models" / "digits_cnn.quant.json").read_text())["input_scale"]
     x = (data["images"].astype(np.float32) * np.float32(scale)).transpose(0, 3, 1, 2)
     sess = ort.InferenceSession(str(ROOT / "models" / "digits_cnn.onnx"), providers=["CPUExecutionProvider"])

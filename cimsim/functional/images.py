@@ -74,6 +74,8 @@ class ImageStream:
             row = next(self._rows)
             self._next += 1
         assert row is not None
+        if self._next == self.batch:  # the last image read: the file is not needed until a restart
+            self.close()
         return row.astype(np.int8)
 
     def close(self) -> None:
